@@ -1,0 +1,147 @@
+"""The picture being edited and the layers painted over it (mask, sketch), plus the edit box."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QObject, QRect, Signal
+from PySide6.QtGui import QColor, QImage
+
+from glide_studio.app.images import array_to_qimage, qimage_to_array
+from glide_studio.pipelines.request import EditBox
+
+LAYER_FORMAT = QImage.Format.Format_ARGB32_Premultiplied
+MASK_COLOUR = QColor(255, 64, 96)
+
+
+def default_edit_box(width: int, height: int) -> EditBox:
+    """The largest centred square: on a square picture, the whole picture."""
+    side = min(width, height)
+    return EditBox((width - side) // 2, (height - side) // 2, side, side)
+
+
+def clamp_edit_box(box: EditBox, width: int, height: int, minimum: int = 16) -> EditBox:
+    w = max(min(box.width, width), min(minimum, width))
+    h = max(min(box.height, height), min(minimum, height))
+    x = min(max(box.x, 0), width - w)
+    y = min(max(box.y, 0), height - h)
+    return EditBox(int(x), int(y), int(w), int(h))
+
+
+def blank_layer(width: int, height: int) -> QImage:
+    layer = QImage(width, height, LAYER_FORMAT)
+    layer.fill(0)
+    return layer
+
+
+class Document(QObject):
+    """Holds the picture as an RGB array and the paint layers as QImages the canvas paints on directly."""
+
+    picture_changed = Signal()
+    layers_changed = Signal()
+    edit_box_changed = Signal()
+
+    def __init__(self, picture: np.ndarray, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._picture = np.zeros((1, 1, 3), np.uint8)
+        self.mask = blank_layer(1, 1)
+        self.sketch = blank_layer(1, 1)
+        self._edit_box = EditBox(0, 0, 1, 1)
+        self.reset(picture)
+
+    @property
+    def picture(self) -> np.ndarray:
+        return self._picture
+
+    @property
+    def width(self) -> int:
+        return int(self._picture.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self._picture.shape[0])
+
+    def reset(self, picture: np.ndarray) -> None:
+        """A new picture: empty layers, default edit box."""
+        self._picture = _checked_picture(picture)
+        self.mask = blank_layer(self.width, self.height)
+        self.sketch = blank_layer(self.width, self.height)
+        self._edit_box = default_edit_box(self.width, self.height)
+        self.picture_changed.emit()
+        self.layers_changed.emit()
+        self.edit_box_changed.emit()
+
+    def set_picture(self, picture: np.ndarray) -> None:
+        """Same size: keeps layers and box. Another size: like reset()."""
+        picture = _checked_picture(picture)
+        if picture.shape != self._picture.shape:
+            self.reset(picture)
+            return
+        self._picture = picture
+        self.picture_changed.emit()
+
+    def picture_qimage(self) -> QImage:
+        return array_to_qimage(self._picture)
+
+    # --- mask -------------------------------------------------------------------------------------
+    def mask_array(self) -> np.ndarray:
+        """HxW uint8, 255 where the user painted (alpha at least half), else 0."""
+        alpha = qimage_to_array(self.mask, 4)[..., 3]
+        return np.where(alpha >= 128, 255, 0).astype(np.uint8)
+
+    def set_mask_array(self, mask: np.ndarray) -> None:
+        painted = np.asarray(mask) > 0
+        rgba = np.zeros((self.height, self.width, 4), np.uint8)
+        rgba[painted] = (MASK_COLOUR.red(), MASK_COLOUR.green(), MASK_COLOUR.blue(), 255)
+        self.mask = array_to_qimage(rgba).convertToFormat(LAYER_FORMAT)
+        self.layers_changed.emit()
+
+    def has_mask(self) -> bool:
+        return bool(self.mask_array().any())
+
+    def invert_mask(self) -> None:
+        self.set_mask_array(self.mask_array() == 0)
+
+    def clear_mask(self) -> None:
+        self.mask.fill(0)
+        self.layers_changed.emit()
+
+    # --- sketch -----------------------------------------------------------------------------------
+    def sketch_array(self) -> np.ndarray:
+        return qimage_to_array(self.sketch, 4)
+
+    def set_sketch_array(self, rgba: np.ndarray) -> None:
+        self.sketch = array_to_qimage(rgba).convertToFormat(LAYER_FORMAT)
+        self.layers_changed.emit()
+
+    def clear_sketch(self) -> None:
+        self.sketch.fill(0)
+        self.layers_changed.emit()
+
+    def sketch_over_picture(self) -> np.ndarray:
+        """The picture with the sketch strokes composited on it, as SDEdit sees it."""
+        rgba = self.sketch_array().astype(np.float32)
+        alpha = rgba[..., 3:4] / 255.0
+        mixed = self._picture.astype(np.float32) * (1 - alpha) + rgba[..., :3] * alpha
+        return np.round(mixed).astype(np.uint8)
+
+    def layer_changed(self, rect: QRect | None = None) -> None:
+        """The canvas tells the document it painted on a layer."""
+        self.layers_changed.emit()
+
+    # --- edit box ---------------------------------------------------------------------------------
+    @property
+    def edit_box(self) -> EditBox:
+        return self._edit_box
+
+    def set_edit_box(self, box: EditBox) -> None:
+        box = clamp_edit_box(box, self.width, self.height)
+        if box != self._edit_box:
+            self._edit_box = box
+            self.edit_box_changed.emit()
+
+
+def _checked_picture(picture: np.ndarray) -> np.ndarray:
+    array = np.asarray(picture)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or min(array.shape[:2]) < 1:
+        raise ValueError(f"a picture is an HxWx3 uint8 array, got {array.dtype} {array.shape}")
+    return np.ascontiguousarray(array).copy()

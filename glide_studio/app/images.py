@@ -1,0 +1,119 @@
+"""Pictures in and out: files, clipboard data, numpy <-> QImage, and PNGs carrying their parameters."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PySide6.QtGui import QImage
+
+from glide_studio.app.errors import ImageLoadError
+
+PARAMETERS_KEY = "glide_studio"
+"""PNG text chunk holding the JSON parameters when the pipelines' metadata writer is not available."""
+
+OPEN_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.gif *.tif *.tiff);;All files (*)"
+MAX_SIDE = 8192
+
+
+def _to_rgb_array(image: Image.Image, source: str) -> np.ndarray:
+    if image.width > MAX_SIDE or image.height > MAX_SIDE:
+        raise ImageLoadError(
+            f"{source} is {image.width}x{image.height}; the largest side allowed is {MAX_SIDE}."
+        )
+    if image.mode in ("RGBA", "LA", "P"):
+        # Transparent areas become white rather than black, as in most editors' flatten.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read any common picture file as an HxWx3 uint8 RGB array, or raise ImageLoadError."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _to_rgb_array(image, path.name)
+    except FileNotFoundError as error:
+        raise ImageLoadError(f"{path} does not exist.") from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(f"{path.name} is not a picture GLIDE Studio can read ({error}).") from error
+
+
+def load_image_bytes(data: bytes, source: str = "the pasted data") -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return _to_rgb_array(image, source)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(f"{source} is not a picture GLIDE Studio can read ({error}).") from error
+
+
+def read_parameters(path: str | Path) -> dict | None:
+    """The generation parameters stored in a PNG by save_png (or the pipelines' writer), if any."""
+    try:
+        from glide_studio.pipelines import metadata  # written by another team; may not exist yet
+
+        reader = getattr(metadata, "read_parameters", None)
+        if reader is not None:
+            found = reader(path)
+            if found:
+                return dict(found)
+    except Exception:  # noqa: BLE001 - a broken optional reader must not stop opening the picture
+        pass
+    try:
+        with Image.open(path) as image:
+            text = getattr(image, "text", {}).get(PARAMETERS_KEY)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return None
+    if not text:
+        return None
+    try:
+        found = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def save_png(path: str | Path, image: np.ndarray, parameters: dict | None = None) -> None:
+    """Write a PNG with the parameters that made it as a JSON text chunk."""
+    info = PngImagePlugin.PngInfo()
+    if parameters:
+        info.add_text(PARAMETERS_KEY, json.dumps(parameters, sort_keys=True))
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), "RGB").save(path, pnginfo=info)
+
+
+def array_to_qimage(array: np.ndarray) -> QImage:
+    """An owning QImage copy of an HxWx3 or HxWx4 uint8 array (RGB / RGBA)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    height, width = array.shape[:2]
+    if array.ndim == 2:
+        qformat, stride = QImage.Format.Format_Grayscale8, width
+    elif array.shape[2] == 3:
+        qformat, stride = QImage.Format.Format_RGB888, width * 3
+    else:
+        qformat, stride = QImage.Format.Format_RGBA8888, width * 4
+    return QImage(array.data, width, height, stride, qformat).copy()
+
+
+def qimage_to_array(image: QImage, channels: int = 3) -> np.ndarray:
+    """HxWxC uint8 (C = 3 RGB, 4 straight-alpha RGBA) copy of a QImage."""
+    if channels == 3:
+        converted = image.convertToFormat(QImage.Format.Format_RGB888)
+    else:
+        converted = image.convertToFormat(QImage.Format.Format_RGBA8888)
+    width, height = converted.width(), converted.height()
+    stride = converted.bytesPerLine()
+    buffer = np.frombuffer(converted.constBits(), dtype=np.uint8, count=stride * height)
+    return buffer.reshape(height, stride)[:, : width * channels].reshape(height, width, channels).copy()
+
+
+def thumbnail(array: np.ndarray, side: int = 96) -> np.ndarray:
+    image = Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8))
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return np.asarray(image.convert("RGB"))

@@ -1,0 +1,122 @@
+"""What the controls panel edits: every generation setting, serialisable, and how it becomes a Request."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+
+from glide_studio.pipelines.request import EditBox, Mode, Request
+
+SAMPLERS = ("dpm++2m", "ddim", "plms", "ddpm")
+MODES = (Mode.INPAINT, Mode.SDEDIT, Mode.GENERATE, Mode.UPSAMPLE)
+MODE_LABELS = {
+    Mode.GENERATE: "Generate",
+    Mode.INPAINT: "Inpaint",
+    Mode.SDEDIT: "Sketch → image",
+    Mode.UPSAMPLE: "Upsample",
+}
+MAX_SEED = 2**31 - 1
+
+# (base model, upsample model) per family and mode. Inpaint-style modes need the inpaint networks.
+_MODEL_IDS = {
+    "demo": {
+        Mode.GENERATE: ("demo-base", "demo-upsample"),
+        Mode.INPAINT: ("demo-base-inpaint", "demo-upsample-inpaint"),
+        Mode.SDEDIT: ("demo-base-inpaint", "demo-upsample-inpaint"),
+        Mode.UPSAMPLE: ("demo-base", "demo-upsample"),
+    },
+    "glide": {
+        Mode.GENERATE: ("base", "upsample"),
+        Mode.INPAINT: ("base-inpaint", "upsample-inpaint"),
+        Mode.SDEDIT: ("base-inpaint", "upsample-inpaint"),
+        Mode.UPSAMPLE: ("base", "upsample"),
+    },
+}
+MODEL_FAMILIES = tuple(_MODEL_IDS)
+
+
+def model_ids(family: str, mode: Mode) -> tuple[str, str]:
+    return _MODEL_IDS.get(family, _MODEL_IDS["demo"])[mode]
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    prompt: str = ""
+    mode: Mode = Mode.INPAINT
+    steps: int = 25
+    upsample_steps: int = 15
+    sampler: str = "dpm++2m"
+    guidance_scale: float = 3.0
+    strength: float = 0.7
+    seed: int = 0
+    random_seed: bool = True
+    candidates: int = 2
+    model: str = "demo"
+    device: str = "cpu"
+    upsample: bool = True
+
+    def with_(self, **changes) -> GenerationParams:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["mode"] = self.mode.value
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> GenerationParams:
+        """Tolerant: unknown keys are ignored and bad values fall back to the defaults."""
+        defaults = cls()
+        known = {}
+        for spec in fields(cls):
+            if spec.name not in values:
+                continue
+            default = getattr(defaults, spec.name)
+            raw = values[spec.name]
+            try:
+                if spec.name == "mode":
+                    known[spec.name] = Mode(raw)
+                elif isinstance(default, bool):
+                    known[spec.name] = (
+                        raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+                    )
+                else:
+                    known[spec.name] = type(default)(raw)
+            except (TypeError, ValueError):
+                continue
+        return replace(defaults, **known)
+
+
+def choose_seed(params: GenerationParams) -> int:
+    return random.randint(0, MAX_SEED) if params.random_seed else int(params.seed)
+
+
+def build_request(
+    params: GenerationParams,
+    picture: np.ndarray,
+    mask: np.ndarray | None,
+    sketch: np.ndarray | None,
+    edit_box: EditBox | None,
+    seed: int,
+) -> Request:
+    base_model, upsample_model = model_ids(params.model, params.mode)
+    mode = params.mode
+    return Request(
+        mode=mode,
+        prompt=params.prompt,
+        image=None if mode == Mode.GENERATE else picture,
+        mask=mask if mode in (Mode.INPAINT, Mode.SDEDIT) else None,
+        sketch=sketch if mode == Mode.SDEDIT else None,
+        edit_box=edit_box,
+        base_model=base_model,
+        upsample_model=upsample_model if (params.upsample or mode == Mode.UPSAMPLE) else None,
+        steps=params.steps,
+        upsample_steps=params.upsample_steps,
+        sampler=params.sampler,
+        guidance_scale=params.guidance_scale,
+        strength=params.strength,
+        seed=seed,
+        batch=params.candidates,
+    )

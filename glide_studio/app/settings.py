@@ -1,0 +1,63 @@
+"""Preferences in QSettings, and where the crash-recovery autosave lives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+from glide_studio.app.params import GenerationParams
+
+ORGANIZATION = "GlideStudio"
+APPLICATION = "GLIDE Studio"
+
+
+def default_settings() -> QSettings:
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
+
+
+def recovery_dir(settings: QSettings) -> Path:
+    """Next to the settings file, so tests with a temporary settings file get a temporary recovery dir."""
+    return Path(settings.fileName()).resolve().parent / "recovery"
+
+
+class Preferences:
+    def __init__(self, settings: QSettings) -> None:
+        self.settings = settings
+
+    def params(self) -> GenerationParams:
+        raw = self.settings.value("generation/params", "")
+        try:
+            return GenerationParams.from_dict(json.loads(raw)) if raw else GenerationParams()
+        except (TypeError, ValueError):
+            return GenerationParams()
+
+    def set_params(self, params: GenerationParams) -> None:
+        self.settings.setValue("generation/params", json.dumps(params.to_dict()))
+
+    def value(self, key: str, default=None):
+        return self.settings.value(key, default)
+
+    def set_value(self, key: str, value) -> None:
+        self.settings.setValue(key, value)
+
+    @property
+    def autosave_seconds(self) -> int:
+        try:
+            return max(5, int(self.settings.value("autosave/seconds", 60)))
+        except (TypeError, ValueError):
+            return 60
+
+    def recent_files(self) -> list[str]:
+        raw = self.settings.value("files/recent", [])
+        if isinstance(raw, str):
+            raw = [raw]
+        return [str(item) for item in (raw or [])]
+
+    def add_recent_file(self, path: str) -> None:
+        files = [path] + [item for item in self.recent_files() if item != path]
+        self.settings.setValue("files/recent", files[:8])
+
+    def sync(self) -> None:
+        self.settings.sync()
