@@ -1,0 +1,318 @@
+"""The edit box: how a picture of any size and aspect meets a model that sees a small square.
+
+The user places a box on the picture; the model sees that box, squared and resized to its own size
+(64 or 256 px); the result is resized back and blended into the picture through the user's mask, so
+that every pixel outside the mask or outside the box comes back bit-identical. Pure numpy + Pillow.
+
+API (all sizes in picture pixels unless said otherwise; arrays are numpy, RGB uint8):
+
+``default_box(picture_size, mask, model_size=256) -> EditBox``
+    ``picture_size`` is ``(width, height)``. A square box around the mask's bounding box, with a margin
+    of context, at least ``model_size`` wide when the picture allows, clipped to the picture (so it is
+    not square only when the picture is too small in one direction). ``mask=None`` gives the whole
+    picture. An all-zero mask raises ``EmptyMaskError``.
+
+``prepare(image, mask, sketch, box, model_size, require_mask=False) -> BoxedInput``
+    ``image`` HxWx3 uint8, ``mask`` HxW (nonzero = regenerate) or None, ``sketch`` HxWx4 RGBA uint8 or
+    None, ``box`` an ``EditBox`` or None (the whole picture). The box is clipped to the picture
+    (``BoxOutsidePictureError`` when nothing is left), expanded to a square around its centre (shifted
+    to stay inside the picture; where the picture is too small the square is centred on the picture
+    and the missing part is filled with edge pixels), cropped and resized to ``model_size``:
+    ``BoxedInput.image`` (S,S,3) uint8 (Lanczos), ``.mask`` (S,S) bool (area coverage, any coverage
+    counts: the model may regenerate a little more than painted, the paste back uses the exact mask) or
+    None, ``.sketch`` (S,S,4) uint8 (alpha-aware resize) or None. Padding is 0 in mask and sketch.
+    ``require_mask=True`` (inpaint) raises ``EmptyMaskError`` when no painted pixel lies in the box.
+    Only the crop is read: a 20000 px picture costs the box, not the picture.
+
+``paste_back(picture, result, boxed, mask, feather_px=8, inplace=False) -> picture``
+    ``result`` a square (R,R,3) uint8 image covering ``boxed.square`` at any resolution (the 64 px base
+    output or the 256 px upsampled one: the geometry does not depend on the model size). The part
+    covering the user's box is resized to the box and blended with weight w: w = 0 wherever ``mask``
+    is 0 and outside the box (those pixels are copied, not recomputed), w ramps smoothly from 0 to 1
+    over ``feather_px`` pixels inside the mask (measured from the mask's edge and from box edges that
+    are inside the picture), and w = 1 deeper in. ``mask=None`` means the whole box. Returns a new
+    array, or writes into ``picture`` when ``inplace=True``.
+
+``feather_weights(inside, feather_px, open_edges) -> float32 array`` is the blend ramp on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from glide_studio.pipelines.request import EditBox
+
+DEFAULT_FEATHER_PX = 8
+MASK_COVERAGE_THRESHOLD = 0
+"""A model-size mask pixel is set when more than this share (out of 255) of it was painted."""
+
+
+class EditBoxError(ValueError):
+    """The edit box or its inputs cannot be used."""
+
+
+class BoxOutsidePictureError(EditBoxError):
+    pass
+
+
+class EmptyMaskError(EditBoxError):
+    pass
+
+
+@dataclass(frozen=True)
+class BoxedInput:
+    """What the model sees of the picture, and where it came from.
+
+    ``box`` is the user's box clipped to the picture; ``square`` the square region (side >= box sides)
+    the model sees, in picture coordinates, possibly reaching outside the picture (filled with edge
+    pixels there). ``picture_size`` is (width, height).
+    """
+
+    box: EditBox
+    square: EditBox
+    picture_size: tuple[int, int]
+    model_size: int
+    image: np.ndarray
+    mask: np.ndarray | None
+    sketch: np.ndarray | None
+
+    @property
+    def scale(self) -> float:
+        """Model pixels per picture pixel."""
+        return self.model_size / self.square.width
+
+
+def _check_picture(image: np.ndarray) -> tuple[int, int]:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", type(image).__name__)
+        raise EditBoxError(f"the picture must be an HxWx3 RGB array, got {shape}")
+    if image.dtype != np.uint8:
+        raise EditBoxError(f"the picture must be uint8, got {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise EditBoxError("the picture is empty (0 pixels)")
+    return image.shape[1], image.shape[0]
+
+
+def _check_layer(name: str, layer: np.ndarray | None, size: tuple[int, int], channels: int | None) -> None:
+    if layer is None:
+        return
+    width, height = size
+    expected = (height, width) if channels is None else (height, width, channels)
+    if not isinstance(layer, np.ndarray) or layer.shape != expected:
+        shape = getattr(layer, "shape", type(layer).__name__)
+        raise EditBoxError(f"the {name} must have shape {expected} to match the picture, got {shape}")
+
+
+def clip_box(box: EditBox | None, picture_size: tuple[int, int]) -> EditBox:
+    """The part of ``box`` inside the picture; the whole picture for None."""
+    width, height = picture_size
+    if box is None:
+        return EditBox(0, 0, width, height)
+    if box.width <= 0 or box.height <= 0:
+        raise EditBoxError(f"the edit box must have a positive size, got {box.width}x{box.height}")
+    x0, y0 = max(box.x, 0), max(box.y, 0)
+    x1, y1 = min(box.x + box.width, width), min(box.y + box.height, height)
+    if x1 <= x0 or y1 <= y0:
+        raise BoxOutsidePictureError(
+            f"the edit box (x={box.x}, y={box.y}, {box.width}x{box.height}) lies outside the "
+            f"{width}x{height} picture"
+        )
+    return EditBox(x0, y0, x1 - x0, y1 - y0)
+
+
+def _place_square_axis(start: int, length: int, side: int, extent: int) -> int:
+    if side <= extent:
+        centred = round(start + length / 2 - side / 2)
+        return min(max(centred, 0), extent - side)
+    # Cannot fit: centre on the picture, which still contains the (clipped) box.
+    return (extent - side) // 2
+
+
+def square_around(box: EditBox, picture_size: tuple[int, int]) -> EditBox:
+    """The square the model sees for a (clipped) box."""
+    width, height = picture_size
+    side = max(box.width, box.height)
+    x = _place_square_axis(box.x, box.width, side, width)
+    y = _place_square_axis(box.y, box.height, side, height)
+    return EditBox(x, y, side, side)
+
+
+def default_box(
+    picture_size: tuple[int, int],
+    mask: np.ndarray | None,
+    model_size: int = 256,
+    margin_fraction: float = 0.25,
+    min_margin_px: int = 16,
+) -> EditBox:
+    width, height = picture_size
+    if mask is None:
+        return EditBox(0, 0, width, height)
+    _check_layer("mask", mask, picture_size, None)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        raise EmptyMaskError("the mask is empty: paint the region to change first")
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    extent = max(x1 - x0, y1 - y0)
+    margin = max(min_margin_px, round(extent * margin_fraction))
+    side = max(extent + 2 * margin, model_size)
+    side_x, side_y = min(side, width), min(side, height)
+    x = _place_square_axis(x0, x1 - x0, side_x, width)
+    y = _place_square_axis(y0, y1 - y0, side_y, height)
+    return EditBox(x, y, side_x, side_y)
+
+
+def _resize_region(
+    crop: np.ndarray, model_size: int, pads: tuple[int, int, int, int], scale: float, resample, fill
+) -> np.ndarray:
+    """Resize ``crop`` (the square minus its padding) into a model_size square, then pad."""
+    left, top, right, bottom = pads
+    m_left, m_top = round(left * scale), round(top * scale)
+    m_right, m_bottom = round(right * scale), round(bottom * scale)
+    inner_w = max(model_size - m_left - m_right, 1)
+    inner_h = max(model_size - m_top - m_bottom, 1)
+    crop_h, crop_w = crop.shape[:2]
+    # The source rectangle exactly matching the inner model pixels, kept inside the crop.
+    src = (
+        min(max(m_left / scale - left, 0.0), crop_w - 1e-3),
+        min(max(m_top / scale - top, 0.0), crop_h - 1e-3),
+        min(max((m_left + inner_w) / scale - left, 1e-3), crop_w),
+        min(max((m_top + inner_h) / scale - top, 1e-3), crop_h),
+    )
+    picture = Image.fromarray(np.ascontiguousarray(crop))
+    gap = 3.0 if resample == Image.Resampling.LANCZOS else None
+    inner = np.asarray(picture.resize((inner_w, inner_h), resample, box=src, reducing_gap=gap))
+    pad = [(m_top, model_size - m_top - inner_h), (m_left, model_size - m_left - inner_w)]
+    pad += [(0, 0)] * (inner.ndim - 2)
+    if fill == "edge":
+        return np.pad(inner, pad, mode="edge")
+    return np.pad(inner, pad, mode="constant", constant_values=fill)
+
+
+def prepare(
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    sketch: np.ndarray | None,
+    box: EditBox | None,
+    model_size: int,
+    require_mask: bool = False,
+) -> BoxedInput:
+    picture_size = _check_picture(image)
+    _check_layer("mask", mask, picture_size, None)
+    _check_layer("sketch", sketch, picture_size, 4)
+    if model_size <= 0:
+        raise EditBoxError(f"the model size must be positive, got {model_size}")
+    clipped = clip_box(box, picture_size)
+    if require_mask:
+        region = None if mask is None else _box_slice(mask, clipped)
+        if region is None or not region.any():
+            raise EmptyMaskError(
+                "the mask is empty inside the edit box: paint the region to regenerate "
+                f"(box x={clipped.x}, y={clipped.y}, {clipped.width}x{clipped.height})"
+            )
+    square = square_around(clipped, picture_size)
+    width, height = picture_size
+    x0, y0 = max(square.x, 0), max(square.y, 0)
+    x1, y1 = min(square.x + square.width, width), min(square.y + square.height, height)
+    pads = (x0 - square.x, y0 - square.y, square.x + square.width - x1, square.y + square.height - y1)
+    scale = model_size / square.width
+    lanczos = Image.Resampling.LANCZOS
+
+    boxed_image = _resize_region(image[y0:y1, x0:x1], model_size, pads, scale, lanczos, "edge")
+    boxed_mask = None
+    if mask is not None:
+        painted = (mask[y0:y1, x0:x1] != 0).astype(np.uint8) * 255
+        coverage = _resize_region(painted, model_size, pads, scale, Image.Resampling.BOX, 0)
+        boxed_mask = coverage > MASK_COVERAGE_THRESHOLD
+    boxed_sketch = None
+    if sketch is not None:
+        crop = np.ascontiguousarray(sketch[y0:y1, x0:x1])
+        boxed_sketch = _resize_region(crop, model_size, pads, scale, lanczos, 0)
+    return BoxedInput(clipped, square, picture_size, model_size, boxed_image, boxed_mask, boxed_sketch)
+
+
+def _box_slice(array: np.ndarray, box: EditBox) -> np.ndarray:
+    return array[box.y : box.y + box.height, box.x : box.x + box.width]
+
+
+def feather_weights(inside: np.ndarray, feather_px: int, open_edges: tuple[bool, bool, bool, bool]):
+    """Blend weights in [0, 1]: 0 outside ``inside``, ramping to 1 at ``feather_px`` px deep.
+
+    ``open_edges`` (left, top, right, bottom) marks sides where the region continues (the picture's
+    own border), which do not count as an edge. Depth alternates 4- and 8-neighbour erosions, an
+    octagonal distance that looks round enough and needs no scipy.
+    """
+    inside = np.asarray(inside, dtype=bool)
+    if feather_px <= 0:
+        return inside.astype(np.float32)
+    left, top, right, bottom = open_edges
+    border = ((top, bottom), (left, right))
+    depth = inside.astype(np.float32)
+    current = inside
+    for step in range(feather_px):
+        if not current.any():
+            break
+        p = np.pad(current, 1, mode="constant", constant_values=border)
+        eroded = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+        if step % 2 == 1:
+            eroded &= p[:-2, :-2] & p[:-2, 2:] & p[2:, :-2] & p[2:, 2:]
+        current = eroded
+        depth += current
+    ramp = depth / np.float32(feather_px + 1)
+    return (ramp * ramp * (3 - 2 * ramp)).astype(np.float32)
+
+
+def paste_back(
+    picture: np.ndarray,
+    result: np.ndarray,
+    boxed: BoxedInput,
+    mask: np.ndarray | None,
+    feather_px: int = DEFAULT_FEATHER_PX,
+    inplace: bool = False,
+) -> np.ndarray:
+    picture_size = _check_picture(picture)
+    if picture_size != boxed.picture_size:
+        raise EditBoxError(
+            f"the picture is {picture_size[0]}x{picture_size[1]} but the edit box was prepared for "
+            f"{boxed.picture_size[0]}x{boxed.picture_size[1]}"
+        )
+    _check_layer("mask", mask, picture_size, None)
+    if (
+        not isinstance(result, np.ndarray)
+        or result.dtype != np.uint8
+        or result.ndim != 3
+        or result.shape[2] != 3
+        or result.shape[0] != result.shape[1]
+    ):
+        shape = getattr(result, "shape", None)
+        raise EditBoxError(f"the model result must be a square RxRx3 uint8 image, got {shape}")
+    box, square = boxed.box, boxed.square
+    k = result.shape[0] / square.width
+    src = (
+        (box.x - square.x) * k,
+        (box.y - square.y) * k,
+        (box.x + box.width - square.x) * k,
+        (box.y + box.height - square.y) * k,
+    )
+    resized = Image.fromarray(result).resize((box.width, box.height), Image.Resampling.LANCZOS, box=src)
+    pasted = np.asarray(resized)
+
+    width, height = picture_size
+    if mask is None:
+        inside = np.ones((box.height, box.width), dtype=bool)
+    else:
+        inside = _box_slice(mask, box) != 0
+    open_edges = (box.x == 0, box.y == 0, box.x + box.width == width, box.y + box.height == height)
+    weight = feather_weights(inside, feather_px, open_edges)[..., None]
+
+    out = picture if inplace else picture.copy()
+    region = _box_slice(out, box)
+    original = region.astype(np.float32)
+    blended = np.rint(original + weight * (pasted.astype(np.float32) - original))
+    # Copy, never recompute, where the weight is 0: those pixels must stay bit for bit.
+    region[...] = np.where(weight > 0, np.clip(blended, 0, 255), original).astype(np.uint8)
+    return out
