@@ -1,0 +1,173 @@
+"""Typed, frozen model configurations, presets for the official checkpoints, and the bridge to
+OpenAI's option dicts (the ``options`` of each manifest, as ``create_model_and_diffusion`` takes them)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+GPT2_VOCAB_SIZE = 50257
+
+_DEFAULT_CHANNEL_MULT = {256: (1, 1, 2, 2, 4, 4), 128: (1, 1, 2, 3, 4), 64: (1, 2, 3, 4)}
+
+
+class ConfigError(ValueError):
+    """An options dict or config that does not describe a buildable model."""
+
+
+def _parse_int_list(value: Any, what: str) -> tuple[int, ...]:
+    if isinstance(value, str):
+        parts = [p for p in value.split(",") if p.strip()]
+        try:
+            return tuple(int(p) for p in parts)
+        except ValueError as exc:
+            raise ConfigError(f"{what}: expected comma-separated integers, got {value!r}") from exc
+    if isinstance(value, (list, tuple)):
+        return tuple(int(v) for v in value)
+    raise ConfigError(f"{what}: expected a string or a list of integers, got {value!r}")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """One GLIDE UNet: text->image, inpaint, super-res or super-res inpaint (the two flags)."""
+
+    image_size: int = 64
+    num_channels: int = 192
+    num_res_blocks: int = 3
+    channel_mult: tuple[int, ...] = ()
+    num_heads: int = 1
+    num_head_channels: int = 64
+    num_heads_upsample: int = -1
+    attention_resolutions: tuple[int, ...] = (32, 16, 8)
+    dropout: float = 0.1
+    text_ctx: int = 128
+    xf_width: int = 512
+    xf_layers: int = 16
+    xf_heads: int = 8
+    xf_final_ln: bool = True
+    xf_padding: bool = True
+    diffusion_steps: int = 1000
+    noise_schedule: str = "squaredcos_cap_v2"
+    timestep_respacing: str = ""
+    use_scale_shift_norm: bool = True
+    resblock_updown: bool = True
+    use_fp16: bool = False
+    cache_text_emb: bool = False
+    inpaint: bool = False
+    super_res: bool = False
+    n_vocab: int = GPT2_VOCAB_SIZE
+
+    def __post_init__(self) -> None:
+        if self.num_channels % 32 != 0:
+            raise ConfigError(f"num_channels must be a multiple of 32 (GroupNorm uses 32 groups), got {self.num_channels}")
+        if not self.channel_mult and self.image_size not in _DEFAULT_CHANNEL_MULT:
+            raise ConfigError(f"no default channel_mult for image_size {self.image_size}; give channel_mult")
+        if self.xf_width and self.xf_width % self.xf_heads != 0:
+            raise ConfigError(f"xf_width {self.xf_width} is not divisible by xf_heads {self.xf_heads}")
+        for res in self.attention_resolutions:
+            if res <= 0 or self.image_size % res != 0:
+                raise ConfigError(f"attention resolution {res} does not divide image_size {self.image_size}")
+
+    @property
+    def resolved_channel_mult(self) -> tuple[int, ...]:
+        return self.channel_mult or _DEFAULT_CHANNEL_MULT[self.image_size]
+
+    @property
+    def attention_downsample_rates(self) -> tuple[int, ...]:
+        return tuple(self.image_size // res for res in self.attention_resolutions)
+
+    @property
+    def in_channels(self) -> int:
+        # x_t, then [inpaint image, inpaint mask], then the upsampled low-res image.
+        return 3 + (4 if self.inpaint else 0) + (3 if self.super_res else 0)
+
+    @property
+    def variant(self) -> str:
+        return {
+            (False, False): "text2im",
+            (True, False): "inpaint",
+            (False, True): "super_res",
+            (True, True): "super_res_inpaint",
+        }[(self.inpaint, self.super_res)]
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> UNetConfig:
+        """Read an official GLIDE options dict (unknown keys are an error: they would be silently ignored)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown GLIDE option(s): {', '.join(unknown)}")
+        values = dict(options)
+        if "channel_mult" in values:
+            values["channel_mult"] = _parse_int_list(values["channel_mult"], "channel_mult")
+        if "attention_resolutions" in values:
+            values["attention_resolutions"] = _parse_int_list(
+                values["attention_resolutions"], "attention_resolutions"
+            )
+        for name in ("xf_final_ln", "xf_padding", "use_scale_shift_norm", "resblock_updown", "use_fp16",
+                     "cache_text_emb", "inpaint", "super_res"):
+            if name in values:
+                values[name] = bool(values[name])
+        return cls(**values)
+
+    def to_options(self) -> dict[str, Any]:
+        """The official-style options dict (lists as the reference's comma strings)."""
+        options = asdict(self)
+        options["channel_mult"] = ",".join(str(m) for m in self.channel_mult)
+        options["attention_resolutions"] = ",".join(str(r) for r in self.attention_resolutions)
+        return options
+
+
+_GLIDE_BASE = dict(
+    image_size=64, num_channels=192, num_res_blocks=3, dropout=0.1, xf_width=512, xf_layers=16, xf_heads=8,
+    noise_schedule="squaredcos_cap_v2", timestep_respacing="100",
+)
+_GLIDE_UPSAMPLE = dict(
+    image_size=256, num_channels=192, num_res_blocks=2, dropout=0.1, xf_width=512, xf_layers=16, xf_heads=8,
+    noise_schedule="linear", timestep_respacing="fast27", super_res=True,
+)
+
+UNET_PRESETS: dict[str, UNetConfig] = {
+    "base": UNetConfig(**_GLIDE_BASE),
+    "base-inpaint": UNetConfig(**_GLIDE_BASE, inpaint=True),
+    "upsample": UNetConfig(**_GLIDE_UPSAMPLE),
+    "upsample-inpaint": UNetConfig(**{**_GLIDE_UPSAMPLE, "inpaint": True}),
+}
+
+
+@dataclass(frozen=True)
+class CLIPConfig:
+    """GLIDE's noised CLIP (the keys of its config.yaml)."""
+
+    logit_scale: float = 100.0
+    beta_schedule: str = "squaredcos_cap_v2"
+    n_timesteps: int = 1000
+    image_size: int = 64
+    patch_size: int = 4
+    n_vocab: int = 65536
+    max_text_len: int = 77
+    n_embd: int = 512
+    n_head_state_text: int = 64
+    n_head_text: int = 8
+    n_xf_blocks_text: int = 12
+    n_head_state_image: int = 64
+    n_head_image: int = 12
+    n_xf_blocks_image: int = 12
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size != 0:
+            raise ConfigError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> CLIPConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown CLIP option(s): {', '.join(unknown)}")
+        return cls(**options)
+
+    def to_options(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+CLIP_PRESET = CLIPConfig()

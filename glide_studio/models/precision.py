@@ -1,0 +1,86 @@
+"""Device and numeric precision, chosen in one place.
+
+- fp32 everywhere: the reference path, bit-comparable with OpenAI's code.
+- CUDA: fp16 weights following the reference's ``convert_to_fp16`` rule exactly.
+- CPU with bf16 support: bf16 autocast (weights stay fp32; matmuls and convolutions run in bf16).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Precision:
+    device: torch.device
+    fp16_weights: bool = False
+    autocast_dtype: torch.dtype | None = None
+
+    @property
+    def name(self) -> str:
+        if self.fp16_weights:
+            return "fp16"
+        if self.autocast_dtype is torch.bfloat16:
+            return "bf16-autocast"
+        return "fp32"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        import torch.backends.mkldnn as mkldnn
+
+        return bool(mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def choose_precision(device: str = "auto", mode: str = "auto") -> Precision:
+    """``device``: auto | cpu | cuda[:N]; ``mode``: auto | fp32 | fp16 | bf16."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("CUDA was requested but no CUDA device is available to this build of torch")
+    if mode == "auto":
+        mode = "fp16" if dev.type == "cuda" else ("bf16" if cpu_supports_bf16() else "fp32")
+    if mode == "fp32":
+        return Precision(dev)
+    if mode == "fp16":
+        if dev.type != "cuda":
+            raise ValueError("fp16 weights are only supported on CUDA; use bf16 or fp32 on the CPU")
+        return Precision(dev, fp16_weights=True)
+    if mode == "bf16":
+        return Precision(dev, autocast_dtype=torch.bfloat16)
+    raise ValueError(f"unknown precision mode {mode!r} (auto, fp32, fp16, bf16)")
+
+
+def convert_unet_to_fp16(model: nn.Module) -> nn.Module:
+    """The reference rule: convs of the UNet body, the text transformer's Linears, transformer_proj and the
+    token embedding become fp16; norms, emb_layers, time_embed, out and the text position tables stay fp32."""
+    for part in (model.input_blocks, model.middle_block, model.output_blocks):
+        for module in part.modules():
+            if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                module.half()
+    if getattr(model.config, "xf_width", 0):
+        for module in model.transformer.modules():
+            if isinstance(module, nn.Linear):
+                module.half()
+        model.transformer_proj.half()
+        model.token_embedding.half()
+    return model
+
+
+def prepare_model(model: nn.Module, precision: Precision) -> nn.Module:
+    model = model.to(precision.device).eval()
+    if precision.fp16_weights and hasattr(model, "input_blocks"):
+        convert_unet_to_fp16(model)
+    return model
