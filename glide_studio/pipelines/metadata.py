@@ -7,7 +7,7 @@ Two text chunks are written:
   for which it records sha256 digests (and file paths when known), plus the candidate index and the
   app version. This is what makes a run repeatable.
 
-``write_png(path, image, request, candidate=0, input_paths=None)`` writes a file.
+``write_png(path, image, request, candidate=0, input_paths=None, extra=None)`` writes a file.
 ``read_parameters(path) -> dict`` reads them back: ``{"source": "glide_studio" | "a1111", "request":
 {field: json value}, "inputs": {"image": {"sha256", "shape", "path"?}, ...}, "candidate", "app_version"}``;
 foreign A1111 files are parsed as well as their text allows (``"raw"`` holds all their key/values).
@@ -120,15 +120,22 @@ def a1111_text(request: Request, size: tuple[int, int], candidate: int = 0) -> s
 
 
 def build_metadata(
-    request: Request, candidate: int = 0, input_paths: dict[str, str | Path] | None = None
+    request: Request,
+    candidate: int = 0,
+    input_paths: dict[str, str | Path] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """The JSON record; ``extra`` holds run facts outside the request (e.g. the device)."""
+    meta = {
         "format": FORMAT_VERSION,
         "app_version": __version__,
         "request": request_fields(request),
         "inputs": describe_inputs(request, input_paths),
         "candidate": candidate,
     }
+    if extra:
+        meta["extra"] = {key: _json_value(value) for key, value in extra.items()}
+    return meta
 
 
 def png_info(
@@ -136,10 +143,11 @@ def png_info(
     size: tuple[int, int],
     candidate: int = 0,
     input_paths: dict[str, str | Path] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
     info.add_text(A1111_KEY, a1111_text(request, size, candidate))
-    meta = build_metadata(request, candidate, input_paths)
+    meta = build_metadata(request, candidate, input_paths, extra)
     info.add_itxt(METADATA_KEY, json.dumps(meta, sort_keys=True), zip=True)
     return info
 
@@ -150,13 +158,15 @@ def write_png(
     request: Request,
     candidate: int = 0,
     input_paths: dict[str, str | Path] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write an HxWx3 uint8 result with its parameters; returns the path."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise MetadataError(f"expected an HxWx3 uint8 image to write, got {getattr(image, 'shape', image)}")
     path = Path(path)
     size = (image.shape[1], image.shape[0])
-    Image.fromarray(image).save(path, format="PNG", pnginfo=png_info(request, size, candidate, input_paths))
+    info = png_info(request, size, candidate, input_paths, extra)
+    Image.fromarray(image).save(path, format="PNG", pnginfo=info)
     return path
 
 
