@@ -1,1 +1,76 @@
+"""Checkpoints: the registry of known weights, the per-user cache, safe downloads, verification, loading.
 
+No Qt here. Downloads are generators of progress records (``download_steps``), so the command line
+(tqdm) and the app (a Qt dialog) drive the same code.
+"""
+
+from .cache import CACHE_ENV, cache_dir, file_lock
+from .convert import convert_to_safetensors, load_state_dict_file
+from .download import OFFLINE_ENV, DownloadProgress, download_steps, is_offline
+from .errors import (
+    CheckpointError,
+    CheckpointFormatError,
+    DownloadCancelledError,
+    DownloadError,
+    DownloadInterruptedError,
+    DownloadLockedError,
+    HashNotRecordedError,
+    InsufficientDiskSpaceError,
+    IntegrityError,
+    MissingWeightsError,
+    OfflineError,
+    UnknownCheckpointError,
+    UnsafeCheckpointError,
+)
+from .integrity import sha256_file, verify
+from .registry import (
+    DEMO_NAMES,
+    OFFICIAL_NAMES,
+    REGISTRY,
+    CheckpointSpec,
+    demo_options,
+    demo_paths,
+    demo_weights_dir,
+    get_spec,
+)
+from .store import ModelStatus, checkpoint_options, ensure_checkpoint, list_models, local_path
+
+__all__ = [
+    "CACHE_ENV",
+    "DEMO_NAMES",
+    "OFFICIAL_NAMES",
+    "OFFLINE_ENV",
+    "REGISTRY",
+    "CheckpointError",
+    "CheckpointFormatError",
+    "CheckpointSpec",
+    "DownloadCancelledError",
+    "DownloadError",
+    "DownloadInterruptedError",
+    "DownloadLockedError",
+    "DownloadProgress",
+    "HashNotRecordedError",
+    "InsufficientDiskSpaceError",
+    "IntegrityError",
+    "MissingWeightsError",
+    "ModelStatus",
+    "OfflineError",
+    "UnknownCheckpointError",
+    "UnsafeCheckpointError",
+    "cache_dir",
+    "checkpoint_options",
+    "convert_to_safetensors",
+    "demo_options",
+    "demo_paths",
+    "demo_weights_dir",
+    "download_steps",
+    "ensure_checkpoint",
+    "file_lock",
+    "get_spec",
+    "is_offline",
+    "list_models",
+    "load_state_dict_file",
+    "local_path",
+    "sha256_file",
+    "verify",
+]

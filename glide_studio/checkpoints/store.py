@@ -1,0 +1,154 @@
+"""Where each registered checkpoint lives, getting it on demand, and a status overview of all of them."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cache import cache_dir
+from .convert import SAFETENSORS_SUFFIX
+from .download import DEFAULT_TIMEOUT, DownloadProgress, download_steps, is_offline
+from .errors import CheckpointError, IntegrityError, MissingWeightsError, OfflineError
+from .integrity import read_record, verify
+from .registry import REGISTRY, CheckpointSpec, demo_paths, get_spec
+
+ProgressCallback = Callable[[DownloadProgress], None]
+CacheArg = str | os.PathLike[str] | None
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """What is known about one registered checkpoint on this machine.
+
+    ``verified`` is True when the file matched its recorded sha256, False when it did not (see ``problem``),
+    and None when it was not checked or no hash is recorded (e.g. the shipped demo weights).
+    """
+
+    name: str
+    present: bool
+    size: int | None  # bytes on disk, None when absent
+    verified: bool | None
+    path: Path | None
+    kind: str = "unet"
+    source: str = "official"
+    approx_size: int | None = None  # expected download size, for the UI
+    problem: str | None = None
+
+
+def cached_paths(name: str, cache: CacheArg = None) -> tuple[Path, Path]:
+    """(.pt, .safetensors) locations of an official checkpoint in the cache (they need not exist)."""
+    spec = get_spec(name)
+    if spec.source != "official":
+        raise CheckpointError(f"{name!r} is a shipped demo model, it is not downloaded into the cache")
+    folder = cache_dir(cache)
+    pt = folder / spec.filename
+    return pt, pt.with_suffix(SAFETENSORS_SUFFIX)
+
+
+def local_path(name: str, cache: CacheArg = None) -> Path | None:
+    """The file of ``name`` on disk (a converted .safetensors is preferred over the .pt), or None."""
+    spec = get_spec(name)
+    if spec.source == "demo":
+        try:
+            return demo_paths(name)[0]
+        except MissingWeightsError:
+            return None
+    pt, safetensors = cached_paths(name, cache)
+    for path in (safetensors, pt):
+        if path.is_file():
+            return path
+    return None
+
+
+def checkpoint_options(name: str) -> dict[str, Any]:
+    """The official-style options dict to build ``name``'s model with (a fresh copy)."""
+    return get_spec(name).options_dict()
+
+
+def ensure_checkpoint(
+    name: str,
+    *,
+    progress: ProgressCallback | None = None,
+    offline: bool | None = None,
+    cache: CacheArg = None,
+    verify_hash: bool = True,
+    cancel: threading.Event | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Path:
+    """The path of checkpoint ``name``, downloading it first when needed (unless offline).
+
+    Official checkpoints are verified against the sha256 recorded at their download (``verify_hash``);
+    demo weights are checked only if a hash was recorded for them. ``progress`` receives every
+    DownloadProgress record. Raises MissingWeightsError, OfflineError, IntegrityError or DownloadError
+    subclasses with a readable message.
+    """
+    spec = get_spec(name)
+    if spec.source == "demo":
+        weights, _ = demo_paths(name)
+        if verify_hash:
+            verify(weights, require_record=False)
+        return weights
+    existing = local_path(name, cache)
+    if existing is not None:
+        if verify_hash:
+            verify(existing, require_record=True)
+        return existing
+    pt, _ = cached_paths(name, cache)
+    if is_offline(offline):
+        raise OfflineError(
+            f"checkpoint {name!r} is not in the cache ({pt.parent}) and offline mode is on; "
+            "download it with `glide-studio download " + name + "` while online"
+        )
+    _download(spec, pt, progress, cancel, timeout)
+    return pt
+
+
+def _download(spec: CheckpointSpec, dest: Path, progress, cancel, timeout: float) -> None:
+    assert spec.url is not None
+    for record in download_steps(
+        spec.url, dest, spec.approx_size, sha256=spec.sha256, cancel=cancel, timeout=timeout, offline=False
+    ):
+        if progress is not None:
+            progress(record)
+
+
+def model_status(name: str, cache: CacheArg = None, *, verify_hash: bool = True) -> ModelStatus:
+    spec = get_spec(name)
+    path = local_path(name, cache)
+    common = {"kind": spec.kind, "source": spec.source, "approx_size": spec.approx_size}
+    if path is None:
+        problem = None
+        if spec.source == "demo":
+            try:
+                demo_paths(name)
+            except MissingWeightsError as exc:
+                problem = str(exc)
+        return ModelStatus(name, False, None, None, None, problem=problem, **common)
+    size = path.stat().st_size
+    verified: bool | None = None
+    problem = None
+    try:
+        if verify_hash:
+            verified = verify(path, require_record=False) or None
+        elif read_record(path) is None and spec.source == "official":
+            problem = "no sha256 recorded"
+    except IntegrityError as exc:
+        verified, problem = False, str(exc)
+    if verified is None and spec.source == "official" and verify_hash:
+        problem = "no sha256 recorded; delete the file and download it again"
+    return ModelStatus(name, True, size, verified, path, problem=problem, **common)
+
+
+def list_models(
+    cache: CacheArg = None, *, verify_hash: bool = True, names: Iterable[str] | None = None
+) -> list[ModelStatus]:
+    """Status of every registered checkpoint (or of ``names``), in registry order.
+
+    With ``verify_hash`` each present file with a recorded hash is hashed in full (seconds per GB).
+    """
+    selected = list(names) if names is not None else list(REGISTRY)
+    return [model_status(name, cache, verify_hash=verify_hash) for name in selected]
