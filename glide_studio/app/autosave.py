@@ -41,11 +41,17 @@ class Autosaver(QObject):
     def lock_path(self) -> Path:
         return self.directory / LOCK_NAME
 
-    def pending_recovery(self) -> Path | None:
-        """The autosave of a session that did not end cleanly, if there is one."""
-        if self.lock_path.exists() and self.recovery_path.exists():
-            return self.recovery_path
-        return None
+    @property
+    def previous_path(self) -> Path:
+        return self.directory / ("previous-session" + PROJECT_SUFFIX)
+
+    def claim_recovery(self) -> Path | None:
+        """The autosave of a session that did not end cleanly, moved aside so this session's autosave
+        cannot overwrite it; None when the last session ended cleanly."""
+        if not (self.lock_path.exists() and self.recovery_path.exists()):
+            return None
+        os.replace(self.recovery_path, self.previous_path)
+        return self.previous_path
 
     def begin_session(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

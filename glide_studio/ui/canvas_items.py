@@ -1,0 +1,114 @@
+"""Scene items for the canvas (layers drawn from the document's QImages, the edit box) and stroke undo."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen, QUndoCommand
+from PySide6.QtWidgets import QGraphicsItem
+
+from glide_studio.app.document import Document
+
+HANDLE = 10.0
+
+
+class LayerItem(QGraphicsItem):
+    """Draws one of the document's paint layers (by name) so strokes show without pixmap conversion."""
+
+    def __init__(self, document: Document, layer: str, opacity: float = 1.0) -> None:
+        super().__init__()
+        self.document = document
+        self.layer = layer
+        self.setOpacity(opacity)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    def image(self) -> QImage:
+        return getattr(self.document, self.layer)
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(0, 0, self.document.width, self.document.height)
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        exposed = option.exposedRect if option is not None else self.boundingRect()
+        painter.drawImage(exposed, self.image(), exposed)
+
+    def sync_geometry(self) -> None:
+        self.prepareGeometryChange()
+        self.update()
+
+
+class EditBoxItem(QGraphicsItem):
+    """The square the model sees: dashed outline, a dimmed surround and a resize handle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rect = QRectF()
+        self.picture = QRectF()
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self.setZValue(50)
+
+    def set_geometry(self, rect: QRectF, picture: QRectF) -> None:
+        self.prepareGeometryChange()
+        self.rect, self.picture = QRectF(rect), QRectF(picture)
+        self.update()
+
+    def handle_rect(self) -> QRectF:
+        size = HANDLE / max(self._scale(), 1e-6)
+        return QRectF(
+            self.rect.bottomRight() - QPointF(size, size), self.rect.bottomRight() + QPointF(size, size)
+        )
+
+    def _scale(self) -> float:
+        views = self.scene().views() if self.scene() else []
+        return views[0].transform().m11() if views else 1.0
+
+    def boundingRect(self) -> QRectF:
+        margin = 2 * HANDLE / max(self._scale(), 1e-6)
+        return self.picture.united(self.rect).adjusted(-margin, -margin, margin, margin)
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        if self.rect.isEmpty():
+            return
+        if self.rect != self.picture:
+            surround = QPainterPath()
+            surround.addRect(self.picture)
+            inner = QPainterPath()
+            inner.addRect(self.rect)
+            painter.fillPath(surround.subtracted(inner), QColor(0, 0, 0, 90))
+        pen = QPen(QColor(255, 255, 255, 220), 0, Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        painter.setPen(pen)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRect(self.rect)
+        painter.setPen(QPen(QColor(20, 20, 20), 0))
+        painter.setBrush(QBrush(QColor(90, 160, 255)))
+        painter.drawRect(self.handle_rect())
+
+
+class StrokeCommand(QUndoCommand):
+    """One finished stroke on a layer: before and after images of the whole layer (pictures are small)."""
+
+    def __init__(self, document: Document, layer: str, before: QImage, after: QImage, text: str) -> None:
+        super().__init__(text)
+        self.document, self.layer = document, layer
+        self.before, self.after = before, after
+        self._first = True
+
+    def _apply(self, image: QImage) -> None:
+        setattr(self.document, self.layer, image.copy())
+        self.document.layer_changed()
+
+    def redo(self) -> None:
+        if self._first:
+            self._first = False  # the stroke is already on the layer
+            return
+        self._apply(self.after)
+
+    def undo(self) -> None:
+        self._apply(self.before)
+
+
+class LayerSnapshotCommand(StrokeCommand):
+    """Clear / invert mask: undoable whole-layer changes that the app made, not the pointer."""
+
+    def __init__(self, document: Document, layer: str, before: QImage, text: str) -> None:
+        super().__init__(document, layer, before, getattr(document, layer).copy(), text)

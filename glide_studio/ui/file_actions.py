@@ -1,0 +1,148 @@
+"""Opening, pasting, saving, exporting and crash recovery: everything that touches files for the window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from glide_studio.app.errors import StudioError
+from glide_studio.app.images import OPEN_FILTER, qimage_to_array
+from glide_studio.app.params import GenerationParams
+from glide_studio.app.project import PROJECT_FILTER, PROJECT_SUFFIX
+from glide_studio.ui import dialogs
+
+
+class FileActions:
+    def __init__(self, window) -> None:
+        self.window = window
+        self.controller = window.controller
+        self.project_path: Path | None = None
+        self.saved_node_count = len(self.controller.history)
+
+    @property
+    def _directory(self) -> str:
+        return str(self.window.preferences.value("files/last_dir", str(Path.home())))
+
+    def _remember(self, path: str | Path) -> None:
+        self.window.preferences.set_value("files/last_dir", str(Path(path).parent))
+        self.window.preferences.add_recent_file(str(path))
+
+    def _fail(self, title: str, error: Exception) -> None:
+        self.window.statusBar().showMessage(str(error), 8000)
+        dialogs.show_error(self.window, title, str(error))
+
+    @property
+    def has_unsaved_edits(self) -> bool:
+        return len(self.controller.history) != self.saved_node_count
+
+    # --- opening ----------------------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        filters = (
+            f"Images and projects (*.png *.jpg *.jpeg *.webp *.bmp *.gif *.tif *.tiff *{PROJECT_SUFFIX});;"
+        )
+        path = dialogs.open_file_name(self.window, "Open", self._directory, filters + OPEN_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str | Path) -> bool:
+        path = Path(path)
+        if path.suffix.lower() == PROJECT_SUFFIX:
+            return self.open_project(path)
+        try:
+            parameters = self.controller.open_image(path)
+        except StudioError as error:
+            self._fail("Could not open the picture", error)
+            return False
+        self._remember(path)
+        self.project_path = None
+        self.saved_node_count = len(self.controller.history)
+        self.window.statusBar().showMessage(f"Opened {path.name}", 5000)
+        if parameters and dialogs.ask_yes_no(
+            self.window,
+            "Restore parameters?",
+            "This picture carries the parameters that made it. Restore them in the controls?",
+        ):
+            self.controller.set_params(GenerationParams.from_dict(parameters), announce=True)
+        return True
+
+    def open_project(self, path: str | Path) -> bool:
+        try:
+            self.controller.load_project(path)
+        except StudioError as error:
+            self._fail("Could not open the project", error)
+            return False
+        self.project_path = Path(path)
+        self.saved_node_count = len(self.controller.history)
+        self._remember(path)
+        self.window.statusBar().showMessage(f"Opened project {Path(path).name}", 5000)
+        return True
+
+    def paste(self) -> bool:
+        image = QApplication.clipboard().image()
+        if image.isNull():
+            self.window.statusBar().showMessage("The clipboard holds no picture.", 5000)
+            return False
+        self.controller.open_array(qimage_to_array(image, 3), "Pasted picture")
+        self.project_path = None
+        return True
+
+    # --- saving -----------------------------------------------------------------------------------
+    def save_project(self) -> bool:
+        if self.project_path is None:
+            return self.save_project_as()
+        return self._write_project(self.project_path)
+
+    def save_project_as(self) -> bool:
+        path = dialogs.save_file_name(self.window, "Save project", self._directory, PROJECT_FILTER)
+        if not path:
+            return False
+        if not path.lower().endswith(PROJECT_SUFFIX):
+            path += PROJECT_SUFFIX
+        return self._write_project(Path(path))
+
+    def _write_project(self, path: Path) -> bool:
+        try:
+            self.controller.save_project(path)
+        except StudioError as error:
+            self._fail("Could not save the project", error)
+            return False
+        self.project_path = path
+        self.saved_node_count = len(self.controller.history)
+        self._remember(path)
+        self.window.statusBar().showMessage(f"Saved {path.name}", 5000)
+        return True
+
+    def export_dialog(self) -> bool:
+        path = dialogs.save_file_name(self.window, "Export PNG", self._directory, "PNG image (*.png)")
+        if not path:
+            return False
+        if not path.lower().endswith(".png"):
+            path += ".png"
+        return self.export_png(path)
+
+    def export_png(self, path: str | Path) -> bool:
+        try:
+            self.controller.export_png(path)
+        except StudioError as error:
+            self._fail("Could not export", error)
+            return False
+        self._remember(path)
+        self.window.statusBar().showMessage(f"Exported {Path(path).name} with its parameters", 5000)
+        return True
+
+    # --- recovery ---------------------------------------------------------------------------------
+    def offer_recovery(self, path: Path | None) -> bool:
+        if path is None:
+            return False
+        if not dialogs.ask_yes_no(
+            self.window,
+            "Restore last session?",
+            "GLIDE Studio did not close cleanly last time. Restore the autosaved session?",
+        ):
+            return False
+        if not self.open_project(path):
+            return False
+        self.project_path = None  # the recovered copy is not the user's file; Save asks where to
+        self.saved_node_count = 0
+        return True

@@ -1,0 +1,313 @@
+"""The main window: tools left, canvas centre, controls and history right, candidates below."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QProgressBar, QWidget
+
+from glide_studio.app.autosave import Autosaver
+from glide_studio.app.controller import StudioController
+from glide_studio.app.engine import Engine
+from glide_studio.app.errors import StudioError
+from glide_studio.app.settings import Preferences, default_settings, recovery_dir
+from glide_studio.app.starter import STARTER_CAPTION, starter_scene
+from glide_studio.app.worker import Progress
+from glide_studio.ui import dialogs, icons
+from glide_studio.ui.candidates import CandidatesStrip
+from glide_studio.ui.canvas import Canvas
+from glide_studio.ui.controls import ControlsPanel
+from glide_studio.ui.file_actions import FileActions
+from glide_studio.ui.history_panel import HistoryPanel
+from glide_studio.ui.tools_panel import ToolsPanel
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self, engine: Engine, settings: QSettings | None = None, picture=None, min_interval: float = 1 / 20
+    ) -> None:
+        super().__init__()
+        self.setWindowTitle("GLIDE Studio")
+        self.setWindowIcon(icons.app_icon())
+        self.preferences = Preferences(settings if settings is not None else default_settings())
+        first_picture = starter_scene() if picture is None else picture
+        self.controller = StudioController(engine, first_picture, "Starter scene", min_interval, self)
+        params = self.preferences.params()
+        if picture is None and not params.prompt:
+            params = params.with_(prompt=STARTER_CAPTION)
+        devices = engine.devices()
+        if params.device not in devices:
+            params = params.with_(device=devices[0])
+        self.controller.set_params(params)
+        self._run_start = 0.0
+        self._closing = False
+
+        self.canvas = Canvas(self.controller.document)
+        self.setCentralWidget(self.canvas)
+        self.controls = ControlsPanel(params, engine.model_choices(), devices)
+        self.tools = ToolsPanel(self.canvas)
+        self.candidates = CandidatesStrip()
+        self.history_panel = HistoryPanel(self.controller.history)
+        tools_dock = self._dock("Tools", self.tools, Qt.DockWidgetArea.LeftDockWidgetArea)
+        tools_dock.setTitleBarWidget(QWidget())
+        self._dock("Generate", self.controls, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._dock("History", self.history_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._dock("Candidates", self.candidates, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+
+        self.progress = QProgressBar()
+        self.progress.setFixedWidth(260)
+        self.progress.setFormat("Idle")
+        self.progress.setValue(0)
+        self.zoom_label = QLabel()
+        self.statusBar().addPermanentWidget(self.zoom_label)
+        self.statusBar().addPermanentWidget(self.progress)
+        self.files = FileActions(self)
+        self._build_actions()
+        self._connect()
+
+        self.autosaver = Autosaver(
+            recovery_dir(self.preferences.settings),
+            self.controller.snapshot,
+            self.preferences.autosave_seconds,
+            self,
+        )
+        self.pending_recovery = self.autosaver.claim_recovery()
+        self.autosaver.begin_session()
+        self.resize(1400, 900)
+        self.statusBar().showMessage(
+            "Paint a mask over what should change, type a caption, press Ctrl+Enter."
+        )
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"{title.lower()}Dock")
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcuts=(), menu=None) -> QAction:
+        action = QAction(text, self)
+        action.setShortcuts([QKeySequence(key) for key in shortcuts])
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        if menu is not None:
+            menu.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        files, canvas = self.files, self.canvas
+        file_menu = self.menuBar().addMenu("&File")
+        self._action("&Open…", files.open_dialog, ["Ctrl+O"], file_menu)
+        self._action("&Paste picture", files.paste, ["Ctrl+V"], file_menu)
+        file_menu.addSeparator()
+        self._action("&Save project", files.save_project, ["Ctrl+S"], file_menu)
+        self._action("Save project &as…", files.save_project_as, ["Ctrl+Shift+S"], file_menu)
+        self._action("&Export PNG…", files.export_dialog, ["Ctrl+E"], file_menu)
+        file_menu.addSeparator()
+        self._action("&Quit", self.close, ["Ctrl+Q"], file_menu)
+
+        edit_menu = self.menuBar().addMenu("&Edit")
+        self.undo_action = canvas.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcuts([QKeySequence("Ctrl+Z")])
+        self.redo_action = canvas.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        for action in (self.undo_action, self.redo_action):
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            self.addAction(action)
+            edit_menu.addAction(action)
+        edit_menu.addSeparator()
+        edit_menu.addAction(self.tools.clear_action)
+        edit_menu.addAction(self.tools.invert_action)
+        self._action("Clear sketch", canvas.clear_sketch, [], edit_menu)
+
+        view_menu = self.menuBar().addMenu("&View")
+        self._action("&Fit picture", canvas.fit, ["Ctrl+0"], view_menu)
+        self._action("Zoom &in", lambda: canvas.zoom_by(1.25), ["Ctrl++", "Ctrl+="], view_menu)
+        self._action("Zoom &out", lambda: canvas.zoom_by(0.8), ["Ctrl+-"], view_menu)
+        view_menu.addSeparator()
+        for dock in self.findChildren(QDockWidget):
+            view_menu.addAction(dock.toggleViewAction())
+
+        run_menu = self.menuBar().addMenu("&Run")
+        self.run_action = self._action("&Run", self.run, ["Ctrl+Return", "Ctrl+Enter"], run_menu)
+        self.cancel_action = self._action("&Cancel", self.cancel, ["Escape"], run_menu)
+        self.accept_action = self._action("&Accept candidate", self.accept, ["Return", "Enter"], run_menu)
+        self.discard_action = self._action(
+            "&Discard candidates", self.controller.discard_candidates, [], run_menu
+        )
+        self.accept_action.setEnabled(False)
+        self.discard_action.setEnabled(False)
+
+    def _connect(self) -> None:
+        controller, controls = self.controller, self.controls
+        controls.params_edited.connect(controller.set_params)
+        controller.params_changed.connect(controls.set_params)
+        controls.run_requested.connect(self.run)
+        controls.cancel_requested.connect(self.cancel)
+        controls.preview_source_changed.connect(lambda source: setattr(controller, "preview_source", source))
+        controller.run_started.connect(self._on_run_started)
+        controller.run_step.connect(self._on_step)
+        controller.run_finished.connect(self._on_finished)
+        controller.run_failed.connect(self._on_failed)
+        controller.run_cancelled.connect(self._on_cancelled)
+        controller.busy_changed.connect(controls.set_running)
+        controller.status.connect(lambda text: self.statusBar().showMessage(text))
+        controller.candidates_changed.connect(self._on_candidates_changed)
+        controller.candidate_viewed.connect(self._on_candidate_viewed)
+        self.candidates.candidate_clicked.connect(controller.view_candidate)
+        self.candidates.accept_requested.connect(self.accept)
+        self.candidates.discard_requested.connect(controller.discard_candidates)
+        self.history_panel.node_clicked.connect(self.go_to_node)
+        self.canvas.files_dropped.connect(lambda paths: self.files.open_path(paths[0]))
+        self.canvas.zoom_changed.connect(lambda zoom: self.zoom_label.setText(f"{zoom * 100:.0f}%"))
+
+    # --- running ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        if self.controller.busy:
+            return
+        self.controller.set_params(self.controls.params())
+        try:
+            self.controller.generate()
+        except StudioError as error:
+            self.statusBar().showMessage(str(error), 8000)
+
+    def cancel(self) -> None:
+        if self.controller.busy:
+            self.controller.cancel()
+            self.statusBar().showMessage("Cancelling after this step…")
+
+    def accept(self) -> None:
+        if self.controller.candidates is not None:
+            self.controller.accept_candidate()
+            self.statusBar().showMessage("Accepted: added to the history.", 5000)
+
+    def go_to_node(self, node_id: int) -> None:
+        self.controller.discard_candidates()
+        self.controller.go_to_node(node_id)
+
+    def _on_run_started(self, job) -> None:
+        self._run_start = time.monotonic()
+        self.controller.discard_candidates()
+        self.progress.setRange(0, max(1, job.request.steps))
+        self.progress.setValue(0)
+        self.progress.setFormat("Starting…")
+
+    def _on_step(self, progress: Progress) -> None:
+        done = progress.index + 1
+        self.progress.setRange(0, max(1, progress.total))
+        self.progress.setValue(done)
+        left = progress.elapsed / done * (progress.total - done)
+        self.progress.setFormat(f"{progress.stage} {done}/{progress.total} · {_format_seconds(left)} left")
+        if progress.preview is not None and len(progress.preview):
+            self.canvas.set_preview(progress.preview[0])
+
+    def _on_finished(self, result) -> None:
+        self.canvas.set_preview(None)
+        self.progress.setFormat("Done")
+        seconds = time.monotonic() - self._run_start
+        self.statusBar().showMessage(
+            f"{len(result.images)} candidate(s) in {seconds:.1f} s. Click to compare, Enter to accept.", 8000
+        )
+
+    def _on_failed(self, message: str) -> None:
+        self.canvas.set_preview(None)
+        self.progress.setFormat("Failed")
+        self.statusBar().showMessage(message, 10000)
+        if not self._closing:
+            dialogs.show_error(self, "Generation failed", message)
+
+    def _on_cancelled(self) -> None:
+        self.canvas.set_preview(None)
+        self.progress.setValue(0)
+        self.progress.setFormat("Cancelled")
+        self.statusBar().showMessage("Cancelled; nothing changed.", 5000)
+
+    def _on_candidates_changed(self) -> None:
+        images = self.controller.candidates
+        self.candidates.set_candidates(images)
+        has_any = images is not None and len(images) > 0
+        self.accept_action.setEnabled(has_any)
+        self.discard_action.setEnabled(has_any)
+
+    def _on_candidate_viewed(self, index: int) -> None:
+        if index < 0 or self.controller.candidates is None:
+            self.canvas.show_image(None)
+            return
+        self.canvas.show_image(self.controller.candidates[index])
+        self.candidates.select(index)
+
+    # --- closing ----------------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:
+        if self.files.has_unsaved_edits and not self._closing:
+            choice = dialogs.ask_save_discard_cancel(
+                self, "Unsaved edits", "Save the edits in a project before closing?"
+            )
+            if choice == "cancel" or (choice == "save" and not self.files.save_project()):
+                event.ignore()
+                return
+        self._closing = True
+        self.preferences.set_params(self.controller.params)
+        self.preferences.sync()
+        self.controller.shutdown(5000)
+        self.autosaver.end_session()
+        event.accept()
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    """Opens the main window (starter scene, demo model) and runs Qt's loop with asyncio inside it."""
+    import argparse
+    import asyncio
+    import sys
+
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    from glide_studio.ui.theme import apply_dark_theme
+
+    parser = argparse.ArgumentParser(prog="glide-studio", description="GLIDE Studio desktop app")
+    parser.add_argument("file", nargs="?", help="a picture or project to open")
+    parser.add_argument("--fake-engine", action="store_true", help="try the interface without any model")
+    parser.add_argument("--weights-dir", help="where the demo weights live")
+    args, qt_args = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+
+    app = QApplication.instance() or QApplication(["glide-studio", *qt_args])
+    app.setApplicationName("GLIDE Studio")
+    app.setOrganizationName("GlideStudio")
+    apply_dark_theme(app)
+    if args.fake_engine:
+        from glide_studio.app.fake_engine import FakeEngine
+
+        engine = FakeEngine(step_delay=0.05, preview_size=64)
+    else:
+        from glide_studio.app.engine import PipelineEngine
+
+        engine = PipelineEngine(args.weights_dir)
+    window = MainWindow(engine)
+    window.show()
+    window.canvas.fit()
+    if window.pending_recovery is not None:
+        window.files.offer_recovery(window.pending_recovery)
+    if args.file:
+        window.files.open_path(args.file)
+
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    closed = asyncio.Event()
+    app.aboutToQuit.connect(closed.set)
+    with loop:
+        loop.run_until_complete(closed.wait())
+    return 0
