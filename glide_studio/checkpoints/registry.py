@@ -266,3 +266,10 @@ def demo_options(name: str) -> dict[str, Any]:
     if not isinstance(options, dict):
         raise CheckpointFormatError(f"{meta} has no 'options' object")
     return options
+
+
+def is_downloaded(name: str) -> bool:
+    """Whether ``name``'s weights are on disk (cache or shipped folder); quick, does not hash the file."""
+    from .store import local_path  # store builds on the registry, so import it only when asked
+
+    return local_path(name) is not None
