@@ -87,7 +87,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glide-studio",
-        description="Text-guided image editing with GLIDE. Without a command, opens the editor.",
+        description="Text-guided image editing with GLIDE. Without a command, opens the editor: "
+        "glide-studio [FILE] [--fake-engine] [--weights-dir DIR].",
     )
     parser.add_argument("--version", action="version", version=f"glide-studio {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -119,7 +120,7 @@ def _register_checkpoint_commands(subparsers) -> None:
     commands.register(subparsers)
 
 
-def launch_gui() -> int:
+def launch_gui(argv: list[str]) -> int:
     try:
         main_window = importlib.import_module("glide_studio.ui.main_window")
     except ModuleNotFoundError as error:
@@ -132,15 +133,29 @@ def launch_gui() -> int:
                 file=sys.stderr,
             )
         return 1
-    status = main_window.run_app()
+    status = main_window.run_app(argv)
     return int(status or 0)
 
 
+def _is_gui_command_line(argv: list[str], parser: argparse.ArgumentParser) -> bool:
+    """No command, or the editor's own arguments (a file to open, --fake-engine, ...)."""
+    if not argv:
+        return True
+    first = argv[0]
+    if first in ("-h", "--help", "--version"):
+        return False
+    commands = next(
+        (action.choices for action in parser._actions if isinstance(action, argparse._SubParsersAction)), {}
+    )
+    return first not in commands
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    if _is_gui_command_line(argv, parser):
+        return launch_gui(argv)
     args = parser.parse_args(argv)
-    if args.command is None:
-        return launch_gui()
     func = getattr(args, "func", None)
     if func is None:
         parser.error(f"the command {args.command!r} cannot be run")
