@@ -42,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models.set_defaults(func=run_models)
 
 
+class _Bar(tqdm):
+    # No monitor thread: it only tunes refresh rates and would outlive the command inside other programs.
+    monitor_interval = 0
+
+
 class _TqdmProgress:
     """Feeds DownloadProgress records to one tqdm bar."""
 
@@ -52,7 +57,7 @@ class _TqdmProgress:
 
     def __call__(self, record: DownloadProgress) -> None:
         if self.bar is None:
-            self.bar = tqdm(desc=self.name, unit="B", unit_scale=True, unit_divisor=1024, disable=self.quiet)
+            self.bar = _Bar(desc=self.name, unit="B", unit_scale=True, unit_divisor=1024, disable=self.quiet)
         if record.bytes_total is not None and self.bar.total != record.bytes_total:
             self.bar.total = record.bytes_total
             self.bar.refresh()
