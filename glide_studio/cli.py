@@ -152,6 +152,10 @@ def _is_gui_command_line(argv: list[str], parser: argparse.ArgumentParser) -> bo
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:
+        # Answered before building the parser, whose checkpoint commands import torch.
+        print(f"glide-studio {__version__}")
+        return 0
     parser = build_parser()
     if _is_gui_command_line(argv, parser):
         return launch_gui(argv)
@@ -348,6 +352,9 @@ def drain_with_progress(steps, quiet: bool = False):
     """Run the pipeline to the end with a tqdm bar per stage; the final N x H x W x 3 uint8 results."""
     from tqdm import tqdm
 
+    class StepBar(tqdm):
+        monitor_interval = 0  # no monitor thread left behind by a one-shot command
+
     final, bar, stage = None, None, None
     try:
         for step in steps:
@@ -355,7 +362,7 @@ def drain_with_progress(steps, quiet: bool = False):
                 if bar is not None:
                     bar.close()
                 stage = (step.stage, step.total)
-                bar = tqdm(total=step.total, desc=step.stage, unit="step", disable=quiet, file=sys.stderr)
+                bar = StepBar(total=step.total, desc=step.stage, unit="step", disable=quiet, file=sys.stderr)
             bar.update(max(step.index + 1 - bar.n, 0))
             if step.final is not None:
                 final = step.final
