@@ -295,3 +295,31 @@ def test_unknown_length_still_downloads(server, payload, tmp_path):
 def test_non_http_url_is_refused(tmp_path):
     with pytest.raises(DownloadError, match="only http and https"):
         drain(download_steps("file:///etc/passwd", tmp_path / "x.pt"))
+
+
+def test_complete_part_is_finished_without_downloading_again(server, payload, tmp_path):
+    dest = tmp_path / "ckpt.pt"
+    (tmp_path / "ckpt.pt.part").write_bytes(payload)  # as if stopped right before the rename
+    records = drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+    assert dest.read_bytes() == payload and records[-1].done
+    assert [r["range"] for r in server.requests] == [f"bytes={len(payload)}-"]
+    assert verify(dest)
+
+
+def test_temporary_server_error_is_retried(server, payload, tmp_path):
+    dest = tmp_path / "ckpt.pt"
+    server.set("503", fail_requests=1)
+    drain(download_steps(server.url("/ckpt.pt"), dest, retries=1, **FAST))
+    assert dest.read_bytes() == payload and len(server.requests) == 2
+    server.set("503")
+    with pytest.raises(DownloadError, match="HTTP 503"):
+        drain(download_steps(server.url("/ckpt.pt"), tmp_path / "other.pt", retries=1, **FAST))
+
+
+def test_unreachable_server_says_so(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(DownloadError, match="cannot reach the server"):
+        drain(download_steps(f"http://127.0.0.1:{port}/ckpt.pt", tmp_path / "ckpt.pt", **FAST))
+    assert [p.name for p in tmp_path.iterdir()] in ([], ["ckpt.pt.lock"])

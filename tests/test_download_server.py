@@ -36,7 +36,7 @@ def make_checkpoint_bytes(seed: int = 0, rows: int = 96) -> bytes:
 class Behaviour:
     """How the server misbehaves. ``fail_requests`` counts how many requests misbehave before it behaves."""
 
-    mode: str = "ok"  # ok | cut | reset | 404 | stall_body | stall_headers | ignore_range
+    mode: str = "ok"  # ok | cut | reset | 404 | 503 | stall_body | stall_headers | ignore_range
     cut_at: int = 0
     fail_requests: int = 1_000_000
     send_content_length: bool = True
@@ -108,6 +108,9 @@ class FakeCheckpointServer:
         data = self.files.get(urlsplit(handler.path).path)
         if data is None or mode == "404":
             handler.send_error(404, "Not Found")
+            return
+        if mode == "503":
+            handler.send_error(503, "Service Unavailable")
             return
         if mode == "stall_headers":
             self.release.wait(10)

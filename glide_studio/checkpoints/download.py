@@ -40,6 +40,7 @@ DEFAULT_CHUNK = 256 * 1024
 DISK_MARGIN = 64 * 1024 * 1024
 
 _USER_AGENT = f"glide-studio/{__version__}"
+_TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 
 
@@ -89,6 +90,11 @@ def _hash_existing(part: Path, size: int) -> hashlib._Hash:
             digest.update(block)
             remaining -= len(block)
     return digest
+
+
+def _range_total(content_range: str) -> int | None:
+    match = re.search(r"/(\d+)\s*$", content_range)
+    return int(match.group(1)) if match else None
 
 
 def _total_from_response(response: http.client.HTTPResponse, start: int) -> tuple[int, int | None]:
@@ -194,8 +200,17 @@ def _download_locked(
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code == 416 and have > 0:
+                if _range_total(exc.headers.get("Content-Range", "")) == have:
+                    # The part is already complete (e.g. stopped just before the rename).
+                    digest, done = _hash_existing(part, have), have
+                    resumed_from = have if resumed_from is None else resumed_from
+                    break
                 # The part file is no prefix of what the server has now: start over.
                 part.unlink()
+                continue
+            if exc.code in _TRANSIENT_HTTP and failures < retries:
+                failures += 1
+                _sleep(retry_delay, cancel, part)
                 continue
             raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
         except urllib.error.URLError as exc:
@@ -203,8 +218,10 @@ def _download_locked(
                 failures += 1
                 _sleep(retry_delay, cancel, part)
                 continue
-            raise _network_error(url, exc.reason, timeout, part) from None
-        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            if isinstance(exc.reason, TimeoutError):
+                raise _network_error(url, exc.reason, timeout, part) from None
+            raise DownloadError(f"cannot reach the server for {url}: {exc.reason}") from None
+        except (OSError, http.client.HTTPException) as exc:
             if failures < retries:
                 failures += 1
                 _sleep(retry_delay, cancel, part)
@@ -230,19 +247,20 @@ def _download_locked(
             with open(part, "r+b" if have else "wb") as handle:
                 handle.seek(have)
                 handle.truncate()
-                try:
-                    while True:
-                        _raise_if_cancelled(cancel, part)
+                while True:
+                    _raise_if_cancelled(cancel, part)
+                    try:
                         block = response.read(chunk_size)
-                        if not block:
-                            break
-                        handle.write(block)
-                        digest.update(block)
-                        done += len(block)
-                        attempt.received += len(block)
-                        yield DownloadProgress(done, known_total, attempt.speed(), resumed_from=resumed_from)
-                except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-                    interrupted = exc
+                    except (OSError, http.client.HTTPException) as exc:
+                        interrupted = exc
+                        break
+                    if not block:
+                        break
+                    handle.write(block)
+                    digest.update(block)
+                    done += len(block)
+                    attempt.received += len(block)
+                    yield DownloadProgress(done, known_total, attempt.speed(), resumed_from=resumed_from)
                 handle.flush()
                 os.fsync(handle.fileno())
         if total is not None and done > total:
@@ -290,9 +308,9 @@ def _network_error(url: str, reason: object, timeout: float, part: Path) -> Down
         return DownloadInterruptedError(
             f"download of {url} stalled: no data from the server for {timeout:g} s{kept}"
         )
-    if isinstance(reason, (ConnectionError, http.client.HTTPException)):
+    if isinstance(reason, (OSError, http.client.HTTPException)):
         return DownloadInterruptedError(f"download of {url} was interrupted ({reason}){kept}")
-    return DownloadError(f"cannot reach the server for {url}: {reason}{kept}")
+    return DownloadError(f"download of {url} failed: {reason}{kept}")
 
 
 def _raise_if_cancelled(cancel: threading.Event | None, part: Path) -> None:
