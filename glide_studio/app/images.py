@@ -55,37 +55,54 @@ def load_image_bytes(data: bytes, source: str = "the pasted data") -> np.ndarray
 
 
 def read_parameters(path: str | Path) -> dict | None:
-    """The generation parameters stored in a PNG by save_png (or the pipelines' writer), if any."""
-    try:
-        from glide_studio.pipelines import metadata  # written by another team; may not exist yet
+    """GenerationParams values stored in a PNG (ours, the pipelines' writer, or A1111 text), if any."""
+    from glide_studio.app.params import params_from_request_fields
 
-        reader = getattr(metadata, "read_parameters", None)
-        if reader is not None:
-            found = reader(path)
-            if found:
-                return dict(found)
-    except Exception:  # noqa: BLE001 - a broken optional reader must not stop opening the picture
-        pass
+    try:
+        from glide_studio.pipelines import metadata
+    except ImportError:
+        metadata = None
+    if metadata is not None:
+        try:
+            meta = metadata.read_parameters(path)
+        except (metadata.MetadataError, OSError):
+            meta = None
+        if meta:
+            studio = (meta.get("extra") or {}).get(PARAMETERS_KEY)
+            if isinstance(studio, dict):
+                return studio
+            return params_from_request_fields(meta.get("request") or {})
     try:
         with Image.open(path) as image:
             text = getattr(image, "text", {}).get(PARAMETERS_KEY)
+        found = json.loads(text) if text else None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
         return None
-    if not text:
-        return None
-    try:
-        found = json.loads(text)
-    except json.JSONDecodeError:
-        return None
+    if isinstance(found, dict) and isinstance(found.get("extra"), dict):
+        found = found["extra"].get(PARAMETERS_KEY)
     return found if isinstance(found, dict) else None
 
 
 def save_png(path: str | Path, image: np.ndarray, parameters: dict | None = None) -> None:
-    """Write a PNG with the parameters that made it as a JSON text chunk."""
+    """A PNG carrying the parameters that made it, in the pipelines' metadata format when available."""
+    from glide_studio.app.params import GenerationParams, build_request
+
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    try:
+        from glide_studio.pipelines import metadata
+    except ImportError:
+        metadata = None
+    if metadata is not None and parameters:
+        params = GenerationParams.from_dict(parameters)
+        request = build_request(params, None, None, None, None, params.seed)
+        metadata.write_png(
+            path, image, request, int(parameters.get("candidate", 0) or 0), extra={PARAMETERS_KEY: parameters}
+        )
+        return
     info = PngImagePlugin.PngInfo()
     if parameters:
         info.add_text(PARAMETERS_KEY, json.dumps(parameters, sort_keys=True))
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), "RGB").save(path, pnginfo=info)
+    Image.fromarray(image, "RGB").save(path, pnginfo=info)
 
 
 def array_to_qimage(array: np.ndarray) -> QImage:

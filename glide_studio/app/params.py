@@ -21,12 +21,8 @@ MAX_SEED = 2**31 - 1
 
 # (base model, upsample model) per family and mode. Inpaint-style modes need the inpaint networks.
 _MODEL_IDS = {
-    "demo": {
-        Mode.GENERATE: ("demo-base", "demo-upsample"),
-        Mode.INPAINT: ("demo-base-inpaint", "demo-upsample-inpaint"),
-        Mode.SDEDIT: ("demo-base-inpaint", "demo-upsample-inpaint"),
-        Mode.UPSAMPLE: ("demo-base", "demo-upsample"),
-    },
+    # The demo ships inpainting networks only; they generate too (with everything masked).
+    "demo": {mode: ("demo-base-inpaint", "demo-upsample-inpaint") for mode in Mode},
     "glide": {
         Mode.GENERATE: ("base", "upsample"),
         Mode.INPAINT: ("base-inpaint", "upsample-inpaint"),
@@ -95,7 +91,7 @@ def choose_seed(params: GenerationParams) -> int:
 
 def build_request(
     params: GenerationParams,
-    picture: np.ndarray,
+    picture: np.ndarray | None,
     mask: np.ndarray | None,
     sketch: np.ndarray | None,
     edit_box: EditBox | None,
@@ -120,3 +116,30 @@ def build_request(
         seed=seed,
         batch=params.candidates,
     )
+
+
+def params_from_request_fields(fields_: dict) -> dict:
+    """GenerationParams values from a recorded request's fields (PNG metadata of any GLIDE Studio tool)."""
+    values = {
+        key: fields_[key]
+        for key in (
+            "prompt",
+            "mode",
+            "steps",
+            "upsample_steps",
+            "sampler",
+            "guidance_scale",
+            "strength",
+            "seed",
+        )
+        if key in fields_
+    }
+    if "batch" in fields_:
+        values["candidates"] = fields_["batch"]
+    values["random_seed"] = False
+    base = str(fields_.get("base_model") or "")
+    if base:
+        values["model"] = "demo" if base.startswith("demo") else "glide"
+    if "upsample_model" in fields_:
+        values["upsample"] = bool(fields_["upsample_model"])
+    return values
