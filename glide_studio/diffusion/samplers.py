@@ -1,0 +1,180 @@
+"""Samplers: generators that run the reverse chain and yield one `SamplerStep` per step.
+
+Each takes a denoiser callable, a `Diffusion` and a `NoiseSource`, nothing hidden, so a run is
+reproducible from its seed and replayable from recorded noise. Guidance (classifier-free, CLIP,
+known-pixel pasting) comes in as wrappers: a wrapped denoiser, a `denoised_fn` applied to x0 before the
+clamp, and a `cond_fn(x, model_timesteps, **model_kwargs)` returning a gradient.
+
+All samplers can start part-way down the chain (`t_start`, a respaced index) from a given `x_T`; that
+is how SDEdit runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from glide_studio.diffusion.errors import DiffusionError
+from glide_studio.diffusion.gaussian import DenoisedFn, Denoiser, Diffusion
+from glide_studio.diffusion.noise import NoiseSource
+
+CondFn = Callable[..., torch.Tensor]
+
+
+@dataclass
+class SamplerStep:
+    """The state after one reverse step: `sample` is x_{t-1}, `pred_xstart` the x0 predicted at t."""
+
+    index: int
+    t: int
+    sample: torch.Tensor
+    pred_xstart: torch.Tensor
+    mean: torch.Tensor | None = None
+    log_variance: torch.Tensor | None = None
+
+
+def _initial_state(diffusion: Diffusion, noise: NoiseSource | None, shape, x_T, t_start, device):
+    start = diffusion.num_steps - 1 if t_start is None else diffusion.check_index(int(t_start))
+    if x_T is not None:
+        return x_T, start
+    if shape is None:
+        raise DiffusionError("a sampler needs either x_T or a shape to draw x_T from")
+    if noise is None:
+        raise DiffusionError("a sampler without x_T needs a noise source")
+    return noise.draw(shape, device=device), start
+
+
+def _timesteps(t: int, x: torch.Tensor) -> torch.Tensor:
+    return torch.full((x.shape[0],), t, dtype=torch.int64, device=x.device)
+
+
+def ancestral_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *, shape=None,
+                     x_T=None, t_start: int | None = None, device="cpu", clip_denoised=True,
+                     denoised_fn: DenoisedFn | None = None, cond_fn: CondFn | None = None,
+                     model_kwargs: dict | None = None) -> Iterator[SamplerStep]:
+    """GLIDE's p_sample loop: learned-variance ancestral sampling.
+
+    Draw order matches the reference: x_T (if not given), then one draw per step *before* cond_fn runs,
+    including the t=0 step whose draw is multiplied by zero.
+    """
+    x, start = _initial_state(diffusion, noise, shape, x_T, t_start, device)
+    for index, t in enumerate(range(start, -1, -1)):
+        tt = _timesteps(t, x)
+        with torch.no_grad():
+            out = diffusion.p_mean_variance(denoiser, x, tt, clip_denoised=clip_denoised,
+                                            denoised_fn=denoised_fn, model_kwargs=model_kwargs)
+            z = noise.draw(x.shape, device=x.device, dtype=x.dtype)
+            mean = out.mean
+            if cond_fn is not None:
+                mean = diffusion.condition_mean(cond_fn, out, x, tt, model_kwargs)
+            keep_noise = 0.0 if t == 0 else 1.0
+            x = mean + keep_noise * torch.exp(0.5 * out.log_variance) * z
+        yield SamplerStep(index, t, x, out.pred_xstart, mean, out.log_variance)
+
+
+def _ddim_coefficients(diffusion: Diffusion, tt: torch.Tensor, x: torch.Tensor, eta: float):
+    alpha_bar = diffusion.coef("alphas_cumprod", tt, x)
+    alpha_bar_prev = diffusion.coef("alphas_cumprod_prev", tt, x)
+    sigma = (eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar))
+             * torch.sqrt(1 - alpha_bar / alpha_bar_prev))
+    return alpha_bar_prev, sigma
+
+
+def ddim_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *, eta: float = 0.0,
+                shape=None, x_T=None, t_start: int | None = None, device="cpu", clip_denoised=True,
+                denoised_fn: DenoisedFn | None = None, cond_fn: CondFn | None = None,
+                model_kwargs: dict | None = None) -> Iterator[SamplerStep]:
+    """DDIM with stochasticity eta. A noise draw happens every step even at eta=0 (reference RNG parity).
+
+    A cond_fn shifts the score (`condition_score`); the corrected x0 is not clamped again.
+    """
+    x, start = _initial_state(diffusion, noise, shape, x_T, t_start, device)
+    for index, t in enumerate(range(start, -1, -1)):
+        tt = _timesteps(t, x)
+        with torch.no_grad():
+            out = diffusion.p_mean_variance(denoiser, x, tt, clip_denoised=clip_denoised,
+                                            denoised_fn=denoised_fn, model_kwargs=model_kwargs)
+            if cond_fn is not None:
+                out = diffusion.condition_score(cond_fn, out, x, tt, model_kwargs)
+            eps = diffusion.predict_eps_from_xstart(x, tt, out.pred_xstart)
+            alpha_bar_prev, sigma = _ddim_coefficients(diffusion, tt, x, eta)
+            z = noise.draw(x.shape, device=x.device, dtype=x.dtype)
+            mean = (out.pred_xstart * torch.sqrt(alpha_bar_prev)
+                    + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps)
+            keep_noise = 0.0 if t == 0 else 1.0
+            x = mean + keep_noise * sigma * z
+        yield SamplerStep(index, t, x, out.pred_xstart)
+
+
+def ddim_reverse_step(denoiser: Denoiser, diffusion: Diffusion, x: torch.Tensor, t: torch.Tensor, *,
+                      clip_denoised=True, denoised_fn: DenoisedFn | None = None,
+                      model_kwargs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic DDIM step *up* the chain, x_t -> x_{t+1}. Returns (sample, pred_xstart)."""
+    with torch.no_grad():
+        out = diffusion.p_mean_variance(denoiser, x, t, clip_denoised=clip_denoised,
+                                        denoised_fn=denoised_fn, model_kwargs=model_kwargs)
+        eps = diffusion.predict_eps_from_xstart(x, t, out.pred_xstart)
+        alpha_bar_next = diffusion.coef("alphas_cumprod_next", t, x)
+        sample = out.pred_xstart * torch.sqrt(alpha_bar_next) + torch.sqrt(1 - alpha_bar_next) * eps
+    return sample, out.pred_xstart
+
+
+def _half_log_snr(alpha_bar: float) -> float:
+    return 0.5 * math.log(alpha_bar / (1 - alpha_bar))
+
+
+def dpmpp_2m_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource | None, *, shape=None,
+                    x_T=None, t_start: int | None = None, device="cpu", clip_denoised=True,
+                    denoised_fn: DenoisedFn | None = None, cond_fn: CondFn | None = None,
+                    model_kwargs: dict | None = None) -> Iterator[SamplerStep]:
+    """DPM-Solver++(2M) (Lu et al. 2022) over the respaced grid, in data-prediction form.
+
+    Uses the clamped, denoised_fn-processed x0 as the data prediction, with a second-order multistep
+    correction from the previous step's x0; the first step and the final step to t=-1 (sigma = 0, where
+    the update reduces to x0) are first order. Deterministic: noise is drawn only for x_T.
+    """
+    x, start = _initial_state(diffusion, noise, shape, x_T, t_start, device)
+    previous_x0 = None
+    previous_h = None
+    for index, t in enumerate(range(start, -1, -1)):
+        tt = _timesteps(t, x)
+        with torch.no_grad():
+            out = diffusion.p_mean_variance(denoiser, x, tt, clip_denoised=clip_denoised,
+                                            denoised_fn=denoised_fn, model_kwargs=model_kwargs)
+            if cond_fn is not None:
+                out = diffusion.condition_score(cond_fn, out, x, tt, model_kwargs)
+            x0 = out.pred_xstart
+            alpha_bar = float(diffusion.alphas_cumprod[t])
+            alpha_bar_next = float(diffusion.alphas_cumprod_prev[t])
+            if alpha_bar_next >= 1.0:
+                x = x0
+                h = None
+            else:
+                sigma_t, sigma_s = math.sqrt(1 - alpha_bar), math.sqrt(1 - alpha_bar_next)
+                alpha_s = math.sqrt(alpha_bar_next)
+                h = _half_log_snr(alpha_bar_next) - _half_log_snr(alpha_bar)
+                if previous_x0 is None or previous_h is None:
+                    data = x0
+                else:
+                    ratio = previous_h / h
+                    data = (1 + 1 / (2 * ratio)) * x0 - (1 / (2 * ratio)) * previous_x0
+                x = (sigma_s / sigma_t) * x - (alpha_s * math.expm1(-h)) * data
+            previous_x0, previous_h = x0, h
+        yield SamplerStep(index, t, x, x0)
+
+
+SAMPLERS: dict[str, Callable[..., Iterator[SamplerStep]]] = {
+    "ancestral": ancestral_sample,
+    "ddim": ddim_sample,
+    "dpm++2m": dpmpp_2m_sample,
+}
+
+
+def get_sampler(name: str) -> Callable[..., Iterator[SamplerStep]]:
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise DiffusionError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLERS)}") from None
