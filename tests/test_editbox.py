@@ -176,3 +176,17 @@ def test_feather_weights_respect_open_edges():
     open_left = feather_weights(inside, 4, (True, False, False, False))
     assert open_left[10, 0] == 1 and 0 < open_left[10, 14] < 1
     assert np.array_equal(feather_weights(inside, 0, (False,) * 4), inside.astype(np.float32))
+
+
+def test_large_downscale_matches_a_direct_lanczos_resize():
+    from PIL import Image, ImageFilter
+
+    noise = np.random.default_rng(5).integers(0, 256, (1600, 1600, 3), dtype=np.uint8)
+    smooth = np.asarray(Image.fromarray(noise).filter(ImageFilter.GaussianBlur(12)))
+    sketch = np.zeros((1600, 1600, 4), dtype=np.uint8)
+    sketch[:810] = (255, 0, 0, 255)  # the stroke's edge falls inside one model pixel
+    boxed = prepare(smooth, None, sketch, None, 64)  # 25x: shrunk by 12x12 blocks first
+    direct = np.asarray(Image.fromarray(smooth).resize((64, 64), Image.Resampling.LANCZOS))
+    assert np.abs(boxed.image.astype(int) - direct.astype(int)).max() <= 2
+    edge = boxed.sketch[32]
+    assert 0 < edge[0, 3] < 255 and tuple(edge[0, :3]) == (255, 0, 0)  # no dark fringe from alpha
