@@ -52,7 +52,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
+def _add_run_options(parser: argparse.ArgumentParser, from_png: bool = True) -> None:
     # Every default is None so that an option not given falls back to the PNG being repeated, then to
     # the Request's own default.
     inputs = parser.add_argument_group("inputs")
@@ -60,7 +60,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument("--mask", type=Path, help="mask image: white or opaque = regenerate")
     inputs.add_argument("--sketch", type=Path, help="RGBA sketch layer (SDEdit): alpha marks strokes")
     inputs.add_argument("--box", type=parse_box, help="edit box x,y,width,height in picture pixels")
-    inputs.add_argument("--from-png", type=Path, help="repeat the run recorded in this PNG's metadata")
+    if from_png:
+        inputs.add_argument("--from-png", type=Path, help="repeat the run recorded in this PNG's metadata")
     run = parser.add_argument_group("sampling")
     run.add_argument("--prompt", help="the caption")
     run.add_argument("--steps", type=_positive_int, help="base model steps")
@@ -102,9 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub = subparsers.add_parser(mode, help=helps[mode], description=helps[mode])
         _add_run_options(sub)
         sub.set_defaults(func=run_command)
-    repeat = subparsers.add_parser("repeat", help="run again what a result PNG records")
+    repeat = subparsers.add_parser(
+        "repeat",
+        help="run again what a result PNG records",
+        description="Run again what a result PNG records (all its candidates); options override fields.",
+    )
     repeat.add_argument("png", type=Path, help="a PNG written by glide-studio")
-    _add_run_options(repeat)
+    _add_run_options(repeat, from_png=False)
     repeat.set_defaults(func=run_command)
     _register_checkpoint_commands(subparsers)
     return parser

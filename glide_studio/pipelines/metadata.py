@@ -62,6 +62,10 @@ def _json_value(value: Any) -> Any:
         return dataclasses.asdict(value)
     if isinstance(value, (tuple, list)):
         return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(key): _json_value(v) for key, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, np.generic):
         return value.item()
     return value
