@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QMessageBox
 from glide_studio.app.fake_engine import FakeEngine
 from glide_studio.app.starter import starter_scene
 from glide_studio.ui.main_window import MainWindow
+from glide_studio.ui.theme import apply_dark_theme
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
@@ -160,8 +161,11 @@ def test_candidates_accept_history_branch_and_stroke_undo(qtbot, window):
         run_with_keys(qtbot, window, "first edit")
     assert window.candidates.count() == 3
     item = window.candidates.list.item(1)
-    qtbot.mouseClick(window.candidates.list.viewport(), Qt.MouseButton.LeftButton,
-                     pos=window.candidates.list.visualItemRect(item).center())
+    qtbot.mouseClick(
+        window.candidates.list.viewport(),
+        Qt.MouseButton.LeftButton,
+        pos=window.candidates.list.visualItemRect(item).center(),
+    )
     assert controller.viewed_candidate == 1
     chosen = controller.candidates[1].copy()
     qtbot.keyClick(canvas, Qt.Key.Key_Return)
@@ -242,8 +246,10 @@ def test_model_failure_is_reported_and_nothing_is_lost(qtbot, tmp_path, dialogs)
         window.close()
 
 
-def test_screenshot_mid_run(qtbot, window):
+def test_screenshot_mid_run(qtbot, window, qapp):
     ARTIFACTS.mkdir(exist_ok=True)
+    apply_dark_theme(qapp)
+    window.controls.caption.setText("a yellow star above the red circle")
     window.controller.engine.step_delay = 0.1
     window.controls.candidates.setValue(3)
     paint_stroke(qtbot, window, [(14, 14), (24, 20), (30, 30)])

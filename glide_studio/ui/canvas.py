@@ -116,11 +116,17 @@ class Canvas(QGraphicsView):
         self.mask_item.setVisible(image is None)
         self.sketch_item.setVisible(image is None)
 
-    def set_preview(self, image: np.ndarray | None) -> None:
-        """A denoising preview (h, w, 3) stretched over the edit box, or None to hide it."""
+    def set_preview(self, image: np.ndarray | None, only_in_mask: bool = False) -> None:
+        """A denoising preview (h, w, 3) stretched over the edit box, or None to hide it.
+
+        With only_in_mask, the preview shows through the mask only, so the kept pixels stay sharp around it.
+        """
         if image is None:
             self.preview_item.hide()
+            self._preview_alpha = None
             return
+        if only_in_mask:
+            image = np.dstack([image, self._preview_alpha_for(image.shape[:2])])
         pixmap = QPixmap.fromImage(array_to_qimage(image))
         box = self.document.edit_box
         self.preview_item.setPixmap(pixmap)
@@ -130,6 +136,17 @@ class Canvas(QGraphicsView):
         )
         self.preview_item.show()
         self.preview_frames += 1
+
+    def _preview_alpha_for(self, size: tuple[int, int]) -> np.ndarray:
+        cached = getattr(self, "_preview_alpha", None)
+        if cached is not None and cached.shape == size:
+            return cached
+        box = self.document.edit_box
+        mask = self.document.mask_array()[box.y : box.y + box.height, box.x : box.x + box.width]
+        rows = (np.arange(size[0]) * mask.shape[0] // size[0]).clip(0, mask.shape[0] - 1)
+        columns = (np.arange(size[1]) * mask.shape[1] // size[1]).clip(0, mask.shape[1] - 1)
+        self._preview_alpha = np.ascontiguousarray(mask[rows][:, columns])
+        return self._preview_alpha
 
     # --- view -------------------------------------------------------------------------------------
     def fit(self) -> None:

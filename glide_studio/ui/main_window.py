@@ -15,6 +15,7 @@ from glide_studio.app.errors import StudioError
 from glide_studio.app.settings import Preferences, default_settings, recovery_dir
 from glide_studio.app.starter import STARTER_CAPTION, starter_scene
 from glide_studio.app.worker import Progress
+from glide_studio.pipelines.request import Mode
 from glide_studio.ui import dialogs, icons
 from glide_studio.ui.candidates import CandidatesStrip
 from glide_studio.ui.canvas import Canvas
@@ -59,7 +60,8 @@ class MainWindow(QMainWindow):
         tools_dock.setTitleBarWidget(QWidget())
         self._dock("Generate", self.controls, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("History", self.history_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        self._dock("Candidates", self.candidates, Qt.DockWidgetArea.BottomDockWidgetArea)
+        candidates_dock = self._dock("Candidates", self.candidates, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.resizeDocks([candidates_dock], [self.candidates.sizeHint().height()], Qt.Orientation.Vertical)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
 
@@ -201,6 +203,7 @@ class MainWindow(QMainWindow):
 
     def _on_run_started(self, job) -> None:
         self._run_start = time.monotonic()
+        self.canvas.set_preview(None)
         self.controller.discard_candidates()
         self.progress.setRange(0, max(1, job.request.steps))
         self.progress.setValue(0)
@@ -213,7 +216,9 @@ class MainWindow(QMainWindow):
         left = progress.elapsed / done * (progress.total - done)
         self.progress.setFormat(f"{progress.stage} {done}/{progress.total} · {_format_seconds(left)} left")
         if progress.preview is not None and len(progress.preview):
-            self.canvas.set_preview(progress.preview[0])
+            job = self.controller.runner.current_job
+            masked = job is not None and job.request.mode in (Mode.INPAINT, Mode.SDEDIT)
+            self.canvas.set_preview(progress.preview[0], only_in_mask=masked)
 
     def _on_finished(self, result) -> None:
         self.canvas.set_preview(None)

@@ -63,6 +63,12 @@ QMenuBar::item:selected, QMenu::item:selected {{ background: #2c4466; }}
 QMenu {{ background: {RAISED}; border: 1px solid {BORDER}; }}
 QSlider::groove:horizontal {{ height: 4px; background: {BORDER}; border-radius: 2px; }}
 QSlider::handle:horizontal {{ background: {ACCENT}; width: 12px; margin: -5px 0; border-radius: 6px; }}
+QCheckBox::indicator {{
+    width: 13px; height: 13px; border: 1px solid #55555f; border-radius: 3px; background: {BACKGROUND};
+}}
+QCheckBox::indicator:checked {{ background: {ACCENT}; border-color: {ACCENT}; }}
+QCheckBox::indicator:disabled {{ background: {PANEL}; border-color: {BORDER}; }}
+QAbstractSpinBox::up-button, QAbstractSpinBox::down-button {{ width: 0; border: none; }}
 QSplitter::handle {{ background: {BORDER}; }}
 QMainWindow::separator {{ background: {BORDER}; width: 1px; height: 1px; }}
 """
