@@ -322,6 +322,19 @@ def resolve_device(name: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _recorded_device(meta: dict | None) -> str | None:
+    """The device a repeated run used, when this machine has it (pixels can differ across devices)."""
+    recorded = ((meta or {}).get("extra") or {}).get("device")
+    if not isinstance(recorded, str) or recorded == "cpu":
+        return recorded
+    import torch
+
+    if recorded.startswith("cuda") and torch.cuda.is_available():
+        return recorded
+    print(f"glide-studio: the run used {recorded}; running on cpu (pixels may differ)", file=sys.stderr)
+    return "cpu"
+
+
 def load_model_set(request, device: str):
     """The networks the request needs, from whichever layer provides ``load_model_set``."""
     for module_name in _MODEL_SET_LOADERS:
@@ -396,7 +409,7 @@ def run_command(args: argparse.Namespace) -> int:
         request = _with_default_box(Request(**fields, **arrays))
     _check_mode_inputs(request)
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device or _recorded_device(meta))
     models = load_model_set(request, device)
     final = drain_with_progress(pipeline_steps(models, request), quiet=args.quiet)
     outputs = output_paths(args.output, request.mode.value, request.seed, request.prompt, len(final))
