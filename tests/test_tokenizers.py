@@ -10,6 +10,9 @@ import pytest
 import regex
 import torch
 
+from glide_studio.models.tokenizer_clip import CLIP_PATTERN
+from glide_studio.models.tokenizer_clip_vocab import clip_merges, clip_vocabulary
+from glide_studio.models.tokenizer_common import byte_to_unicode
 from glide_studio.models.tokenizer_gpt2 import GPT2_PATTERN, _read_vocabulary_files
 from glide_studio.models.tokenizers import (
     TokenizerError,
@@ -232,3 +235,55 @@ def test_gpt2_agrees_with_merge_rule_bpe_on_random_text():
     for _ in range(1500):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
         assert gpt2_tokenizer().encode(text) == reference_encode(text), repr(text)
+
+
+def _rescan_clip_encoder():
+    """SimpleTokenizer's algorithm (rescan the word after each rule), to check the heap-based BPE."""
+    merges = clip_merges()
+    ids = {token: token_id for token_id, token in enumerate(clip_vocabulary(merges))}
+    ranks = {pair: rank for rank, pair in enumerate(merges)}
+    pieces = regex.compile(CLIP_PATTERN, regex.IGNORECASE)
+    byte_symbols = byte_to_unicode()
+
+    def encode(text: str) -> list[int]:
+        result = []
+        for piece in pieces.findall(clean_clip_text(text)):
+            if piece in ("<|startoftext|>", "<|endoftext|>"):
+                result.append(ids[piece])
+                continue
+            symbols = [byte_symbols[b] for b in piece.encode("utf-8")]
+            symbols[-1] += "</w>"
+            while len(symbols) > 1:
+                ranked = [
+                    (ranks[p], i)
+                    for i, p in enumerate(zip(symbols[:-1], symbols[1:], strict=True))
+                    if p in ranks
+                ]
+                if not ranked:
+                    break
+                best = min(ranked)[1]
+                first, second = symbols[best], symbols[best + 1]
+                merged, i = [], 0
+                while i < len(symbols):
+                    if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == (first, second):
+                        merged.append(first + second)
+                        i += 2
+                    else:
+                        merged.append(symbols[i])
+                        i += 1
+                symbols = merged
+            result.extend(ids[symbol] for symbol in symbols)
+        return result
+
+    return encode
+
+
+def test_clip_heap_bpe_agrees_with_rescanning_bpe():
+    reference_encode = _rescan_clip_encoder()
+    rng = random.Random(99)
+    letters = "abcdefghijklmnopqrstuvwxyzéàöß한국一只"
+    texts = ["".join(rng.choice(letters) for _ in range(rng.randint(1, 400))) for _ in range(40)]
+    texts += ["".join(rng.choice(letters + " .,!'0123456789") for _ in range(60)) for _ in range(300)]
+    texts += ["aaaaaaaaaaaaaaaaaaaaaaa", "abababababababab ab", "mississippi's <|endoftext|>"]
+    for text in texts:
+        assert clip_tokenizer().encode(text) == reference_encode(text), repr(text)

@@ -8,13 +8,19 @@ come from `tokenizer_clip_vocab`. The BPE runs in Python with a per-word cache: 
 
 from __future__ import annotations
 
+import heapq
 import html
 from collections.abc import Sequence
 
 import ftfy
 import regex
 
-from glide_studio.models.tokenizer_clip_vocab import CLIP_SPECIAL_TEXTS, clip_merges, clip_vocabulary
+from glide_studio.models.tokenizer_clip_vocab import (
+    CLIP_SPECIAL_TEXTS,
+    check_merges_build_on_earlier_ones,
+    clip_merges,
+    clip_vocabulary,
+)
 from glide_studio.models.tokenizer_common import (
     TokenizerError,
     byte_to_unicode,
@@ -54,6 +60,7 @@ class ClipTokenizer:
 
     def __init__(self) -> None:
         merges = clip_merges()
+        check_merges_build_on_earlier_ones(merges)
         self._tokens = clip_vocabulary(merges)
         if len(self._tokens) != CLIP_VOCAB_SIZE:
             raise TokenizerError(f"CLIP vocabulary has {len(self._tokens)} ids, expected {CLIP_VOCAB_SIZE}")
@@ -94,29 +101,40 @@ class ClipTokenizer:
         return ids
 
     def _merged_symbols(self, word: str) -> list[str]:
-        """Apply merge rules, best-ranked pair first, every occurrence left to right, until none applies."""
-        symbols = [*word[:-1], word[-1] + _WORD_END]
-        while len(symbols) > 1:
-            ranked = [
-                (rank, index)
-                for index, pair in enumerate(zip(symbols[:-1], symbols[1:], strict=True))
-                if (rank := self._merge_rank.get(pair)) is not None
-            ]
-            if not ranked:
-                break
-            best_index = min(ranked)[1]
-            first, second = symbols[best_index], symbols[best_index + 1]
-            merged: list[str] = []
-            index = 0
-            while index < len(symbols):
-                if index + 1 < len(symbols) and symbols[index] == first and symbols[index + 1] == second:
-                    merged.append(first + second)
-                    index += 2
-                else:
-                    merged.append(symbols[index])
-                    index += 1
-            symbols = merged
-        return symbols
+        """Apply merge rules, best-ranked pair first and left to right, until none applies.
+
+        SimpleTokenizer rescans the whole word after each rule (quadratic: seconds for a 5000-letter
+        word); a heap of candidate pairs gives the same result because every symbol a merge creates
+        only takes part in later-ranked rules (checked when the vocabulary is loaded).
+        """
+        symbols: list[str | None] = [*word[:-1], word[-1] + _WORD_END]
+        following = list(range(1, len(symbols) + 1))
+        preceding = list(range(-1, len(symbols) - 1))
+        candidates: list[tuple[int, int, str, str]] = []
+
+        def push_pair(left: int) -> None:
+            right = following[left]
+            if left >= 0 and right < len(symbols):
+                pair = (symbols[left], symbols[right])
+                rank = self._merge_rank.get(pair)  # type: ignore[arg-type]
+                if rank is not None:
+                    heapq.heappush(candidates, (rank, left, *pair))  # type: ignore[misc]
+
+        for position in range(len(symbols) - 1):
+            push_pair(position)
+        while candidates:
+            _, left, first, second = heapq.heappop(candidates)
+            right = following[left] if symbols[left] is not None else len(symbols)
+            if right >= len(symbols) or symbols[left] != first or symbols[right] != second:
+                continue  # this pair was changed by an earlier merge
+            symbols[left] = first + second
+            symbols[right] = None
+            following[left] = following[right]
+            if following[left] < len(symbols):
+                preceding[following[left]] = left
+            push_pair(preceding[left])
+            push_pair(left)
+        return [symbol for symbol in symbols if symbol is not None]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of `ids` as SimpleTokenizer.decode gives it: each word end becomes a space."""

@@ -63,3 +63,16 @@ def clip_vocabulary(merges: list[tuple[str, str]]) -> list[str]:
         *(first + second for first, second in merges),
         *CLIP_SPECIAL_TEXTS,
     ]
+
+
+def check_merges_build_on_earlier_ones(merges: list[tuple[str, str]]) -> None:
+    """Raise unless every rule only joins base symbols or symbols that earlier rules (alone) create.
+
+    The heap-based BPE in tokenizer_clip gives SimpleTokenizer's result only under this condition.
+    """
+    base_symbols = set(clip_vocabulary([])[:512])
+    last_created = {first + second: rank for rank, (first, second) in enumerate(merges)}
+    for rank, pair in enumerate(merges):
+        for part in pair:
+            if last_created.get(part, -1) >= rank or (part not in last_created and part not in base_symbols):
+                raise TokenizerError(f"CLIP merge rule {rank} {pair} uses a symbol not made before it")
