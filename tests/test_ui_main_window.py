@@ -56,7 +56,9 @@ def open_window(qtbot, tmp_path, engine, picture=None) -> MainWindow:
     qtbot.addWidget(window)
     window.resize(1100, 760)
     window.show()
+    window.activateWindow()
     qtbot.waitExposed(window)
+    qtbot.waitUntil(window.isActiveWindow)  # window shortcuts only fire in the active window
     window.canvas.fit()
     return window
 
