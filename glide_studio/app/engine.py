@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from glide_studio.app.errors import ModelUnavailableError
 from glide_studio.pipelines.request import Request, Step
-
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 
 
 @dataclass(frozen=True)
@@ -30,8 +27,8 @@ class Engine(Protocol):
 
     def model_choices(self) -> list[ModelChoice]: ...
 
-    def load_models(self, family: str, device: str) -> None:
-        """Make the family's networks ready on the device. Slow: only ever called off the GUI thread."""
+    def load_models(self, request: Request, device: str) -> None:
+        """Make the request's networks ready on the device. Slow: only ever called off the GUI thread."""
 
     def run(self, request: Request) -> Iterator[Step]: ...
 
@@ -47,13 +44,47 @@ def torch_devices() -> list[str]:
     return found
 
 
-class PipelineEngine:
-    """Runs glide_studio.pipelines with models loaded by glide_studio.pipelines.models."""
+def _weights_present(names: tuple[str, ...]) -> tuple[bool, str]:
+    try:
+        from glide_studio.checkpoints import registry
+    except ImportError as error:
+        return False, f"checkpoints unavailable ({error})"
+    try:
+        missing = [name for name in names if not registry.is_downloaded(name)]
+    except Exception as error:  # noqa: BLE001 - a status line only; never block the window
+        return False, str(error)
+    return not missing, "" if not missing else "not downloaded"
 
-    def __init__(self, weights_dir: Path | None = None) -> None:
-        self.weights_dir = Path(weights_dir) if weights_dir else WEIGHTS_DIR
-        self._models = None
-        self._loaded_key: tuple[str, str] | None = None
+
+def load_unet(name: str, device: str):
+    """One UNet by registry name (demo or official), built, loaded strictly and moved to the device."""
+    from glide_studio import checkpoints
+    from glide_studio.models import build_model, load_weights
+
+    try:
+        if name in checkpoints.DEMO_NAMES:
+            weights, _meta = checkpoints.demo_paths(name)
+            options = checkpoints.demo_options(name)
+        else:
+            weights = checkpoints.ensure_checkpoint(name, offline=True)
+            options = checkpoints.checkpoint_options(name)
+        model = build_model(options)
+        load_weights(model, weights)
+    except (checkpoints.MissingWeightsError, checkpoints.OfflineError) as error:
+        raise ModelUnavailableError(f"The model {name!r} is not available: {error}") from error
+    except checkpoints.CheckpointError as error:
+        raise ModelUnavailableError(f"The model {name!r} could not be loaded: {error}") from error
+    return model.to(device).eval()
+
+
+class PipelineEngine:
+    """Runs glide_studio.pipelines with networks from the checkpoints layer; keeps loaded networks."""
+
+    def __init__(self, base_size: int | None = None, upsample_size: int | None = None) -> None:
+        """base_size / upsample_size override the networks' own resolutions (small sizes for tests)."""
+        self.base_size, self.upsample_size = base_size, upsample_size
+        self._networks: dict[tuple[str, str], object] = {}
+        self._model_set = None
         self._devices: list[str] | None = None
 
     def devices(self) -> list[str]:
@@ -62,48 +93,37 @@ class PipelineEngine:
         return list(self._devices)
 
     def model_choices(self) -> list[ModelChoice]:
-        demo = any(self.weights_dir.glob("demo-*.safetensors"))
-        choices = [ModelChoice("demo", "Demo (shapes world)", demo, "" if demo else "demo weights not found")]
-        glide_ready, detail = self._glide_status()
-        choices.append(ModelChoice("glide", "GLIDE (filtered)", glide_ready, detail))
-        return choices
+        demo, demo_detail = _weights_present(("demo-base-inpaint", "demo-upsample-inpaint"))
+        glide, glide_detail = _weights_present(("base-inpaint", "upsample-inpaint"))
+        return [
+            ModelChoice("demo", "Demo (shapes world)", demo, demo_detail or ""),
+            ModelChoice("glide", "GLIDE (filtered)", glide, glide_detail or ""),
+        ]
 
-    def _glide_status(self) -> tuple[bool, str]:
-        try:
-            from glide_studio.checkpoints import registry  # written by another team
-        except ImportError:
-            return False, "checkpoint registry unavailable"
-        is_ready = getattr(registry, "is_downloaded", None)
-        if is_ready is None:
-            return False, "checkpoint registry unavailable"
-        try:
-            ready = all(bool(is_ready(name)) for name in ("base-inpaint", "upsample-inpaint"))
-        except Exception as error:  # noqa: BLE001 - status only; never block the window
-            return False, str(error)
-        return ready, "" if ready else "not downloaded"
+    def _network(self, name: str, device: str):
+        key = (name, device)
+        if key not in self._networks:
+            # One family at a time in memory: drop networks of other names or devices first.
+            self._networks = {k: v for k, v in self._networks.items() if k[1] == device}
+            self._networks[key] = self.load_network(name, device)
+        return self._networks[key]
 
-    def load_models(self, family: str, device: str) -> None:
-        key = (family, device)
-        if self._loaded_key == key and self._models is not None:
-            return
-        try:
-            from glide_studio.pipelines import models as pipeline_models
-        except ImportError as error:
-            raise ModelUnavailableError(f"The model pipelines are not installed ({error}).") from error
-        loader = getattr(pipeline_models, "load_models", None) or pipeline_models.load_family
-        self._models = None
-        try:
-            if family == "demo":
-                self._models = loader(family, device=device, weights_dir=self.weights_dir)
-            else:
-                self._models = loader(family, device=device)
-        except FileNotFoundError as error:
-            raise ModelUnavailableError(f"Weights for the {family} model are missing: {error}") from error
-        self._loaded_key = key
+    def load_network(self, name: str, device: str):
+        return load_unet(name, device)
+
+    def load_models(self, request: Request, device: str) -> None:
+        from glide_studio.pipelines.models import ModelSet
+
+        base = self._network(request.base_model, device)
+        upsample = self._network(request.upsample_model, device) if request.upsample_model else None
+        keep = {(request.base_model, device), (request.upsample_model, device)}
+        self._networks = {key: value for key, value in self._networks.items() if key in keep}
+        self._model_set = ModelSet(base=base, upsample=upsample, device=device, base_size=self.base_size,
+                                   upsample_size=self.upsample_size if upsample is not None else None)
 
     def run(self, request: Request) -> Iterator[Step]:
-        if self._models is None:
+        if self._model_set is None:
             raise ModelUnavailableError("No model is loaded.")
         from glide_studio import pipelines
 
-        return pipelines.run(self._models, request)
+        return pipelines.run(self._model_set, request)

@@ -38,8 +38,8 @@ class FakeEngine:
             ModelChoice("glide", "GLIDE", False, "not downloaded"),
         ]
 
-    def load_models(self, family: str, device: str) -> None:
-        self.loaded.append((family, device))
+    def load_models(self, request: Request, device: str) -> None:
+        self.loaded.append((request.base_model, device))
 
     def run(self, request: Request) -> Iterator[Step]:
         self.requests.append(request)

@@ -94,7 +94,7 @@ class GenerationWorker(QObject):
         steps = None
         try:
             self.status.emit(job.id, "Loading model…")
-            self.engine.load_models(job.family, job.device)
+            self.engine.load_models(job.request, job.device)
             if job.cancelled:
                 self.cancelled.emit(job.id)
                 return

@@ -286,7 +286,6 @@ def run_app(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="glide-studio", description="GLIDE Studio desktop app")
     parser.add_argument("file", nargs="?", help="a picture or project to open")
     parser.add_argument("--fake-engine", action="store_true", help="try the interface without any model")
-    parser.add_argument("--weights-dir", help="where the demo weights live")
     args, qt_args = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
 
     app = QApplication.instance() or QApplication(["glide-studio", *qt_args])
@@ -300,7 +299,7 @@ def run_app(argv: list[str] | None = None) -> int:
     else:
         from glide_studio.app.engine import PipelineEngine
 
-        engine = PipelineEngine(args.weights_dir)
+        engine = PipelineEngine()
     window = MainWindow(engine)
     window.show()
     window.canvas.fit()

@@ -1,0 +1,106 @@
+"""Test 1 again on the real pipelines: mouse-painted mask, typed caption, Ctrl+Enter, a real inpaint.
+
+Runs the shipped demo model when its weights are present, otherwise OpenAI's tiny reference
+checkpoints (random weights in the official format) at a reduced resolution.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPointF, QSettings, Qt
+from PySide6.QtWidgets import QMessageBox
+
+from glide_studio.app.engine import PipelineEngine
+from glide_studio.app.starter import starter_scene
+from glide_studio.ui.main_window import MainWindow
+
+TINY_NAMES = {"demo-base-inpaint": "tiny-base-inpaint", "demo-upsample-inpaint": "tiny-upsample-inpaint"}
+
+
+def _demo_weights_present() -> bool:
+    try:
+        from glide_studio import checkpoints
+
+        return all(checkpoints.demo_paths(name) for name in ("demo-base-inpaint",))
+    except Exception:  # noqa: BLE001 - any failure means "not usable here"
+        return False
+
+
+class TinyReferenceEngine(PipelineEngine):
+    """The real pipelines with the reference's tiny random checkpoints standing in for the demo model."""
+
+    def __init__(self, reference_dir) -> None:
+        super().__init__(base_size=32)
+        self.reference_dir = reference_dir
+
+    def load_network(self, name: str, device: str):
+        from glide_studio.models import build_model, load_weights
+
+        stem = self.reference_dir / TINY_NAMES[name]
+        options = json.loads(stem.with_suffix(".options.json").read_text())["options"]
+        model = build_model(options)
+        load_weights(model, stem.with_suffix(".pt"))
+        return model.to(device).eval()
+
+
+@pytest.fixture
+def engine(request):
+    if _demo_weights_present():
+        return PipelineEngine()
+    return TinyReferenceEngine(request.getfixturevalue("reference_dir"))
+
+
+def test_mouse_mask_caption_and_ctrl_enter_run_a_real_inpaint(qtbot, tmp_path, monkeypatch, engine):
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args, **kwargs: shown.append(args[1:3]))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(engine, settings, picture=starter_scene(64), min_interval=0.0)
+    qtbot.addWidget(window)
+    window.resize(1000, 700)
+    window.show()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    window.canvas.fit()
+    original = window.controller.document.picture.copy()
+    controls = window.controls
+    controls.steps.setValue(3)
+    controls.candidates.setValue(1)
+    controls.upsample.setChecked(False)
+    controls.random_seed.setChecked(False)
+
+    viewport, left = window.canvas.viewport(), Qt.MouseButton.LeftButton
+    window.canvas.set_brush_size(14)
+    points = [window.canvas.mapFromScene(QPointF(x, y)) for x, y in ((16, 20), (28, 26), (40, 32))]
+    qtbot.mousePress(viewport, left, pos=points[0])
+    for point in points[1:]:
+        qtbot.mouseMove(viewport, point)
+    qtbot.mouseRelease(viewport, left, pos=points[-1])
+    mask = window.controller.document.mask_array()
+    assert mask[26, 28] == 255 and mask.mean() < 128
+
+    steps, frames = [], []
+    window.controller.run_step.connect(lambda progress: steps.append((progress.index, progress.total)))
+    window.controller.run_step.connect(lambda _progress: frames.append(window.canvas.preview_frames))
+    qtbot.keyClicks(controls.caption, "a green square")
+    try:
+        with qtbot.waitSignal(window.controller.run_finished, timeout=240_000) as finished:
+            qtbot.keyClick(controls.caption, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    finally:
+        assert not shown, shown
+    total = steps[0][1]
+    assert steps == [(index, total) for index in range(total)]
+    assert frames == list(range(1, total + 1))
+    results = finished.args[0].images
+    assert results.shape == (1, 64, 64, 3)
+    outside = mask == 0
+    assert np.array_equal(results[0][outside], original[outside])
+    assert not np.array_equal(results[0][~outside], original[~outside])
+    window.accept()
+    assert len(window.controller.history) == 2
+    window.files.saved_node_count = len(window.controller.history)
+    window.close()
+    assert not window.controller.runner.is_running()
