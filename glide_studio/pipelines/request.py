@@ -50,6 +50,10 @@ class Request:
     strength: float = 0.7
     seed: int = 0
     batch: int = 1
+    guidance: str = "cfg"
+    """"cfg" (classifier-free, scale `guidance_scale`) or "clip" (noised-CLIP gradient of that scale)."""
+    eta: float = 0.0
+    """DDIM stochasticity (sampler "ddim" only)."""
 
     def with_(self, **changes) -> Request:
         return replace(self, **changes)
@@ -66,3 +70,7 @@ class Step:
     pred_x0: torch.Tensor
     final: np.ndarray | None = None
     """Set on the last step of the whole run: N x H x W x 3 uint8 results at the picture's size."""
+    stage_index: int = 0
+    """The step's position within its stage (0-based)."""
+    stage_total: int = 0
+    """How many steps its stage has."""

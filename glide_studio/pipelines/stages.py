@@ -1,0 +1,204 @@
+"""The machinery every mode shares: image <-> tensor conversion, per-stage diffusion and conditioning,
+and the driver that runs stages one after another and numbers their steps across the whole run."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from glide_studio.diffusion import (
+    Diffusion,
+    DiffusionError,
+    NoiseSource,
+    SamplerStep,
+    clip_guidance,
+    clip_text_embedding,
+    get_sampler,
+    paste_known_pixels,
+)
+from glide_studio.diffusion.schedules import log_snr_timesteps
+from glide_studio.models.tokenizers import clip_tokenize_prompts, tokenize_prompts
+from glide_studio.pipelines.errors import PipelineError
+from glide_studio.pipelines.models import ModelSet
+from glide_studio.pipelines.request import Request, Step
+
+UPSAMPLE_TEMPERATURE = 0.997
+"""GLIDE's notebooks scale the upsampler's starting noise (only x_T) by this."""
+
+MAX_STEPS = 1000
+
+NO_CLIP_MESSAGE = "CLIP guidance needs the noised CLIP image and text encoders, which are not loaded"
+
+
+# -- conversions -------------------------------------------------------------------------------------
+
+def image_to_tensor(image: np.ndarray, device) -> torch.Tensor:
+    """(H, W, 3) or (N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [-1, 1]."""
+    array = np.asarray(image)
+    if array.ndim == 3:
+        array = array[None]
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device=device, dtype=torch.float32)
+    return tensor.permute(0, 3, 1, 2) / 127.5 - 1
+
+
+def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8, rounded as GLIDE's notebooks do."""
+    scaled = ((x.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return scaled.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def mask_to_tensor(mask: np.ndarray, device) -> torch.Tensor:
+    """(H, W) bool/uint8 (nonzero = regenerate) -> (1, 1, H, W) float32 of 1 = regenerate."""
+    return torch.from_numpy(np.asarray(mask) != 0).to(device=device, dtype=torch.float32)[None, None]
+
+
+def keep_known_pixels(generated: np.ndarray, known: np.ndarray, regenerate: np.ndarray) -> np.ndarray:
+    """Copy the known pixels back bit for bit: generated (N,H,W,3), known (H,W,3), regenerate (H,W)."""
+    return np.where(np.asarray(regenerate, dtype=bool)[None, :, :, None], generated, known[None])
+
+
+# -- per-stage diffusion and conditioning -----------------------------------------------------------
+
+def stage_diffusion(model: torch.nn.Module, sampler: str, steps: int, upsampler: bool) -> Diffusion:
+    """The respaced chain for one stage: an even-in-log-SNR grid for DPM-Solver++, the reference's
+    respacing otherwise ("fast27" for a 27-step upsample, as GLIDE's notebooks use)."""
+    schedule = model.config.noise_schedule
+    if sampler == "dpm++2m":
+        return Diffusion(schedule, timesteps=log_snr_timesteps(schedule, steps))
+    if upsampler and steps == 27:
+        return Diffusion(schedule, "fast27")
+    return Diffusion(schedule, str(steps))
+
+
+def text_kwargs(model: torch.nn.Module, prompt: str, batch: int, device, guided: bool) -> dict:
+    """The text embedding, computed once: B prompt rows, then B empty-prompt rows when guided (CFG)."""
+    prompts = [prompt] * batch + ([""] * batch if guided else [])
+    tokens, mask = tokenize_prompts(prompts, model.config.text_ctx)
+    with torch.no_grad():
+        return {"text_emb": model.get_text_emb(tokens.to(device), mask.to(device))}
+
+
+def inpaint_kwargs(model: torch.nn.Module, known_image: torch.Tensor | None,
+                   regenerate: torch.Tensor | None, rows: int) -> dict:
+    """GLIDE's inpaint conditioning (inpaint_mask 1 = KNOWN); an all-unknown mask when nothing is known."""
+    if not model.config.inpaint:
+        return {}
+    if known_image is None or regenerate is None:
+        return {}  # the network uses zeros: nothing known
+    known = 1 - regenerate
+    return {"inpaint_image": (known_image * known).expand(rows, -1, -1, -1),
+            "inpaint_mask": known.expand(rows, -1, -1, -1)}
+
+
+def paste_fn(known_image: torch.Tensor | None, regenerate: torch.Tensor | None):
+    if known_image is None or regenerate is None:
+        return None
+    known = 1 - regenerate
+    return paste_known_pixels(known_image * known, known)
+
+
+def doubled(kwargs: dict) -> dict:
+    """Repeat every per-row tensor for the unconditional half of a CFG batch."""
+    return {key: torch.cat([value, value], dim=0) if torch.is_tensor(value) else value
+            for key, value in kwargs.items()}
+
+
+def clip_cond_fn(models: ModelSet, prompt: str, batch: int, scale: float):
+    if not models.has_clip:
+        raise PipelineError(NO_CLIP_MESSAGE)
+    tokens, lengths = clip_tokenize_prompts([prompt] * batch)
+    device = models.device
+    text_embedding = clip_text_embedding(models.clip_text, tokens.to(device), lengths.to(device))
+    image_encoder = models.clip_image
+    size = models.clip_image_size
+
+    def encode(image_0_255: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        if image_0_255.shape[-1] != size or image_0_255.shape[-2] != size:
+            image_0_255 = F.interpolate(image_0_255, (size, size), mode="bilinear", align_corners=False)
+        return image_encoder(image_0_255, timesteps)
+
+    return clip_guidance(encode, text_embedding, scale, logit_scale=models.clip_logit_scale)
+
+
+def model_denoiser(model: torch.nn.Module):
+    def denoise(x, timesteps, **kwargs):
+        return model(x, timesteps, **kwargs)
+
+    return denoise
+
+
+# -- stages and the driver --------------------------------------------------------------------------
+
+@dataclass
+class StagePlan:
+    """One sampling stage; `start` runs it given the previous stage's uint8 result (None for the first)
+    and `finish` turns its final sample into this stage's uint8 result (N, H, W, 3)."""
+
+    name: str
+    num_steps: int
+    start: Callable[[np.ndarray | None], Iterator[SamplerStep]]
+    finish: Callable[[torch.Tensor], np.ndarray]
+
+
+def drive(stages: list[StagePlan], final: Callable[[np.ndarray], np.ndarray]) -> Iterator[Step]:
+    """Yield every step of every stage, numbered across the run; the last one carries `final`."""
+    total = sum(stage.num_steps for stage in stages)
+    index = 0
+    previous: np.ndarray | None = None
+    for stage_number, stage in enumerate(stages):
+        steps = stage.start(previous)
+        try:
+            for k, step in enumerate(steps):
+                result = None
+                if k == stage.num_steps - 1:
+                    previous = stage.finish(step.sample)
+                    if stage_number == len(stages) - 1:
+                        result = final(previous)
+                yield Step(index, total, stage.name, step.sample, step.pred_xstart, result,
+                           stage_index=k, stage_total=stage.num_steps)
+                index += 1
+        finally:
+            steps.close()
+
+
+def sample_stage(request: Request, denoiser, diffusion: Diffusion, noise: NoiseSource, *, x_T=None,
+                 shape=None, t_start=None, device="cpu", denoised_fn=None, cond_fn=None,
+                 model_kwargs=None) -> Iterator[SamplerStep]:
+    sampler = get_sampler(request.sampler)
+    extra = {"eta": request.eta} if request.sampler == "ddim" else {}
+    return sampler(denoiser, diffusion, noise, shape=shape, x_T=x_T, t_start=t_start, device=device,
+                   denoised_fn=denoised_fn, cond_fn=cond_fn, model_kwargs=model_kwargs, **extra)
+
+
+def check_request(request: Request) -> None:
+    """Settings every mode shares; each mode checks its own inputs."""
+    if not isinstance(request.prompt, str):
+        raise PipelineError("the prompt must be text")
+    try:
+        get_sampler(request.sampler)
+    except DiffusionError as error:
+        raise PipelineError(str(error)) from None
+    for name in ("steps", "upsample_steps"):
+        value = getattr(request, name)
+        if not isinstance(value, int) or not 1 <= value <= MAX_STEPS:
+            raise PipelineError(f"{name} must be a whole number from 1 to {MAX_STEPS}, got {value!r}")
+    if not isinstance(request.batch, int) or not 1 <= request.batch <= 64:
+        raise PipelineError(f"batch must be a whole number from 1 to 64, got {request.batch!r}")
+    if not math.isfinite(request.guidance_scale):
+        raise PipelineError(f"guidance_scale must be a finite number, got {request.guidance_scale!r}")
+    if request.guidance not in ("cfg", "clip"):
+        raise PipelineError(f"guidance must be 'cfg' or 'clip', got {request.guidance!r}")
+    if not 0.0 <= request.eta <= 1.0:
+        raise PipelineError(f"eta must be in [0, 1], got {request.eta!r}")
+    if not isinstance(request.seed, int):
+        raise PipelineError(f"the seed must be a whole number, got {request.seed!r}")
+
+
+def noise_for(request: Request) -> NoiseSource:
+    """All randomness of a run comes from one CPU generator seeded by the request."""
+    return NoiseSource.from_generator(torch.Generator(device="cpu").manual_seed(request.seed))
