@@ -264,3 +264,33 @@ def test_screenshot_mid_run(qtbot, window, qapp):
     assert path.stat().st_size > 10_000
     window.cancel()
     qtbot.waitUntil(lambda: not window.controller.busy, timeout=5000)
+
+
+def test_autosave_is_offered_back_after_a_crash(qtbot, tmp_path, dialogs):
+    import shutil
+
+    first = open_window(qtbot, tmp_path, FakeEngine(step_delay=0.0), starter_scene(64))
+    paint_stroke(qtbot, first, [(20, 20), (30, 30)])
+    with qtbot.waitSignal(first.controller.run_finished, timeout=10000):
+        run_with_keys(qtbot, first, "kept across a crash")
+    first.accept()
+    assert first.autosaver.dirty
+    first.autosaver.timer.timeout.emit()  # the autosave timer fires
+    assert not first.autosaver.dirty
+    crash_copy = tmp_path / "crash-copy"
+    shutil.copytree(tmp_path / "recovery", crash_copy)
+    edited = first.controller.document.picture.copy()
+    first.close()
+    shutil.rmtree(tmp_path / "recovery")
+    shutil.copytree(crash_copy, tmp_path / "recovery")  # as if the process had died before closing
+
+    second = open_window(qtbot, tmp_path, FakeEngine(), starter_scene(32))
+    try:
+        assert second.pending_recovery is not None
+        dialogs.answer = QMessageBox.StandardButton.Yes
+        assert second.files.offer_recovery(second.pending_recovery)
+        assert np.array_equal(second.controller.document.picture, edited)
+        assert second.controller.history.current.caption == "kept across a crash"
+        assert second.files.project_path is None
+    finally:
+        second.close()

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QProgressBar, QW
 
 from glide_studio.app.autosave import Autosaver
 from glide_studio.app.controller import StudioController
+from glide_studio.app.downloads import ModelDownloader
 from glide_studio.app.engine import Engine
 from glide_studio.app.errors import StudioError
 from glide_studio.app.settings import Preferences, default_settings, recovery_dir
@@ -73,6 +74,9 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.zoom_label)
         self.statusBar().addPermanentWidget(self.progress)
         self.files = FileActions(self)
+        self.downloader = ModelDownloader(parent=self)
+        self.downloader.progress.connect(self._on_download_progress)
+        self.downloader.finished.connect(self._on_download_finished)
         self._build_actions()
         self._connect()
 
@@ -82,6 +86,16 @@ class MainWindow(QMainWindow):
             self.preferences.autosave_seconds,
             self,
         )
+        for signal in (
+            self.controller.history.node_added,
+            self.controller.history.current_changed,
+            self.controller.history.reset,
+            self.controller.document.layers_changed,
+            self.controller.document.picture_changed,
+            self.controls.params_edited,
+        ):
+            signal.connect(self.autosaver.mark_dirty)
+        self.autosaver.failed.connect(lambda message: self.statusBar().showMessage(message, 8000))
         self.pending_recovery = self.autosaver.claim_recovery()
         self.autosaver.begin_session()
         self.resize(1400, 900)
@@ -143,6 +157,9 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         for dock in self.findChildren(QDockWidget):
             view_menu.addAction(dock.toggleViewAction())
+
+        model_menu = self.menuBar().addMenu("&Model")
+        self.download_action = self._action("&Download GLIDE weights…", self.download_glide, [], model_menu)
 
         run_menu = self.menuBar().addMenu("&Run")
         self.run_action = self._action("&Run", self.run, ["Ctrl+Return", "Ctrl+Enter"], run_menu)
@@ -255,6 +272,43 @@ class MainWindow(QMainWindow):
         self.canvas.show_image(self.controller.candidates[index])
         self.candidates.select(index)
 
+    # --- downloads --------------------------------------------------------------------------------
+    def download_glide(self) -> bool:
+
+        if self.downloader.running:
+            return False
+        if not dialogs.ask_yes_no(
+            self,
+            "Download GLIDE weights?",
+            "Download OpenAI's GLIDE inpainting models (about 1.6 GB) into the "
+            "per-user cache? Interrupted downloads resume next time.",
+        ):
+            return False
+        try:
+            self.downloader.start()
+        except RuntimeError:  # no asyncio loop: only run_app installs one
+            dialogs.show_error(self, "Download unavailable", "Downloads need the app's event loop.")
+            return False
+        self.download_action.setEnabled(False)
+        return True
+
+    def _on_download_progress(self, name: str, done: int, total: int) -> None:
+        megabytes = 1024 * 1024
+        self.progress.setRange(0, max(1, total // megabytes))
+        self.progress.setValue(done // megabytes)
+        self.progress.setFormat(f"{name} {done // megabytes}/{total // megabytes or '?'} MB")
+
+    def _on_download_finished(self, success: bool, message: str) -> None:
+        self.download_action.setEnabled(True)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if success else 0)
+        self.progress.setFormat("Downloaded" if success else "Idle")
+        self.statusBar().showMessage(message, 10000)
+        self.controls.set_models(self.controller.engine.model_choices())
+        self.controls.set_params(self.controller.params)
+        if not success and not self._closing and "cancelled" not in message:
+            dialogs.show_error(self, "Download failed", message)
+
     # --- closing ----------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
         if self.files.has_unsaved_edits and not self._closing:
@@ -267,6 +321,7 @@ class MainWindow(QMainWindow):
         self._closing = True
         self.preferences.set_params(self.controller.params)
         self.preferences.sync()
+        self.downloader.cancel()
         self.controller.shutdown(5000)
         self.autosaver.end_session()
         event.accept()
