@@ -70,6 +70,7 @@ def _add_run_options(parser: argparse.ArgumentParser, from_png: bool = True) -> 
     run.add_argument("--guidance-scale", type=float, help="guidance strength (3 is GLIDE's usual)")
     run.add_argument("--guidance", choices=("cfg", "clip"), help="classifier-free (cfg) or CLIP guidance")
     run.add_argument("--strength", type=float, help="SDEdit noise strength in (0, 1]")
+    run.add_argument("--eta", type=float, help="DDIM stochasticity (sampler ddim only)")
     run.add_argument("--seed", type=int, help="random seed")
     run.add_argument("--candidates", type=_positive_int, help="how many results to draw")
     models = parser.add_argument_group("models and output")
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     for mode in MODES:
         sub = subparsers.add_parser(mode, help=helps[mode], description=helps[mode])
         _add_run_options(sub)
-        sub.set_defaults(func=run_command)
+        sub.set_defaults(func=_run_command)
     repeat = subparsers.add_parser(
         "repeat",
         help="run again what a result PNG records",
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     repeat.add_argument("png", type=Path, help="a PNG written by glide-studio")
     _add_run_options(repeat, from_png=False)
-    repeat.set_defaults(func=run_command)
+    repeat.set_defaults(func=_run_command)
     _register_checkpoint_commands(subparsers)
     return parser
 
@@ -214,207 +215,7 @@ def output_paths(pattern: str | None, mode: str, seed: int, prompt: str, count: 
     return paths
 
 
-_OPTION_FIELDS = {
-    "prompt": "prompt",
-    "steps": "steps",
-    "upsample_steps": "upsample_steps",
-    "sampler": "sampler",
-    "guidance_scale": "guidance_scale",
-    "guidance": "guidance",
-    "strength": "strength",
-    "seed": "seed",
-    "candidates": "batch",
-    "model": "base_model",
-    "upsample_model": "upsample_model",
-    "box": "edit_box",
-}
-_MODEL_SET_LOADERS = ("glide_studio.pipelines.models", "glide_studio.checkpoints")
+def _run_command(args: argparse.Namespace) -> int:
+    from glide_studio.cli_run import run_command
 
-
-def _explicit_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """Request fields the user gave on the command line, converted to the field's type."""
-    import dataclasses
-    from enum import Enum
-
-    from glide_studio.pipelines.request import Request
-
-    defaults = {f.name: f.default for f in dataclasses.fields(Request)}
-    fields: dict[str, Any] = {}
-    for option, name in _OPTION_FIELDS.items():
-        value = getattr(args, option, None)
-        if value is None:
-            continue
-        if name not in defaults:
-            if option == "guidance" and value == "cfg":
-                continue  # classifier-free guidance is what this build always does
-            raise CliError(f"--{option.replace('_', '-')} {value} is not supported by this build")
-        if option == "upsample_model" and value.lower() == "none":
-            value = None
-        if isinstance(defaults[name], Enum):
-            value = type(defaults[name])(value)
-        fields[name] = value
-    return fields
-
-
-def _load_inputs(args: argparse.Namespace, meta: dict | None) -> tuple[dict, dict, set[str]]:
-    """The pixel arrays, the file each came from, and which of them the recorded run named."""
-    from glide_studio.imageio import load_image, load_mask, load_sketch
-
-    recorded = (meta or {}).get("inputs") or {}
-    paths: dict[str, Path] = {}
-    from_record: set[str] = set()
-    for name in ("image", "mask", "sketch"):
-        given = getattr(args, name, None)
-        if given is not None:
-            paths[name] = given
-        elif isinstance(recorded.get(name), dict):
-            path = recorded[name].get("path")
-            if not path:
-                raise CliError(f"the recorded run used an input {name} but not its file name; pass --{name}")
-            if not Path(path).is_file():
-                raise CliError(f"the recorded run's {name} {path} no longer exists; pass --{name}")
-            paths[name] = Path(path)
-            from_record.add(name)
-    image = load_image(paths["image"]) if "image" in paths else None
-    size = None if image is None else (image.shape[1], image.shape[0])
-    mask = load_mask(paths["mask"], size) if "mask" in paths else None
-    sketch = load_sketch(paths["sketch"]) if "sketch" in paths else None
-    if sketch is not None and size is not None and (sketch.shape[1], sketch.shape[0]) != size:
-        raise CliError(
-            f"the sketch is {sketch.shape[1]}x{sketch.shape[0]} but the picture is {size[0]}x{size[1]}: "
-            "it must be a layer of the same size"
-        )
-    return {"image": image, "mask": mask, "sketch": sketch}, paths, from_record
-
-
-_REQUIRED_INPUTS = {"inpaint": ("image", "mask"), "sdedit": ("image", "sketch"), "upsample": ("image",)}
-
-
-def _check_mode_inputs(request) -> None:
-    for name in _REQUIRED_INPUTS.get(request.mode.value, ()):
-        if getattr(request, name) is None:
-            raise CliError(f"{request.mode.value} needs --{name}")
-
-
-def _with_default_box(request):
-    """Inpaint and SDEdit on a big picture: a box around the painted region, as the editor would place."""
-    from glide_studio.pipelines.editbox import default_box
-
-    if request.edit_box is not None or request.image is None:
-        return request
-    if request.mode.value not in ("inpaint", "sdedit"):
-        return request
-    painted = request.mask
-    if painted is None and request.sketch is not None:
-        painted = request.sketch[..., 3] > 0
-    if painted is None:
-        return request
-    height, width = request.image.shape[:2]
-    model_size = 256 if request.upsample_model else 64
-    return request.with_(edit_box=default_box((width, height), painted, model_size=model_size))
-
-
-def resolve_device(name: str | None) -> str:
-    if name and name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _recorded_device(meta: dict | None) -> str | None:
-    """The device a repeated run used, when this machine has it (pixels can differ across devices)."""
-    recorded = ((meta or {}).get("extra") or {}).get("device")
-    if not isinstance(recorded, str) or recorded == "cpu":
-        return recorded
-    import torch
-
-    if recorded.startswith("cuda") and torch.cuda.is_available():
-        return recorded
-    print(f"glide-studio: the run used {recorded}; running on cpu (pixels may differ)", file=sys.stderr)
-    return "cpu"
-
-
-def load_model_set(request, device: str):
-    """The networks the request needs, from whichever layer provides ``load_model_set``."""
-    for module_name in _MODEL_SET_LOADERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name == module_name:
-                continue
-            raise
-        loader = getattr(module, "load_model_set", None)
-        if loader is not None:
-            return loader(base=request.base_model, upsample=request.upsample_model, device=device)
-    raise CliError("model loading is not available in this build (no load_model_set in the pipelines)")
-
-
-def pipeline_steps(models, request):
-    """The Step stream for the request's mode."""
-    pipelines = importlib.import_module("glide_studio.pipelines")
-    dispatcher = getattr(pipelines, "run", None)
-    if callable(dispatcher):
-        return dispatcher(models, request)
-    module_name = f"glide_studio.pipelines.{request.mode.value}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise
-        raise CliError(f"the {request.mode.value} pipeline is not available in this build") from None
-    return module.run(models, request)
-
-
-def drain_with_progress(steps, quiet: bool = False):
-    """Run the pipeline to the end with a tqdm bar per stage; the final N x H x W x 3 uint8 results."""
-    from tqdm import tqdm
-
-    class StepBar(tqdm):
-        monitor_interval = 0  # no monitor thread left behind by a one-shot command
-
-    final, bar, stage = None, None, None
-    try:
-        for step in steps:
-            if (step.stage, step.total) != stage:
-                if bar is not None:
-                    bar.close()
-                stage = (step.stage, step.total)
-                bar = StepBar(total=step.total, desc=step.stage, unit="step", disable=quiet, file=sys.stderr)
-            bar.update(max(step.index + 1 - bar.n, 0))
-            if step.final is not None:
-                final = step.final
-    finally:
-        if bar is not None:
-            bar.close()
-    if final is None:
-        raise CliError("the pipeline finished without producing an image")
-    return final
-
-
-def run_command(args: argparse.Namespace) -> int:
-    from glide_studio.pipelines import metadata
-    from glide_studio.pipelines.request import Mode, Request
-
-    png = args.png if args.command == "repeat" else args.from_png
-    meta = metadata.read_parameters(png) if png is not None else None
-    fields = _explicit_fields(args)
-    if args.command != "repeat":
-        fields["mode"] = Mode(args.command)
-    arrays, paths, from_record = _load_inputs(args, meta)
-    if meta is not None:
-        request = metadata.request_from_metadata(meta, verify=False, **arrays, **fields)
-        metadata.check_inputs(meta, {name: arrays[name] for name in from_record})
-    else:
-        request = _with_default_box(Request(**fields, **arrays))
-    _check_mode_inputs(request)
-
-    device = resolve_device(args.device or _recorded_device(meta))
-    models = load_model_set(request, device)
-    final = drain_with_progress(pipeline_steps(models, request), quiet=args.quiet)
-    outputs = output_paths(args.output, request.mode.value, request.seed, request.prompt, len(final))
-    for candidate, (path, picture) in enumerate(zip(outputs, final, strict=True)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        metadata.write_png(path, picture, request, candidate, paths, extra={"device": device})
-        print(path)
-    return 0
+    return run_command(args)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from glide_studio import __version__, cli
+from glide_studio import __version__, cli, cli_run
 from glide_studio.pipelines.editbox import paste_back, prepare
 from glide_studio.pipelines.metadata import read_parameters
 from glide_studio.pipelines.request import Mode, Request, Step
@@ -94,8 +94,8 @@ def fake_models(monkeypatch):
         loaded.append((request.base_model, request.upsample_model, device))
         return "fake-models"
 
-    monkeypatch.setattr(cli, "load_model_set", load)
-    monkeypatch.setattr(cli, "pipeline_steps", _fake_pipeline)
+    monkeypatch.setattr(cli_run, "load_model_set", load)
+    monkeypatch.setattr(cli_run, "pipeline_steps", _fake_pipeline)
     return loaded
 
 
@@ -171,20 +171,21 @@ def test_missing_and_broken_inputs_are_clear_errors(tmp_path, fake_models, pictu
     assert fake_models == []  # nothing was loaded for runs that could not start
 
 
-def test_clip_guidance_without_support_is_refused(fake_models, capsys):
+def test_guidance_option_reaches_the_request(tmp_path, fake_models, capsys):
+    args = ["generate", "--prompt", "x", "--guidance", "clip", "-q", "-o", str(tmp_path / "g.png")]
     if "guidance" in {field.name for field in dataclasses.fields(Request)}:
-        pytest.skip("this build's Request carries a guidance field")
-    assert cli.main(["generate", "--prompt", "x", "--guidance", "clip", "-q"]) == 2
-    assert "not supported" in capsys.readouterr().err
+        assert cli.main(args) == 0
+        assert read_parameters(tmp_path / "g.png")["request"]["guidance"] == "clip"
+    else:
+        assert cli.main(args) == 2
+        assert "not supported" in capsys.readouterr().err
 
 
 def _real_models_or_skip():
-    models = pytest.importorskip("glide_studio.pipelines.models", reason="the mode pipelines have not landed")
-    if not hasattr(models, "load_model_set"):
-        pytest.skip("glide_studio.pipelines.models has no load_model_set yet")
+    pytest.importorskip("glide_studio.pipelines.generate", reason="the mode pipelines have not landed")
     try:
-        cli.load_model_set(Request(mode=Mode.GENERATE), "cpu")
-    except FileNotFoundError as error:  # the demo weights are not trained/shipped yet
+        cli_run.load_model_set(Request(mode=Mode.INPAINT), "cpu")
+    except (FileNotFoundError, cli.CliError) as error:  # the demo weights are not trained/shipped yet
         pytest.skip(f"demo weights unavailable: {error}")
 
 
@@ -205,3 +206,36 @@ def test_real_pipeline_run_repeats_to_identical_pixels(tmp_path, picture_files, 
         if mode == "inpaint":
             assert first.shape == picture.shape
             assert np.array_equal(first[mask == 0], picture[mask == 0])
+
+
+@pytest.fixture
+def tiny_reference_models(reference_dir, monkeypatch):
+    """OpenAI-format tiny random networks from the reference data, at small sizes, as the CLI's models."""
+    pytest.importorskip("glide_studio.pipelines.inpaint", reason="the mode pipelines have not landed")
+    import json
+
+    from glide_studio.models import build_model, load_weights
+    from glide_studio.pipelines.models import ModelSet
+
+    def network(name):
+        options = json.loads((reference_dir / f"{name}.options.json").read_text())["options"]
+        return load_weights(build_model(options), reference_dir / f"{name}.pt").eval()
+
+    base, upsample = network("tiny-base-inpaint"), network("tiny-upsample-inpaint")
+    model_set = ModelSet(base=base, upsample=upsample, base_size=16, upsample_size=32)
+    monkeypatch.setattr(cli_run, "load_model_set", lambda request, device: model_set)
+
+
+def test_tiny_reference_inpaint_repeats_to_identical_pixels(tmp_path, picture_files, tiny_reference_models):
+    picture_path, mask_path, picture, mask = picture_files
+    args = ["inpaint", "--image", str(picture_path), "--mask", str(mask_path), "--prompt", "a red circle"]
+    args += ["--seed", "11", "--candidates", "2", "--steps", "3", "--upsample-steps", "2", "--device", "cpu"]
+    assert cli.main([*args, "-q", "-o", str(tmp_path / "first.png")]) == 0
+    assert cli.main(["repeat", str(tmp_path / "first-1.png"), "-q", "-o", str(tmp_path / "again.png")]) == 0
+    first = [np.asarray(Image.open(tmp_path / f"first-{i}.png")) for i in range(2)]
+    again = [np.asarray(Image.open(tmp_path / f"again-{i}.png")) for i in range(2)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], first[1])
+    assert first[0].shape == picture.shape
+    assert np.array_equal(first[0][mask == 0], picture[mask == 0])
+    assert not np.array_equal(first[0][mask > 0], picture[mask > 0])
