@@ -96,7 +96,7 @@ class PipelineEngine:
         demo, demo_detail = _weights_present(("demo-base-inpaint", "demo-upsample-inpaint"))
         glide, glide_detail = _weights_present(("base-inpaint", "upsample-inpaint"))
         return [
-            ModelChoice("demo", "Demo (shapes world)", demo, demo_detail or ""),
+            ModelChoice("demo", "Demo (shapes world)", demo, "" if demo else "weights not found"),
             ModelChoice("glide", "GLIDE (filtered)", glide, glide_detail or ""),
         ]
 

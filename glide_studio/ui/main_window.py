@@ -327,8 +327,13 @@ class MainWindow(QMainWindow):
         event.accept()
 
 
-def run_app(argv: list[str] | None = None) -> int:
-    """Opens the main window (starter scene, demo model) and runs Qt's loop with asyncio inside it."""
+def run_app(
+    argv: list[str] | None = None, *, settings: QSettings | None = None, engine: Engine | None = None
+) -> int:
+    """Opens the main window (starter scene, demo model) and runs Qt's loop with asyncio inside it.
+
+    argv holds the arguments after the program name; settings and engine are for embedding and tests.
+    """
     import argparse
     import asyncio
     import sys
@@ -347,7 +352,9 @@ def run_app(argv: list[str] | None = None) -> int:
     app.setApplicationName("GLIDE Studio")
     app.setOrganizationName("GlideStudio")
     apply_dark_theme(app)
-    if args.fake_engine:
+    if engine is not None:
+        pass
+    elif args.fake_engine:
         from glide_studio.app.fake_engine import FakeEngine
 
         engine = FakeEngine(step_delay=0.05, preview_size=64)
@@ -355,7 +362,7 @@ def run_app(argv: list[str] | None = None) -> int:
         from glide_studio.app.engine import PipelineEngine
 
         engine = PipelineEngine()
-    window = MainWindow(engine)
+    window = MainWindow(engine, settings)
     window.show()
     window.canvas.fit()
     if window.pending_recovery is not None:
