@@ -62,7 +62,9 @@ class CandidatesStrip(QWidget):
         self.list.clear()
         for index, image in enumerate(images if images is not None else []):
             pixmap = QPixmap.fromImage(array_to_qimage(thumbnail(image, THUMB)))
-            item = QListWidgetItem(QIcon(pixmap), f"#{index + 1}")
+            icon = QIcon(pixmap)
+            icon.addPixmap(pixmap, QIcon.Mode.Selected)  # no highlight tint over the picture
+            item = QListWidgetItem(icon, f"#{index + 1}")
             item.setSizeHint(QSize(THUMB + 12, THUMB + 28))
             self.list.addItem(item)
         self.list.blockSignals(False)

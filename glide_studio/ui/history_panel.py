@@ -58,7 +58,10 @@ class HistoryPanel(QWidget):
     def _add_node(self, node_id: int) -> None:
         node = self.history.node(node_id)
         item = QTreeWidgetItem([node.caption or "(no caption)"])
-        item.setIcon(0, QIcon(QPixmap.fromImage(array_to_qimage(node.thumbnail))))
+        pixmap = QPixmap.fromImage(array_to_qimage(node.thumbnail))
+        icon = QIcon(pixmap)
+        icon.addPixmap(pixmap, QIcon.Mode.Selected)  # no highlight tint over the picture
+        item.setIcon(0, icon)
         item.setData(0, NODE_ROLE, node.id)
         item.setToolTip(0, describe(node.parameters) or json.dumps(node.parameters) or node.caption)
         parent = self._items.get(node.parent_id) if node.parent_id is not None else None
