@@ -242,11 +242,14 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         request = _with_default_box(Request(**fields, **arrays))
     _check_mode_inputs(request)
+    # A bad --output is refused before minutes of sampling, not after.
+    outputs = output_paths(args.output, request.mode.value, request.seed, request.prompt, request.batch)
 
     device = resolve_device(args.device or _recorded_device(meta))
     models = load_model_set(request, device)
     final = drain_with_progress(pipeline_steps(models, request), quiet=args.quiet)
-    outputs = output_paths(args.output, request.mode.value, request.seed, request.prompt, len(final))
+    if len(final) != len(outputs):
+        raise CliError(f"the pipeline returned {len(final)} pictures for {len(outputs)} candidates")
     for candidate, (path, picture) in enumerate(zip(outputs, final, strict=True)):
         path.parent.mkdir(parents=True, exist_ok=True)
         metadata.write_png(path, picture, request, candidate, paths, extra={"device": device})

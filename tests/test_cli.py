@@ -168,6 +168,8 @@ def test_missing_and_broken_inputs_are_clear_errors(tmp_path, fake_models, pictu
     Image.fromarray(np.zeros((200, 300), np.uint8)).save(empty)
     assert cli.main(["inpaint", "--image", str(picture_path), "--mask", str(empty), "-q"]) == 2
     assert "mask is empty" in capsys.readouterr().err
+    assert cli.main(["generate", "--prompt", "x", "-q", "-o", str(tmp_path / "out.jpg")]) == 2
+    assert "--output must name .png files" in capsys.readouterr().err
     assert fake_models == []  # nothing was loaded for runs that could not start
 
 
