@@ -1,0 +1,1 @@
+"""Training and fine-tuning GLIDE-architecture models (used to build the embedded demo models)."""

@@ -1,0 +1,26 @@
+"""Official-style options of the two embedded demo models (same architecture family as GLIDE)."""
+
+from __future__ import annotations
+
+DEMO_BASE_INPAINT_OPTIONS = {
+    "image_size": 64, "num_channels": 64, "num_res_blocks": 1, "channel_mult": "1,2,2,2",
+    "num_heads": 1, "num_head_channels": 32, "num_heads_upsample": -1, "attention_resolutions": "16,8",
+    "dropout": 0.0, "text_ctx": 128, "xf_width": 64, "xf_layers": 2, "xf_heads": 2,
+    "xf_final_ln": True, "xf_padding": True, "diffusion_steps": 1000, "noise_schedule": "squaredcos_cap_v2",
+    "timestep_respacing": "", "use_scale_shift_norm": True, "resblock_updown": True, "use_fp16": False,
+    "cache_text_emb": False, "inpaint": True, "super_res": False,
+}
+
+DEMO_UPSAMPLE_INPAINT_OPTIONS = {
+    "image_size": 256, "num_channels": 32, "num_res_blocks": 1, "channel_mult": "1,1,2,2",
+    "num_heads": 1, "num_head_channels": 32, "num_heads_upsample": -1, "attention_resolutions": "32",
+    "dropout": 0.0, "text_ctx": 128, "xf_width": 32, "xf_layers": 1, "xf_heads": 1,
+    "xf_final_ln": True, "xf_padding": True, "diffusion_steps": 1000, "noise_schedule": "linear",
+    "timestep_respacing": "", "use_scale_shift_norm": True, "resblock_updown": True, "use_fp16": False,
+    "cache_text_emb": False, "inpaint": True, "super_res": True,
+}
+
+DEMO_OPTIONS = {
+    "demo-base-inpaint": DEMO_BASE_INPAINT_OPTIONS,
+    "demo-upsample-inpaint": DEMO_UPSAMPLE_INPAINT_OPTIONS,
+}

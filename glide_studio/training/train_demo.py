@@ -1,0 +1,76 @@
+"""Train (or resume) the embedded demo models on the shapes world, and export them to weights/.
+
+    python -m glide_studio.training.train_demo base --out runs/demo-base --steps 6000
+    python -m glide_studio.training.train_demo upsample --out runs/demo-upsample --steps 3000
+    python -m glide_studio.training.train_demo export --run runs/demo-base --name demo-base-inpaint
+
+Runs checkpoint every few minutes and resume where they stopped when started again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from .demo_configs import DEMO_OPTIONS
+from .shapes_data import base_inpaint_batch, upsample_inpaint_batch
+from .trainer import Trainer, TrainSettings
+
+KINDS = {
+    "base": ("demo-base-inpaint", base_inpaint_batch),
+    "upsample": ("demo-upsample-inpaint", upsample_inpaint_batch),
+}
+
+
+def export(run_dir: Path, name: str, dest_dir: Path) -> Path:
+    """Write the run's EMA weights as fp16 safetensors plus the official-style options json."""
+    from safetensors.torch import save_file
+
+    state = torch.load(run_dir / "state.pt", weights_only=True)
+    settings = json.loads((run_dir / "settings.json").read_text())
+    weights = {k: v.to(torch.float16).contiguous() for k, v in state["ema"].items()}
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    path = dest_dir / f"{name}.safetensors"
+    save_file(weights, str(path), metadata={"name": name, "steps": str(state["step"])})
+    info = {"name": name, "options": settings["options"], "training_steps": int(state["step"]),
+            "batch_size": settings["batch_size"], "learning_rate": settings["learning_rate"],
+            "ema_decay": settings["ema_decay"], "seed": settings["seed"]}
+    (dest_dir / f"{name}.json").write_text(json.dumps(info, indent=1) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=[*KINDS, "export"])
+    parser.add_argument("--out", type=Path, help="run directory (checkpoints, log)")
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--no-bf16", action="store_true")
+    parser.add_argument("--run", type=Path, help="export: the run directory")
+    parser.add_argument("--name", help="export: the model name (demo-base-inpaint, demo-upsample-inpaint)")
+    parser.add_argument("--dest", type=Path, default=Path("weights"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.kind == "export":
+        print(export(args.run, args.name, args.dest))
+        return 0
+    name, make_batch = KINDS[args.kind]
+    settings = TrainSettings(
+        name=name, options=DEMO_OPTIONS[name], out_dir=str(args.out), steps=args.steps,
+        batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, bf16=not args.no_bf16,
+    )
+    Trainer(settings, make_batch).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

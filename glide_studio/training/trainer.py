@@ -1,0 +1,142 @@
+"""A small, resumable trainer for GLIDE-architecture UNets.
+
+Objective as GLIDE (improved DDPM): eps MSE plus the variational-bound term that trains the learned
+variance. Batches come from a ``make_batch(rng, batch_size)`` callable, so the same loop fine-tunes on any
+data. Checkpoints are plain tensor dicts (``weights_only`` loadable) written atomically; a run resumes from
+its last checkpoint and draws the same batches it would have drawn uninterrupted.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..diffusion.gaussian import Diffusion
+from ..diffusion.losses import training_losses
+from ..models import build_model
+
+Batch = dict[str, torch.Tensor]
+MakeBatch = Callable[[np.random.Generator, int], Batch]
+
+
+@dataclass
+class TrainSettings:
+    name: str
+    options: dict[str, Any]
+    out_dir: str
+    steps: int = 10000
+    batch_size: int = 16
+    learning_rate: float = 3e-4
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    checkpoint_every: int = 100
+    seed: int = 0
+    bf16: bool = True
+    grad_clip: float = 1.0
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, settings: TrainSettings, make_batch: MakeBatch):
+        self.settings = settings
+        self.make_batch = make_batch
+        self.out_dir = Path(settings.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.model = build_model(settings.options).train()
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.learning_rate, weight_decay=0.0)
+        self.diffusion = Diffusion(settings.options.get("noise_schedule", "squaredcos_cap_v2"))
+        self.step = 0
+        self._resume()
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "state.pt"
+
+    def _resume(self) -> None:
+        if not self.checkpoint_path.is_file():
+            return
+        state = torch.load(self.checkpoint_path, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+
+    def save(self) -> None:
+        _atomic_save(
+            {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
+             "optimizer": self.optimizer.state_dict(), "step": self.step},
+            self.checkpoint_path,
+        )
+        (self.out_dir / "settings.json").write_text(json.dumps(asdict(self.settings), indent=1))
+
+    def _denoiser(self, x, model_t, **kwargs):
+        return self.model(x, model_t, **kwargs)
+
+    def train_step(self) -> dict[str, float]:
+        s = self.settings
+        # Seeding per step (not per run) keeps a resumed run on the very batches it would have seen.
+        rng = np.random.default_rng([s.seed, self.step])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        batch = self.make_batch(rng, s.batch_size)
+        x0 = batch.pop("x0")
+        t = torch.randint(0, self.diffusion.num_steps, (x0.shape[0],), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        for group in self.optimizer.param_groups:
+            group["lr"] = s.learning_rate * min(1.0, (self.step + 1) / max(1, s.warmup_steps))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.bf16):
+            losses = training_losses(self._denoiser, self.diffusion, x0, t, noise, batch)
+        loss = losses["loss"].float().mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+        self.optimizer.step()
+        self._update_ema()
+        self.step += 1
+        return {"loss": loss.item(), "mse": losses["mse"].float().mean().item(),
+                "vb": losses["vb"].float().mean().item(), "grad_norm": float(grad_norm)}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = min(self.settings.ema_decay, (1 + self.step) / (10 + self.step))
+        for ema_p, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+            ema_p.lerp_(p.detach(), 1 - decay)
+
+    def run(self, max_steps: int | None = None, progress: bool = True) -> list[dict[str, float]]:
+        """Train until settings.steps (or max_steps more), checkpointing as it goes."""
+        target = self.settings.steps if max_steps is None else min(self.settings.steps, self.step + max_steps)
+        history = []
+        log = (self.out_dir / "log.jsonl").open("a")
+        bar = tqdm(total=target, initial=self.step, disable=not progress, desc=self.settings.name)
+        try:
+            while self.step < target:
+                started = time.perf_counter()
+                record = self.train_step()
+                record.update(step=self.step, seconds=time.perf_counter() - started)
+                history.append(record)
+                log.write(json.dumps(record) + "\n")
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", mse=f"{record['mse']:.4f}")
+                if self.step % self.settings.checkpoint_every == 0:
+                    log.flush()
+                    self.save()
+        finally:
+            bar.close()
+            log.close()
+        self.save()
+        return history
