@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from glide_studio.app.fake_engine import FakeEngine
 from glide_studio.app.starter import starter_scene
+from glide_studio.ui.canvas import Tool
 from glide_studio.ui.main_window import MainWindow
 from glide_studio.ui.theme import apply_dark_theme
 
@@ -294,3 +296,55 @@ def test_autosave_is_offered_back_after_a_crash(qtbot, tmp_path, dialogs):
         assert second.files.project_path is None
     finally:
         second.close()
+
+
+def test_sketch_mode_sends_strokes_discard_keeps_the_picture_and_settings_persist(qtbot, tmp_path, dialogs):
+    window = open_window(qtbot, tmp_path, FakeEngine(step_delay=0.0), starter_scene(64))
+    window.controls.mode.setCurrentIndex(window.controls.mode.findData("sdedit"))
+    window.run()
+    assert "Sketch some strokes" in window.statusBar().currentMessage()
+    window.tools.choose(Tool.SKETCH)
+    window.tools.set_colour(QColor(0, 200, 0))
+    window.canvas.set_brush_size(6)
+    paint_stroke(qtbot, window, [(10, 50), (40, 50)])
+    window.controls.steps.setValue(4)
+    with qtbot.waitSignal(window.controller.run_finished, timeout=10000) as finished:
+        run_with_keys(qtbot, window, "a green line")
+    request = finished.args[0].request
+    assert request.mode.value == "sdedit" and request.mask is None
+    assert tuple(request.sketch[50, 25]) == (0, 200, 0, 255)
+    before = window.controller.document.picture.copy()
+    window.candidates.discard_button.click()
+    assert window.candidates.count() == 0 and len(window.controller.history) == 1
+    assert np.array_equal(window.controller.document.picture, before)
+    window.close()
+
+    reopened = open_window(qtbot, tmp_path, FakeEngine(), starter_scene(64))
+    try:
+        params = reopened.controls.params()
+        assert (params.prompt, params.mode.value, params.steps) == ("a green line", "sdedit", 4)
+    finally:
+        reopened.close()
+
+
+def test_wheel_zooms_and_ctrl0_fits(qtbot, window):
+    from PySide6.QtCore import QPoint as Point
+    from PySide6.QtGui import QWheelEvent
+
+    canvas = window.canvas
+    fitted = canvas.zoom
+    centre = QPointF(canvas.viewport().rect().center())
+    wheel = QWheelEvent(
+        centre,
+        canvas.viewport().mapToGlobal(centre),
+        Point(),
+        Point(0, 240),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(canvas.viewport(), wheel)
+    assert canvas.zoom == pytest.approx(fitted * 1.15**2)
+    qtbot.keyClick(canvas, Qt.Key.Key_0, Qt.KeyboardModifier.ControlModifier)
+    assert canvas.zoom == pytest.approx(fitted)

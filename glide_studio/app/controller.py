@@ -74,13 +74,15 @@ class StudioController(QObject):
     def generate(self) -> Job:
         """Queues a run of the current parameters on the current picture and layers."""
         params = self._params
-        if params.mode in (Mode.INPAINT, Mode.SDEDIT) and not self.document.has_mask():
-            raise StudioError("Paint a mask first: it marks the region to regenerate.")
-        seed = choose_seed(params)
         document = self.document
-        request = build_request(
-            params, document.picture, document.mask_array(), document.sketch_array(), document.edit_box, seed
-        )
+        mask = document.mask_array() if document.has_mask() else None
+        sketch = document.sketch_array()
+        if params.mode == Mode.INPAINT and mask is None:
+            raise StudioError("Paint a mask first: it marks the region to regenerate.")
+        if params.mode == Mode.SDEDIT and not sketch[..., 3].any():
+            raise StudioError("Sketch some strokes first (sketch brush); a mask around them is optional.")
+        seed = choose_seed(params)
+        request = build_request(params, document.picture, mask, sketch, document.edit_box, seed)
         job = Job(request, params.model, params.device, self.preview_source)
         self.candidate_parameters = params.with_(seed=seed, random_seed=False).to_dict()
         self.runner.submit(job)
