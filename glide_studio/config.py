@@ -59,7 +59,9 @@ class UNetConfig:
 
     def __post_init__(self) -> None:
         if self.num_channels % 32 != 0:
-            raise ConfigError(f"num_channels must be a multiple of 32 (GroupNorm uses 32 groups), got {self.num_channels}")
+            raise ConfigError(
+                f"num_channels must be a multiple of 32 (GroupNorm uses 32 groups), got {self.num_channels}"
+            )
         if not self.channel_mult and self.image_size not in _DEFAULT_CHANNEL_MULT:
             raise ConfigError(f"no default channel_mult for image_size {self.image_size}; give channel_mult")
         if self.xf_width and self.xf_width % self.xf_heads != 0:
