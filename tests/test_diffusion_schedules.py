@@ -72,6 +72,6 @@ def test_unknown_schedule_is_a_clear_error():
         Diffusion("cosine-ish")
 
 
-@pytest.mark.parametrize("strength,expected", [(1.0, 24), (0.04, 0), (0.52, 12), (0.48, 11), (0.01, 0)])
+@pytest.mark.parametrize("strength,expected", [(1.0, 24), (0.04, 1), (0.52, 12), (0.48, 12), (0.45, 11), (0.01, 0)])
 def test_index_for_strength(strength, expected):
     assert Diffusion("squaredcos_cap_v2", "25").index_for_strength(strength) == expected

@@ -11,6 +11,7 @@ from glide_studio.pipelines import run
 from glide_studio.pipelines.editbox import EmptyMaskError
 from glide_studio.pipelines.request import EditBox, Mode, Request
 from glide_studio.pipelines.sdedit import composite_sketch
+from glide_studio.pipelines.stages import stage_diffusion
 
 pytest.importorskip("glide_studio.models")
 
@@ -67,11 +68,16 @@ def test_sdedit_strength_sets_the_starting_step_and_stays_near_the_sketch(models
     size = BASE_SIZE
     request = make_request(Mode.SDEDIT, size, False, steps=10, mask=rect_mask(size, size, 0, 0, size, size))
     composite = composite_sketch(request.image, request.sketch).astype(np.float32)
-    distance = {}
-    for strength, expected_steps in ((0.2, 2), (0.6, 6), (1.0, 10)):
+    diffusion = stage_diffusion(models.base, request.sampler, 10, upsampler=False)
+    distance, counts = {}, {}
+    for strength in (0.2, 0.6, 1.0):
         steps = list(run(models, request.with_(strength=strength)))
-        assert len(steps) == expected_steps
+        counts[strength] = len(steps)
+        # strength is a noise level: the run starts at the kept timestep nearest to strength * 999
+        start = int(diffusion.timestep_map[len(steps) - 1])
+        assert all(abs(start - strength * 999) <= abs(int(t) - strength * 999) for t in diffusion.timestep_map)
         distance[strength] = np.abs(steps[-1].final[0].astype(np.float32) - composite).mean()
+    assert counts[0.2] < counts[0.6] < counts[1.0] == 10
     assert distance[0.2] < distance[0.6] < distance[1.0]
 
 

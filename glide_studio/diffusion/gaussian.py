@@ -118,10 +118,16 @@ class Diffusion:
         return t
 
     def index_for_strength(self, strength: float) -> int:
-        """The respaced index to start from so that a fraction `strength` of the chain is run (SDEdit)."""
+        """The respaced index to start SDEdit from: the kept timestep nearest to strength * (T - 1).
+
+        Strength is a noise level (diffusion time), not a share of the steps, so it means the same on
+        evenly-in-t and evenly-in-log-SNR grids; 1 starts from pure noise.
+        """
         if not 0.0 < strength <= 1.0:
             raise DiffusionError(f"strength must be in (0, 1], got {strength}")
-        return max(0, min(self.num_steps - 1, round(strength * self.num_steps) - 1))
+        target = strength * (self.num_base_steps - 1)
+        distances = (self.timestep_map.double() - target).abs()
+        return int(torch.argmin(distances).item())
 
     # -- forward process -----------------------------------------------------------------------------
 
