@@ -71,18 +71,19 @@ def test_throttle_skips_previews_but_never_progress_or_the_final(qtbot):
 def test_cancel_after_first_step_stops_within_one_step_and_closes_the_generator(qtbot, runner):
     runner.engine.step_delay = 0.05
     events = _record(runner)
-    first_step = []
+    first_step, computed_at_cancel = [], []
 
     def cancel_on_first(progress):
         if not first_step:
             first_step.append(progress.index)
+            computed_at_cancel.append(runner.engine.steps_computed)
             runner.cancel()
 
     runner.job_step.connect(cancel_on_first)
     with qtbot.waitSignal(runner.job_cancelled, timeout=5000):
         runner.submit(Job(_request(steps=20)))
     assert first_step == [0]
-    assert runner.engine.steps_computed <= 2
+    assert runner.engine.steps_computed <= computed_at_cancel[0] + 1  # at most the step under way
     assert runner.engine.closed_runs == 1
     assert [kind for kind, _ in events][-1] == "cancelled"
     assert "finished" not in [kind for kind, _ in events]

@@ -92,31 +92,42 @@ class GenerationWorker(QObject):
             return
         self.started.emit(job.id)
         steps = None
+        steps = None
         try:
             self.status.emit(job.id, "Loading model…")
             self.engine.load_models(job.request, job.device)
             if job.cancelled:
-                self.cancelled.emit(job.id)
-                return
-            self.status.emit(job.id, "Running…")
-            steps = self.engine.run(job.request)
-            self._drain(job, steps)
+                outcome = ("cancelled",)
+            else:
+                self.status.emit(job.id, "Running…")
+                steps = self.engine.run(job.request)
+                outcome = self._drain(job, steps)
         except Exception as error:  # noqa: BLE001 - every failure becomes a message, the app stays up
             traceback.print_exc()
-            self.failed.emit(job.id, describe_failure(error))
+            outcome = ("failed", describe_failure(error))
         finally:
+            # Closed before anyone hears the outcome, so the pipeline has let go of its memory by then.
             close = getattr(steps, "close", None)
             if close is not None:
                 close()
+        self._announce(job, outcome)
 
-    def _drain(self, job: Job, steps) -> None:
+    def _announce(self, job: Job, outcome: tuple) -> None:
+        kind = outcome[0]
+        if kind == "cancelled":
+            self.cancelled.emit(job.id)
+        elif kind == "failed":
+            self.failed.emit(job.id, outcome[1])
+        else:
+            self.finished.emit(JobResult(job.id, outcome[1], job.request))
+
+    def _drain(self, job: Job, steps) -> tuple:
         start = time.monotonic()
         last_preview = -1e9
         final = None
         for step in steps:
             if job.cancelled:
-                self.cancelled.emit(job.id)
-                return
+                return ("cancelled",)
             now = time.monotonic()
             is_last = step.final is not None or step.index >= step.total - 1
             preview = None
@@ -128,11 +139,10 @@ class GenerationWorker(QObject):
             if step.final is not None:
                 final = np.ascontiguousarray(step.final, dtype=np.uint8)
         if job.cancelled:
-            self.cancelled.emit(job.id)
-        elif final is None:
-            self.failed.emit(job.id, "The pipeline ended without producing a result.")
-        else:
-            self.finished.emit(JobResult(job.id, final, job.request))
+            return ("cancelled",)
+        if final is None:
+            return ("failed", "The pipeline ended without producing a result.")
+        return ("finished", final)
 
 
 class JobRunner(QObject):
