@@ -31,7 +31,7 @@ def reference_dir() -> Path:
 
 # --- No thread may outlive its test (napari-style leak check) -----------------------------------------
 # Threads that libraries start once and keep for the whole process, by name prefix.
-_LONG_LIVED_THREADS = ("TMonitor", "pydevd", "QDBusConnection")
+_LONG_LIVED_THREADS = ("TMonitor", "tqdm_monitor", "pydevd", "QDBusConnection")
 
 
 _started_qthreads = None
@@ -89,6 +89,7 @@ def no_thread_leaks():
             # Dummy entries stand for foreign (e.g. Qt) threads and never die; QThreads are checked below.
             and not isinstance(thread, threading._DummyThread)
             and not thread.name.startswith(_LONG_LIVED_THREADS)
+            and type(thread).__name__ not in _LONG_LIVED_THREADS
         ]
         leaked_q = [thread for thread in _running_qthreads() if id(thread) not in qthreads_before]
         if not (leaked or leaked_q) or time.monotonic() > deadline:
