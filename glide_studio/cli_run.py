@@ -200,10 +200,7 @@ def pipeline_steps(models, request):
 def drain_with_progress(steps, quiet: bool = False):
     """Run the pipeline to the end under one tqdm bar named after the current stage; returns the final
     N x H x W x 3 uint8 results."""
-    from tqdm import tqdm
-
-    class StepBar(tqdm):
-        monitor_interval = 0  # no monitor thread left behind by a one-shot command
+    from .progress import ProgressBar as StepBar
 
     final, bar, stage = None, None, None
     try:

@@ -6,8 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tqdm import tqdm
-
+from ..progress import ProgressBar
 from .convert import convert_to_safetensors
 from .download import DEFAULT_TIMEOUT, DownloadProgress
 from .errors import CheckpointError
@@ -42,9 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models.set_defaults(func=run_models)
 
 
-class _Bar(tqdm):
-    # No monitor thread: it only tunes refresh rates and would outlive the command inside other programs.
-    monitor_interval = 0
+_Bar = ProgressBar
 
 
 class _TqdmProgress:
@@ -53,7 +50,7 @@ class _TqdmProgress:
     def __init__(self, name: str, quiet: bool):
         self.name = name
         self.quiet = quiet
-        self.bar: tqdm | None = None  # created at the first record, so a refusal prints no empty bar
+        self.bar: ProgressBar | None = None  # created at the first record, so a refusal prints no empty bar
 
     def __call__(self, record: DownloadProgress) -> None:
         if self.bar is None:

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..diffusion.gaussian import Diffusion
 from ..diffusion.losses import training_losses
 from ..models import build_model
+from ..progress import ProgressBar
 
 Batch = dict[str, torch.Tensor]
 MakeBatch = Callable[[np.random.Generator, int], Batch]
@@ -122,7 +122,7 @@ class Trainer:
         target = self.settings.steps if max_steps is None else min(self.settings.steps, self.step + max_steps)
         history = []
         log = (self.out_dir / "log.jsonl").open("a")
-        bar = tqdm(total=target, initial=self.step, disable=not progress, desc=self.settings.name)
+        bar = ProgressBar(total=target, initial=self.step, disable=not progress, desc=self.settings.name)
         try:
             while self.step < target:
                 started = time.perf_counter()
