@@ -40,7 +40,8 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(icons.app_icon())
         self.preferences = Preferences(settings if settings is not None else default_settings())
         first_picture = starter_scene() if picture is None else picture
-        self.controller = StudioController(engine, first_picture, "Starter scene", min_interval, self)
+        caption = "Starter scene" if picture is None else "Picture"
+        self.controller = StudioController(engine, first_picture, caption, min_interval, self)
         params = self.preferences.params()
         if picture is None and not params.prompt:
             params = params.with_(prompt=STARTER_CAPTION)
@@ -99,17 +100,14 @@ class MainWindow(QMainWindow):
         self.pending_recovery = self.autosaver.claim_recovery()
         self.autosaver.begin_session()
         self.resize(1400, 900)
-        self.statusBar().showMessage(
-            "Paint a mask over what should change, type a caption, press Ctrl+Enter."
-        )
+        self.statusBar().showMessage("Paint a mask over what should change, type a caption, press Ctrl+Enter.")
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"{title.lower()}Dock")
         dock.setWidget(widget)
         dock.setFeatures(
-            QDockWidget.DockWidgetFeature.DockWidgetMovable
-            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+            QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable
         )
         self.addDockWidget(area, dock)
         return dock
@@ -165,9 +163,7 @@ class MainWindow(QMainWindow):
         self.run_action = self._action("&Run", self.run, ["Ctrl+Return", "Ctrl+Enter"], run_menu)
         self.cancel_action = self._action("&Cancel", self.cancel, ["Escape"], run_menu)
         self.accept_action = self._action("&Accept candidate", self.accept, ["Return", "Enter"], run_menu)
-        self.discard_action = self._action(
-            "&Discard candidates", self.controller.discard_candidates, [], run_menu
-        )
+        self.discard_action = self._action("&Discard candidates", self.controller.discard_candidates, [], run_menu)
         self.accept_action.setEnabled(False)
         self.discard_action.setEnabled(False)
 
@@ -212,11 +208,13 @@ class MainWindow(QMainWindow):
     def accept(self) -> None:
         if self.controller.candidates is not None:
             self.controller.accept_candidate()
+            self.canvas.undo_stack.clear()  # strokes belonged to the picture before this edit
             self.statusBar().showMessage("Accepted: added to the history.", 5000)
 
     def go_to_node(self, node_id: int) -> None:
         self.controller.discard_candidates()
         self.controller.go_to_node(node_id)
+        self.canvas.undo_stack.clear()
 
     def _on_run_started(self, job) -> None:
         self._run_start = time.monotonic()
@@ -327,9 +325,7 @@ class MainWindow(QMainWindow):
         event.accept()
 
 
-def run_app(
-    argv: list[str] | None = None, *, settings: QSettings | None = None, engine: Engine | None = None
-) -> int:
+def run_app(argv: list[str] | None = None, *, settings: QSettings | None = None, engine: Engine | None = None) -> int:
     """Opens the main window (starter scene, demo model) and runs Qt's loop with asyncio inside it.
 
     argv holds the arguments after the program name; settings and engine are for embedding and tests.
