@@ -320,7 +320,11 @@ class MainWindow(QMainWindow):
         self.preferences.set_params(self.controller.params)
         self.preferences.sync()
         self.downloader.cancel()
-        self.controller.shutdown(5000)
+        # The worker stops after its current step; on a slow device that step can take seconds, so the
+        # window goes away first and the wait is generous (a QThread destroyed while running aborts).
+        self.hide()
+        if not self.controller.shutdown(60_000):
+            self.statusBar().showMessage("The model did not stop in time.")
         self.autosaver.end_session()
         event.accept()
 
