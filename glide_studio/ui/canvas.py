@@ -209,9 +209,7 @@ class Canvas(QGraphicsView):
         colour = self.sketch_colour if self.tool == Tool.SKETCH else MASK_COLOUR
         if self.tool == Tool.ERASER:
             painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Clear)
-        pen = QPen(
-            colour, self.brush_size, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin
-        )
+        pen = QPen(colour, self.brush_size, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin)
         painter.setPen(pen)
         if start == end:
             painter.setBrush(colour)
@@ -234,9 +232,7 @@ class Canvas(QGraphicsView):
         layer_name = TOOL_LAYER[self.tool]
         after = getattr(self.document, layer_name).copy()
         names = {Tool.MASK: "Mask stroke", Tool.ERASER: "Erase mask", Tool.SKETCH: "Sketch stroke"}
-        self.undo_stack.push(
-            StrokeCommand(self.document, layer_name, self._stroke_before, after, names[self.tool])
-        )
+        self.undo_stack.push(StrokeCommand(self.document, layer_name, self._stroke_before, after, names[self.tool]))
         self._stroke_before = None
         self._last_point = None
         self.document.layer_changed()
@@ -244,9 +240,7 @@ class Canvas(QGraphicsView):
     # --- mouse ------------------------------------------------------------------------------------
     def mousePressEvent(self, event) -> None:
         button = event.button()
-        if button == Qt.MouseButton.MiddleButton or (
-            button == Qt.MouseButton.LeftButton and self._space_held
-        ):
+        if button == Qt.MouseButton.MiddleButton or (button == Qt.MouseButton.LeftButton and self._space_held):
             self._pan_from = event.position()
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
             event.accept()
@@ -322,9 +316,7 @@ class Canvas(QGraphicsView):
             self._set_box(QRectF(start.x(), start.y(), side, side))
 
     def _set_box(self, rect: QRectF) -> None:
-        self.document.set_edit_box(
-            EditBox(round(rect.x()), round(rect.y()), round(rect.width()), round(rect.height()))
-        )
+        self.document.set_edit_box(EditBox(round(rect.x()), round(rect.y()), round(rect.width()), round(rect.height())))
 
     # --- keys -------------------------------------------------------------------------------------
     def keyPressEvent(self, event) -> None:

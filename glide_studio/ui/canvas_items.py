@@ -53,9 +53,7 @@ class EditBoxItem(QGraphicsItem):
 
     def handle_rect(self) -> QRectF:
         size = HANDLE / max(self._scale(), 1e-6)
-        return QRectF(
-            self.rect.bottomRight() - QPointF(size, size), self.rect.bottomRight() + QPointF(size, size)
-        )
+        return QRectF(self.rect.bottomRight() - QPointF(size, size), self.rect.bottomRight() + QPointF(size, size))
 
     def _scale(self) -> float:
         views = self.scene().views() if self.scene() else []

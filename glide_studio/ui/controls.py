@@ -134,9 +134,7 @@ class ControlsPanel(QWidget):
         self.dice.clicked.connect(lambda: self.seed.setValue(random.randint(0, MAX_SEED)))
         self.run_button.clicked.connect(self.run_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
-        self.show_noisy.toggled.connect(
-            lambda on: self.preview_source_changed.emit("x_t" if on else "pred_x0")
-        )
+        self.show_noisy.toggled.connect(lambda on: self.preview_source_changed.emit("x_t" if on else "pred_x0"))
 
     def set_models(self, models: list[ModelChoice]) -> None:
         self.model.blockSignals(True)

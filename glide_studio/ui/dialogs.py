@@ -17,11 +17,7 @@ def ask_yes_no(parent: QWidget | None, title: str, question: str) -> bool:
 
 
 def ask_save_discard_cancel(parent: QWidget | None, title: str, question: str) -> str:
-    buttons = (
-        QMessageBox.StandardButton.Save
-        | QMessageBox.StandardButton.Discard
-        | QMessageBox.StandardButton.Cancel
-    )
+    buttons = QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel
     answer = QMessageBox.question(parent, title, question, buttons)
     return {QMessageBox.StandardButton.Save: "save", QMessageBox.StandardButton.Discard: "discard"}.get(
         answer, "cancel"

@@ -38,9 +38,7 @@ class FileActions:
 
     # --- opening ----------------------------------------------------------------------------------
     def open_dialog(self) -> None:
-        filters = (
-            f"Images and projects (*.png *.jpg *.jpeg *.webp *.bmp *.gif *.tif *.tiff *{PROJECT_SUFFIX});;"
-        )
+        filters = f"Images and projects (*.png *.jpg *.jpeg *.webp *.bmp *.gif *.tif *.tiff *{PROJECT_SUFFIX});;"
         path = dialogs.open_file_name(self.window, "Open", self._directory, filters + OPEN_FILTER)
         if path:
             self.open_path(path)

@@ -36,9 +36,7 @@ class HistoryPanel(QWidget):
         self.tree.setUniformRowHeights(False)
         layout.addWidget(self.tree)
         self._items: dict[int, QTreeWidgetItem] = {}
-        self.tree.itemClicked.connect(
-            lambda item, _column: self.node_clicked.emit(int(item.data(0, NODE_ROLE)))
-        )
+        self.tree.itemClicked.connect(lambda item, _column: self.node_clicked.emit(int(item.data(0, NODE_ROLE))))
         history.reset.connect(self.rebuild)
         history.node_added.connect(self._add_node)
         history.current_changed.connect(self._mark_current)
