@@ -205,7 +205,9 @@ def test_save_and_reopen_restore_picture_and_parameters(qtbot, window, tmp_path,
     exported = tmp_path / "result.png"
     assert window.files.export_png(exported)
     project = tmp_path / "scene.glidestudio"
+    assert window.windowTitle().startswith("untitled •")
     assert window.files._write_project(project)
+    assert window.windowTitle() == "scene.glidestudio — GLIDE Studio"
 
     other = open_window(qtbot, tmp_path / "second", FakeEngine(), starter_scene(32))
     try:

@@ -56,6 +56,7 @@ class FileActions:
         self.project_path = None
         self.saved_node_count = len(self.controller.history)
         self.window.statusBar().showMessage(f"Opened {path.name}", 5000)
+        self.window.update_title()
         if parameters and dialogs.ask_yes_no(
             self.window,
             "Restore parameters?",
@@ -74,6 +75,7 @@ class FileActions:
         self.saved_node_count = len(self.controller.history)
         self._remember(path)
         self.window.statusBar().showMessage(f"Opened project {Path(path).name}", 5000)
+        self.window.update_title()
         return True
 
     def paste(self) -> bool:
@@ -83,6 +85,8 @@ class FileActions:
             return False
         self.controller.open_array(qimage_to_array(image, 3), "Pasted picture")
         self.project_path = None
+        self.saved_node_count = len(self.controller.history)
+        self.window.update_title()
         return True
 
     # --- saving -----------------------------------------------------------------------------------
@@ -109,6 +113,7 @@ class FileActions:
         self.saved_node_count = len(self.controller.history)
         self._remember(path)
         self.window.statusBar().showMessage(f"Saved {path.name}", 5000)
+        self.window.update_title()
         return True
 
     def export_dialog(self) -> bool:
@@ -143,4 +148,5 @@ class FileActions:
             return False
         self.project_path = None  # the recovered copy is not the user's file; Save asks where to
         self.saved_node_count = 0
+        self.window.update_title()
         return True

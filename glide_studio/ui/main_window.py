@@ -99,8 +99,16 @@ class MainWindow(QMainWindow):
         self.autosaver.failed.connect(lambda message: self.statusBar().showMessage(message, 8000))
         self.pending_recovery = self.autosaver.claim_recovery()
         self.autosaver.begin_session()
+        for signal in (self.controller.history.node_added, self.controller.history.reset):
+            signal.connect(self.update_title)
+        self.update_title()
         self.resize(1400, 900)
         self.statusBar().showMessage("Paint a mask over what should change, type a caption, press Ctrl+Enter.")
+
+    def update_title(self, *_args) -> None:
+        name = self.files.project_path.name if self.files.project_path else "untitled"
+        marker = " •" if self.files.has_unsaved_edits else ""
+        self.setWindowTitle(f"{name}{marker} — GLIDE Studio")
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
