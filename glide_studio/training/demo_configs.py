@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 DEMO_BASE_INPAINT_OPTIONS = {
-    "image_size": 64, "num_channels": 64, "num_res_blocks": 1, "channel_mult": "1,2,2,2",
+    "image_size": 64, "num_channels": 32, "num_res_blocks": 1, "channel_mult": "1,2,2,4",
     "num_heads": 1, "num_head_channels": 32, "num_heads_upsample": -1, "attention_resolutions": "16,8",
     "dropout": 0.0, "text_ctx": 128, "xf_width": 64, "xf_layers": 2, "xf_heads": 2,
     "xf_final_ln": True, "xf_padding": True, "diffusion_steps": 1000, "noise_schedule": "squaredcos_cap_v2",
