@@ -29,9 +29,14 @@ class Precision:
         return "fp32"
 
     def autocast(self) -> contextlib.AbstractContextManager:
+        """Wrap every network call in this: bf16 autocast where chosen, nothing otherwise (fp16 weights cast
+        their own inputs, as the reference's forward does)."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device}"
 
 
 def cpu_supports_bf16() -> bool:
@@ -43,24 +48,42 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def choose_precision(device: str = "auto", mode: str = "auto") -> Precision:
-    """``device``: auto | cpu | cuda[:N]; ``mode``: auto | fp32 | fp16 | bf16."""
+class PrecisionError(ValueError):
+    """A device or precision that cannot be used here (the message says why and what to pick instead)."""
+
+
+MODES = ("auto", "fp32", "fp16", "bf16")
+
+
+def choose_precision(device: str | torch.device = "auto", mode: str = "auto") -> Precision:
+    """``device``: auto | cpu | cuda[:N]; ``mode``: auto | fp32 | fp16 | bf16.
+
+    auto picks fp16 weights on CUDA, bf16 autocast on a CPU with native bf16 (AVX512-BF16 / AMX), fp32 otherwise.
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("CUDA was requested but no CUDA device is available to this build of torch")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise PrecisionError(f"unknown device {device!r} (auto, cpu, cuda or cuda:N)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise PrecisionError(f"unsupported device {device!r} (auto, cpu, cuda or cuda:N)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PrecisionError("CUDA was requested but no CUDA device is available to this build of torch")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise PrecisionError(f"{device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) found")
     if mode == "auto":
         mode = "fp16" if dev.type == "cuda" else ("bf16" if cpu_supports_bf16() else "fp32")
     if mode == "fp32":
         return Precision(dev)
     if mode == "fp16":
         if dev.type != "cuda":
-            raise ValueError("fp16 weights are only supported on CUDA; use bf16 or fp32 on the CPU")
+            raise PrecisionError("fp16 weights are only supported on CUDA; use bf16 or fp32 on the CPU")
         return Precision(dev, fp16_weights=True)
     if mode == "bf16":
         return Precision(dev, autocast_dtype=torch.bfloat16)
-    raise ValueError(f"unknown precision mode {mode!r} (auto, fp32, fp16, bf16)")
+    raise PrecisionError(f"unknown precision mode {mode!r} ({', '.join(MODES)})")
 
 
 def convert_unet_to_fp16(model: nn.Module) -> nn.Module:
@@ -80,6 +103,10 @@ def convert_unet_to_fp16(model: nn.Module) -> nn.Module:
 
 
 def prepare_model(model: nn.Module, precision: Precision) -> nn.Module:
+    """Move to the device, eval mode, and fp16 weights for GLIDE UNets where chosen (in place; returned).
+
+    The noised CLIP encoders stay float32, as in the reference. bf16 autocast needs no change to the weights.
+    """
     model = model.to(precision.device).eval()
     if precision.fp16_weights and hasattr(model, "input_blocks"):
         convert_unet_to_fp16(model)

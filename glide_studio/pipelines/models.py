@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from glide_studio.models.precision import Precision, prepare_model
 from glide_studio.pipelines.errors import PipelineError
 
 
@@ -20,6 +21,9 @@ class ModelSet:
 
     base_size / upsample_size: the resolutions each stage runs at, by default the models' own
     `config.image_size`; smaller sizes work with these fully convolutional networks (tests use them).
+
+    precision: how the networks run (see glide_studio.models.precision); by default plain fp32 on `device`.
+    Use `ModelSet.prepared` to move and convert the networks for a chosen precision in one go.
     """
 
     base: torch.nn.Module | None
@@ -32,9 +36,24 @@ class ModelSet:
     upsample_size: int | None = None
     clip_logit_scale: float = math.log(100.0)
     clip_image_size: int = 64
+    precision: Precision | None = None
+
+    @classmethod
+    def prepared(cls, precision: Precision, base: torch.nn.Module | None, upsample: torch.nn.Module | None = None,
+                 clip_image: torch.nn.Module | None = None, clip_text: torch.nn.Module | None = None,
+                 **sizes) -> ModelSet:
+        """The networks moved to the precision's device in eval mode, UNets converted to fp16 where chosen."""
+        networks = {name: None if module is None else prepare_model(module, precision)
+                    for name, module in (("base", base), ("upsample", upsample), ("clip_image", clip_image),
+                                         ("clip_text", clip_text))}
+        return cls(**networks, device=precision.device, precision=precision, **sizes)
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
+        if self.precision is None:
+            self.precision = Precision(self.device)
+        elif self.precision.device != self.device:
+            raise PipelineError(f"the precision is for {self.precision.device} but the models are on {self.device}")
         for name in ("base", "upsample", "clip_image", "clip_text"):
             module = getattr(self, name)
             if module is not None and module.training:

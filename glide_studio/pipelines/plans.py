@@ -78,9 +78,9 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
 
     def start(_previous):
         rows = 2 * batch if guided else batch
-        kwargs = text_kwargs(model, request.prompt, batch, device, guided)
+        kwargs = text_kwargs(model, request.prompt, batch, device, guided, models.precision)
         kwargs.update(inpaint_kwargs(model, known_pixels.image, known_pixels.regenerate, rows))
-        denoiser = model_denoiser(model)
+        denoiser = model_denoiser(model, models.precision)
         if guided:
             denoiser = paired_classifier_free_guidance(denoiser, request.guidance_scale)
         cond_fn = clip_cond_fn(models, request.prompt, batch, request.guidance_scale) if use_clip else None
@@ -110,11 +110,11 @@ def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, kn
         source = previous if previous is not None else low_res
         if source is None:
             raise PipelineError("the upsample stage has no low-resolution input")
-        kwargs = text_kwargs(model, request.prompt, batch, device, guided=False)
+        kwargs = text_kwargs(model, request.prompt, batch, device, guided=False, precision=models.precision)
         kwargs["low_res"] = image_to_tensor(source, device)
         kwargs.update(inpaint_kwargs(model, known_pixels.image, known_pixels.regenerate, batch))
         x_T = noise.draw((batch, 3, size, size), device=device) * UPSAMPLE_TEMPERATURE
-        return sample_stage(request, model_denoiser(model), diffusion, noise, x_T=x_T, device=device,
+        return sample_stage(request, model_denoiser(model, models.precision), diffusion, noise, x_T=x_T, device=device,
                             denoised_fn=paste_fn(known_pixels.image, known_pixels.regenerate),
                             model_kwargs=kwargs)
 

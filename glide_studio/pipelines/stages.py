@@ -3,6 +3,7 @@ and the driver that runs stages one after another and numbers their steps across
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from glide_studio.diffusion import (
     paste_known_pixels,
 )
 from glide_studio.diffusion.schedules import log_snr_timesteps
+from glide_studio.models.precision import Precision
 from glide_studio.models.tokenizers import clip_tokenize_prompts, tokenize_prompts
 from glide_studio.pipelines.errors import PipelineError
 from glide_studio.pipelines.models import ModelSet
@@ -75,11 +77,13 @@ def stage_diffusion(model: torch.nn.Module, sampler: str, steps: int, upsampler:
     return Diffusion(schedule, str(steps))
 
 
-def text_kwargs(model: torch.nn.Module, prompt: str, batch: int, device, guided: bool) -> dict:
-    """The text embedding, computed once: B prompt rows, then B empty-prompt rows when guided (CFG)."""
+def text_kwargs(model: torch.nn.Module, prompt: str, batch: int, device, guided: bool,
+                precision: Precision | None = None) -> dict:
+    """The text embedding, computed once per stage (the transformer never runs per step): B prompt rows,
+    then B empty-prompt rows when guided (CFG)."""
     prompts = [prompt] * batch + ([""] * batch if guided else [])
     tokens, mask = tokenize_prompts(prompts, model.config.text_ctx)
-    with torch.no_grad():
+    with torch.no_grad(), _autocast(precision):
         return {"text_emb": model.get_text_emb(tokens.to(device), mask.to(device))}
 
 
@@ -125,9 +129,18 @@ def clip_cond_fn(models: ModelSet, prompt: str, batch: int, scale: float):
     return clip_guidance(encode, text_embedding, scale, logit_scale=models.clip_logit_scale)
 
 
-def model_denoiser(model: torch.nn.Module):
+def _autocast(precision: Precision | None):
+    return contextlib.nullcontext() if precision is None else precision.autocast()
+
+
+def model_denoiser(model: torch.nn.Module, precision: Precision | None = None):
+    """The network under the chosen precision; its output always float32, so guidance and the sampler's
+    arithmetic stay in full precision whatever the network ran in."""
+
     def denoise(x, timesteps, **kwargs):
-        return model(x, timesteps, **kwargs)
+        with _autocast(precision):
+            output = model(x, timesteps, **kwargs)
+        return output.float()
 
     return denoise
 
