@@ -81,6 +81,21 @@ def test_bf16_autocast_is_close_to_fp32_on_the_tiny_reference(reference_dir):
     assert deviation.max().item() > 0, "bf16 gave bit-identical results: autocast cannot have been active"
 
 
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bf16")
+def test_stored_bf16_convolutions_give_the_same_results_as_autocast_alone(reference_dir):
+    model, cases, kwargs = _tiny(reference_dir, "tiny-base-inpaint")
+    with torch.no_grad(), BF16.autocast():
+        autocast_only = model(cases["x_t"], cases["timesteps"], **kwargs)
+        prepare_model(model, choose_precision("cpu", "bf16"))
+        stored = model(cases["x_t"], cases["timesteps"], **kwargs)
+    torch.testing.assert_close(stored, autocast_only, rtol=0, atol=0)
+    dtypes = {key: tensor.dtype for key, tensor in model.state_dict().items()}
+    low = {key for key, dtype in dtypes.items() if dtype == torch.bfloat16}
+    assert low and all(key.startswith(("input_blocks.", "middle_block.", "output_blocks.")) for key in low)
+    assert dtypes["transformer_proj.weight"] == dtypes["token_embedding.weight"] == torch.float32
+    assert dtypes["input_blocks.1.0.emb_layers.1.weight"] == dtypes["out.2.weight"] == torch.float32
+
+
 def test_choose_precision_refuses_impossible_combinations(monkeypatch):
     with pytest.raises(PrecisionError, match="only supported on CUDA"):
         choose_precision("cpu", "fp16")
@@ -102,7 +117,7 @@ def test_choose_precision_on_the_cpu(monkeypatch):
     assert choose_precision("auto", "fp32") == Precision(torch.device("cpu"))
     assert choose_precision("cpu", "bf16").autocast_dtype == torch.bfloat16
     monkeypatch.setattr("glide_studio.models.precision.cpu_supports_bf16", lambda: True)
-    assert choose_precision().name == "bf16-autocast"
+    assert choose_precision().name == "bf16"
     monkeypatch.setattr("glide_studio.models.precision.cpu_supports_bf16", lambda: False)
     assert choose_precision().name == "fp32"
 
