@@ -6,7 +6,6 @@ Split from ``glide_studio.cli`` (which parses the command line); everything heav
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,6 @@ _OPTION_FIELDS = {
     "box": "edit_box",
     "eta": "eta",
 }
-_MODEL_SET_LOADERS = ("glide_studio.pipelines.models", "glide_studio.checkpoints")
-
-
 def _explicit_fields(args: argparse.Namespace) -> dict[str, Any]:
     """Request fields the user gave on the command line, converted to the field's type."""
     import dataclasses
@@ -136,65 +132,32 @@ def _recorded_device(meta: dict | None) -> str | None:
 
 
 def load_model_set(request, device: str):
-    """The networks the request needs, in one call: ``load_model_set`` from the pipelines or checkpoints
-    layer when one provides it, else built here from the checkpoint registry."""
-    for module_name in _MODEL_SET_LOADERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name == module_name:
-                continue
-            raise
-        loader = getattr(module, "load_model_set", None)
-        if loader is not None:
-            return loader(base=request.base_model, upsample=request.upsample_model, device=device)
-    return _model_set_from_checkpoints(request, device)
-
-
-def _network(name: str, device: str):
-    from glide_studio import checkpoints, models
-
-    spec = checkpoints.get_spec(name)
-    try:
-        weights = checkpoints.ensure_checkpoint(name, offline=True)
-    except checkpoints.OfflineError:
-        raise CliError(f"the checkpoint {name!r} is not downloaded: glide-studio download {name}") from None
-    demo = spec.source == "demo"
-    options = checkpoints.demo_options(name) if demo else checkpoints.checkpoint_options(name)
-    builders = {
-        "unet": models.build_model,
-        "clip-image": models.build_clip_image_encoder,
-        "clip-text": models.build_clip_text_encoder,
-    }
-    return models.load_weights(builders[spec.kind](options), weights).to(device).eval()
-
-
-def _model_set_from_checkpoints(request, device: str):
+    """The networks the request needs (base, upsampler, CLIP encoders for CLIP guidance), loaded once."""
     from glide_studio.pipelines.models import ModelSet
 
     needs_base = request.mode.value != "upsample"
     base = _network(request.base_model, device) if needs_base else None
     upsample = _network(request.upsample_model, device) if request.upsample_model else None
     clip_image = clip_text = None
-    if getattr(request, "guidance", "cfg") == "clip":
+    if request.guidance == "clip":
         clip_image, clip_text = _network("clip-image-enc", device), _network("clip-text-enc", device)
     return ModelSet(base=base, upsample=upsample, clip_image=clip_image, clip_text=clip_text, device=device)
 
 
+def _network(name: str, device: str):
+    from glide_studio import checkpoints
+
+    try:
+        return checkpoints.load_network(name, device)
+    except checkpoints.OfflineError:
+        raise CliError(f"the checkpoint {name!r} is not downloaded: glide-studio download {name}") from None
+
+
 def pipeline_steps(models, request):
     """The Step stream for the request's mode."""
-    pipelines = importlib.import_module("glide_studio.pipelines")
-    dispatcher = getattr(pipelines, "run", None)
-    if callable(dispatcher):
-        return dispatcher(models, request)
-    module_name = f"glide_studio.pipelines.{request.mode.value}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise
-        raise CliError(f"the {request.mode.value} pipeline is not available in this build") from None
-    return module.run(models, request)
+    from glide_studio import pipelines
+
+    return pipelines.run(models, request)
 
 
 def drain_with_progress(steps, quiet: bool = False):

@@ -57,24 +57,15 @@ def _weights_present(names: tuple[str, ...]) -> tuple[bool, str]:
 
 
 def load_unet(name: str, device: str):
-    """One UNet by registry name (demo or official), built, loaded strictly and moved to the device."""
+    """One network by registry name (demo or official), verified, loaded strictly, on the device."""
     from glide_studio import checkpoints
-    from glide_studio.models import build_model, load_weights
 
     try:
-        if name in checkpoints.DEMO_NAMES:
-            weights, _meta = checkpoints.demo_paths(name)
-            options = checkpoints.demo_options(name)
-        else:
-            weights = checkpoints.ensure_checkpoint(name, offline=True)
-            options = checkpoints.checkpoint_options(name)
-        model = build_model(options)
-        load_weights(model, weights)
+        return checkpoints.load_network(name, device)
     except (checkpoints.MissingWeightsError, checkpoints.OfflineError) as error:
         raise ModelUnavailableError(f"The model {name!r} is not available: {error}") from error
     except checkpoints.CheckpointError as error:
         raise ModelUnavailableError(f"The model {name!r} could not be loaded: {error}") from error
-    return model.to(device).eval()
 
 
 class PipelineEngine:

@@ -23,6 +23,7 @@ from .errors import (
     UnsafeCheckpointError,
 )
 from .integrity import sha256_file, verify
+from .loading import load_network, network_options
 from .registry import (
     DEMO_NAMES,
     OFFICIAL_NAMES,
@@ -36,6 +37,8 @@ from .registry import (
 from .store import ModelStatus, checkpoint_options, ensure_checkpoint, list_models, local_path
 
 __all__ = [
+    "load_network",
+    "network_options",
     "CACHE_ENV",
     "DEMO_NAMES",
     "OFFICIAL_NAMES",

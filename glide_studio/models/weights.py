@@ -92,7 +92,9 @@ def load_weights(model: nn.Module, path_or_state: str | Path | Mapping[str, torc
     check_state_dict(model, state, source)
     own = model.state_dict()
     converted = {k: v.to(own[k].dtype) for k, v in state.items()}
-    # assign=True lets a model built on the meta device be filled without a second allocation.
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    model.load_state_dict({k: v.to(device) for k, v in converted.items()}, strict=True, assign=True)
+    # assign=True lets a model built on the meta device take the file's tensors without a second copy.
+    device = next((p.device for p in model.parameters()), torch.device("meta"))
+    if device.type != "meta":
+        converted = {k: v.to(device) for k, v in converted.items()}
+    model.load_state_dict(converted, strict=True, assign=True)
     return model

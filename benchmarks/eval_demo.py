@@ -1,0 +1,187 @@
+"""Evaluate the embedded demo models with the shapes world's oracle (a benchmark, not a test).
+
+Held-out seeded tasks per mode, run through the real pipelines, judged by the oracle:
+- inpaint: an object is removed, a box around its place is masked, and the caption names a new object;
+- generate: a whole scene from its caption; each named object's colour must be present;
+- sdedit: a rough blob of colour is painted where an object was; the caption names a shape;
+- guidance: the inpaint tasks again at guidance scale 0;
+- timing: one full inpaint (base + upsample) at the default settings.
+
+    python benchmarks/eval_demo.py --tasks 200 --json weights/eval_demo.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from glide_studio import checkpoints
+from glide_studio.pipelines import Mode, Request, run
+from glide_studio.pipelines.models import ModelSet
+from glide_studio.shapes import oracle, world
+
+SEED_OFFSET = 1_000_000  # far from every seed the trainer draws from
+
+
+def _drain(models: ModelSet, request: Request) -> np.ndarray:
+    final = None
+    for step in run(models, request):
+        final = step.final if step.final is not None else final
+    return final[0]
+
+
+def _removed_object_task(rng: np.random.Generator):
+    """A 2-object scene with one object taken out: (picture without it, box where it was, removed, rest)."""
+    while True:
+        scene = world.sample_scene(rng, n_objects=2)
+        if len(scene.objects) == 2:
+            break
+    index = int(rng.integers(2))
+    removed, kept = scene.objects[index], scene.objects[1 - index]
+    rows, cols = np.nonzero(world.object_mask(scene, index, 64))
+    box = np.zeros((64, 64), dtype=np.uint8)
+    box[max(0, rows.min() - 3):rows.max() + 4, max(0, cols.min() - 3):cols.max() + 4] = 1
+    background_scene = world.Scene(scene.background, (kept,))
+    return world.render(background_scene, 64), box, removed, kept, scene.background
+
+
+def _new_object(rng, background, kept):
+    colours = [c for c in world.OBJECT_COLOURS if c not in (background.colour, kept.colour)]
+    return colours[rng.integers(len(colours))], world.KINDS[rng.integers(len(world.KINDS))]
+
+
+def eval_inpaint(models, n, guidance, steps):
+    colour_ok = shape_ok = identical = 0
+    for k in range(n):
+        rng = np.random.default_rng(SEED_OFFSET + k)
+        image, box, _, kept, background = _removed_object_task(rng)
+        colour, kind = _new_object(rng, background, kept)
+        request = Request(mode=Mode.INPAINT, prompt=f"a {colour} {kind}", image=image, mask=box, steps=steps,
+                          guidance_scale=guidance, seed=k, upsample_model=None)
+        result = _drain(models, request)
+        found = oracle.detect(result, box.astype(bool))
+        colour_ok += bool(found and found.colour == colour)
+        shape_ok += bool(found and found.kind == kind)
+        identical += bool(np.array_equal(result[box == 0], image[box == 0]))
+    return {"colour": colour_ok / n, "shape": shape_ok / n, "unmasked_identical": identical / n}
+
+
+def _palette_fraction(image: np.ndarray, colour: str) -> int:
+    names = list(world.PALETTE)
+    palette = np.array([world.PALETTE[c] for c in names], dtype=np.float32)
+    nearest = np.argmin(((image[:, :, None, :].astype(np.float32) - palette) ** 2).sum(-1), axis=-1)
+    return int((nearest == names.index(colour)).sum())
+
+
+def eval_generate(models, n, guidance, steps):
+    named = right = 0
+    for k in range(n):
+        rng = np.random.default_rng(2 * SEED_OFFSET + k)
+        scene = world.sample_scene(rng, n_objects=int(rng.integers(1, 3)))
+        caption = " and ".join(f"a {o.colour} {o.kind}" for o in scene.objects)
+        request = Request(mode=Mode.GENERATE, prompt=caption, steps=steps, guidance_scale=guidance, seed=k,
+                          upsample_model=None)
+        result = _drain(models, request)
+        for obj in scene.objects:
+            named += 1
+            right += _palette_fraction(result, obj.colour) >= 25  # a small object covers ~150 px at 64 px
+    return {"colour_per_object": right / named}
+
+
+def _blob_sketch(rng, removed, size=64):
+    """A rough, slightly irregular flat-colour blob where the removed object stood (an artist's dab)."""
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    cy, cx, r = removed.cy * size, removed.cx * size, removed.radius * size
+    angle = np.arctan2(yy - cy, xx - cx)
+    wobble = 1 + 0.12 * np.sin(3 * angle + rng.uniform(0, 6.28)) + 0.06 * np.sin(5 * angle)
+    return (np.hypot(yy - cy, xx - cx) <= r * wobble).astype(np.uint8)
+
+
+def eval_sdedit(models, n, guidance, steps, strength):
+    colour_ok = shape_ok = place_ok = identical = 0
+    for k in range(n):
+        rng = np.random.default_rng(3 * SEED_OFFSET + k)
+        image, _, removed, kept, background = _removed_object_task(rng)
+        colour, kind = _new_object(rng, background, kept)
+        blob = _blob_sketch(rng, removed)
+        sketch = np.zeros((64, 64, 4), dtype=np.uint8)
+        sketch[blob == 1] = (*world.COLOURS[colour], 255)
+        region = np.zeros_like(blob)
+        rows, cols = np.nonzero(blob)
+        region[max(0, rows.min() - 3):rows.max() + 4, max(0, cols.min() - 3):cols.max() + 4] = 1
+        request = Request(mode=Mode.SDEDIT, prompt=f"a {colour} {kind}", image=image, mask=region, sketch=sketch,
+                          steps=steps, guidance_scale=guidance, strength=strength, seed=k, upsample_model=None)
+        result = _drain(models, request)
+        found = oracle.detect(result, region.astype(bool))
+        if found is not None:
+            colour_ok += found.colour == colour
+            shape_ok += found.kind == kind
+            inter = np.logical_and(found.mask, blob).sum()
+            union = np.logical_or(found.mask, blob).sum()
+            place_ok += inter / max(union, 1) >= 0.6
+        identical += bool(np.array_equal(result[region == 0], image[region == 0]))
+    return {"colour": colour_ok / n, "shape": shape_ok / n, "iou>=0.6": place_ok / n,
+            "unmasked_identical": identical / n}
+
+
+def time_full_inpaint(models, repeats=3):
+    rng = np.random.default_rng(4 * SEED_OFFSET)
+    image, box, *_ = _removed_object_task(rng)
+    picture = np.kron(image, np.ones((4, 4, 1), dtype=np.uint8))  # a 256 px picture
+    mask = np.kron(box, np.ones((4, 4), dtype=np.uint8))
+    request = Request(mode=Mode.INPAINT, prompt="a red star", image=picture, mask=mask)
+    times = []
+    for seed in range(repeats):
+        started = time.perf_counter()
+        _drain(models, request.with_(seed=seed))
+        times.append(time.perf_counter() - started)
+    return {"full_inpaint_seconds_median": statistics.median(times), "runs": times,
+            "base_steps": request.steps, "upsample_steps": request.upsample_steps, "sampler": request.sampler}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--strength", type=float, default=0.7)
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        base = checkpoints.load_network("demo-base-inpaint")
+        upsample = checkpoints.load_network("demo-upsample-inpaint")
+    except checkpoints.CheckpointError as error:
+        print(f"demo weights unavailable: {error}", file=sys.stderr)
+        return 1
+    models = ModelSet(base=base, upsample=upsample)
+    n = args.tasks
+    results = {"tasks_per_mode": n, "steps": args.steps, "guidance_scale": args.guidance, "strength": args.strength}
+    started = time.perf_counter()
+    results["inpaint"] = eval_inpaint(models, n, args.guidance, args.steps)
+    results["inpaint_guidance_0"] = eval_inpaint(models, n, 0.0, args.steps)
+    results["generate"] = eval_generate(models, n, args.guidance, args.steps)
+    results["sdedit"] = eval_sdedit(models, n, args.guidance, args.steps, args.strength)
+    results["timing"] = time_full_inpaint(models)
+    results["eval_seconds"] = time.perf_counter() - started
+    print(f"{'mode':<22}{'metric':<22}{'value':>8}")
+    for mode in ("inpaint", "inpaint_guidance_0", "generate", "sdedit"):
+        for metric, value in results[mode].items():
+            print(f"{mode:<22}{metric:<22}{value:>8.1%}")
+    print(f"{'timing':<22}{'full inpaint (s)':<22}{results['timing']['full_inpaint_seconds_median']:>8.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
