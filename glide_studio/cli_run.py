@@ -187,7 +187,7 @@ def drain_with_progress(steps, quiet: bool = False):
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from glide_studio.pipelines import metadata
+    from glide_studio import png_metadata as metadata
     from glide_studio.pipelines.request import Mode, Request
 
     png = args.png if args.command == "repeat" else args.from_png

@@ -14,8 +14,8 @@ from PIL import Image
 
 from glide_studio import __version__, cli, cli_run
 from glide_studio.pipelines.editbox import paste_back, prepare
-from glide_studio.pipelines.metadata import read_parameters
 from glide_studio.pipelines.request import Mode, Request, Step
+from glide_studio.png_metadata import read_parameters
 
 
 def test_version_and_help_in_a_subprocess():

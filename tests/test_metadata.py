@@ -9,7 +9,8 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from glide_studio import __version__
-from glide_studio.pipelines.metadata import (
+from glide_studio.pipelines.request import EditBox, Mode, Request
+from glide_studio.png_metadata import (
     InputMismatchError,
     MetadataError,
     a1111_text,
@@ -18,7 +19,6 @@ from glide_studio.pipelines.metadata import (
     request_from_metadata,
     write_png,
 )
-from glide_studio.pipelines.request import EditBox, Mode, Request
 
 
 @pytest.fixture

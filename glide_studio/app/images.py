@@ -59,7 +59,7 @@ def read_parameters(path: str | Path) -> dict | None:
     from glide_studio.app.params import params_from_request_fields
 
     try:
-        from glide_studio.pipelines import metadata
+        from glide_studio import png_metadata as metadata
     except ImportError:
         metadata = None
     if metadata is not None:
@@ -89,7 +89,7 @@ def save_png(path: str | Path, image: np.ndarray, parameters: dict | None = None
 
     image = np.ascontiguousarray(image, dtype=np.uint8)
     try:
-        from glide_studio.pipelines import metadata
+        from glide_studio import png_metadata as metadata
     except ImportError:
         metadata = None
     if metadata is not None and parameters:
