@@ -6,7 +6,8 @@ counted by torch's FlopCounterMode, at the GFLOPS of a large matmul in the same 
 deviation from fp32, and the peak resident memory while stepping. Then the cost of turning a 256 px pred_x0
 into a uint8 preview thumbnail, and one full inpaint with the demo model when its weights exist.
 
-Run from the repository root (about 4 minutes on 2 busy cores; --cases base for half of it):
+Times are the best of the calls, wall clock; "CPU time/threads" is what the step would take on idle cores
+when other processes compete for them. Run from the repository root (about 4 minutes on 2 busy cores):
 
     PYTHONPATH=. nice -n 19 python benchmarks/bench_speed.py [--cases base,upsample] [--repeats 1]
         [--variants fp32,bf16] [--demo-steps 25]
@@ -121,6 +122,7 @@ class Variant:
 @dataclass
 class Measurement:
     seconds: list[float]
+    cpu_seconds: list[float]
     first_call: float
     output: torch.Tensor
     memory_mb: float | None
@@ -142,20 +144,24 @@ def measure(model, variant: Variant, inputs, kwargs, repeats: int) -> Measuremen
         except Exception as error:  # noqa: BLE001  compile is optional: any failure means "not available here"
             return f"torch.compile unavailable: {type(error).__name__}: {error}"
     reset_peak_memory()
-    times = []
+    times, cpu_times = [], []
     try:
         with torch.no_grad():
             for _ in range(repeats + 1):
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 with variant.precision.autocast():
                     output = runner(x, timesteps, **step_kwargs)
                 output = output.float()
                 times.append(time.perf_counter() - start)
+                cpu_times.append(time.process_time() - cpu_start)
     except Exception as error:  # noqa: BLE001  a failed compile surfaces at the first call
         return f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
     finally:
         model.to(memory_format=torch.contiguous_format)
-    return Measurement(times[1:], times[0], output, *peak_memory_mb())
+    # Eager mode has no real warm-up cost, so its first call counts (on a shared machine every sample helps);
+    # a compiled variant's first call is the compilation.
+    kept = slice(1, None) if variant.compile else slice(None)
+    return Measurement(times[kept], cpu_times[kept], times[0], output, *peak_memory_mb())
 
 
 def run_case(case: str, variants: list[Variant], repeats: int, peaks: dict[torch.dtype, float]) -> float | None:
@@ -176,7 +182,9 @@ def run_case(case: str, variants: list[Variant], repeats: int, peaks: dict[torch
         best = min(result.seconds)
         dtype = variant.precision.autocast_dtype or torch.float32
         floor = gflop / peaks[dtype]
-        line = (f"  {variant.name:13s} {best:7.2f} s/step (first call {result.first_call:.2f} s), "
+        cpu = min(result.cpu_seconds) / torch.get_num_threads()
+        line = (f"  {variant.name:13s} {best:7.2f} s/step (CPU time/threads {cpu:.2f} s, first call "
+                f"{result.first_call:.2f} s), "
                 f"{gflop / best:6.1f} GFLOPS = {floor / best:5.1%} of the {dtype_name(dtype)} matmul floor "
                 f"({floor:.2f} s)")
         if result.memory_mb is not None:
@@ -248,7 +256,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="base,upsample")
     parser.add_argument("--variants", default="fp32,bf16")
-    parser.add_argument("--repeats", type=int, default=1, help="timed steps per variant, after one warm-up")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="steps per variant after the first (eager variants count the first too)")
     parser.add_argument("--demo-steps", type=int, default=25)
     parser.add_argument("--demo-upsample-steps", type=int, default=15)
     parser.add_argument("--no-demo", action="store_true")
