@@ -42,7 +42,8 @@ class ModelSet:
     def prepared(cls, precision: Precision, base: torch.nn.Module | None, upsample: torch.nn.Module | None = None,
                  clip_image: torch.nn.Module | None = None, clip_text: torch.nn.Module | None = None,
                  **sizes) -> ModelSet:
-        """The networks moved to the precision's device in eval mode, UNets converted to fp16 where chosen."""
+        """The networks moved to the precision's device in eval mode, UNets given fp16/bf16 weights where chosen
+        (in place: see prepare_model)."""
         networks = {name: None if module is None else prepare_model(module, precision)
                     for name, module in (("base", base), ("upsample", upsample), ("clip_image", clip_image),
                                          ("clip_text", clip_text))}
