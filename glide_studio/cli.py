@@ -78,6 +78,12 @@ def _add_run_options(parser: argparse.ArgumentParser, from_png: bool = True) -> 
     models.add_argument("--upsample-model", help="upsampler model name, or 'none' to stop at 64 px")
     models.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     models.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="auto: fp16 on CUDA, bf16 on CPUs that support it, else fp32 (the reference's numbers)",
+    )
+    models.add_argument(
         "--output",
         "-o",
         help=f"output file, or a pattern with {{mode}} {{seed}} {{candidate}} {{prompt}} "

@@ -131,7 +131,7 @@ def _recorded_device(meta: dict | None) -> str | None:
     return "cpu"
 
 
-def load_model_set(request, device: str):
+def load_model_set(request, device: str, precision: str = "auto"):
     """The networks the request needs (base, upsampler, CLIP encoders for CLIP guidance), loaded once."""
     from glide_studio.pipelines.models import ModelSet
 
@@ -141,7 +141,9 @@ def load_model_set(request, device: str):
     clip_image = clip_text = None
     if request.guidance == "clip":
         clip_image, clip_text = _network("clip-image-enc", device), _network("clip-text-enc", device)
-    return ModelSet(base=base, upsample=upsample, clip_image=clip_image, clip_text=clip_text, device=device)
+    from glide_studio.models import choose_precision
+
+    return ModelSet.prepared(choose_precision(device, precision), base, upsample, clip_image, clip_text)
 
 
 def _network(name: str, device: str):
@@ -206,7 +208,7 @@ def run_command(args: argparse.Namespace) -> int:
     outputs = output_paths(args.output, request.mode.value, request.seed, request.prompt, request.batch)
 
     device = resolve_device(args.device or _recorded_device(meta))
-    models = load_model_set(request, device)
+    models = load_model_set(request, device, args.precision)
     final = drain_with_progress(pipeline_steps(models, request), quiet=args.quiet)
     if len(final) != len(outputs):
         raise CliError(f"the pipeline returned {len(final)} pictures for {len(outputs)} candidates")

@@ -90,7 +90,7 @@ def _fake_pipeline(models, request: Request):
 def fake_models(monkeypatch):
     loaded = []
 
-    def load(request, device):
+    def load(request, device, precision):
         loaded.append((request.base_model, request.upsample_model, device))
         return "fake-models"
 
@@ -225,7 +225,7 @@ def tiny_reference_models(reference_dir, monkeypatch):
 
     base, upsample = network("tiny-base-inpaint"), network("tiny-upsample-inpaint")
     model_set = ModelSet(base=base, upsample=upsample, base_size=16, upsample_size=32)
-    monkeypatch.setattr(cli_run, "load_model_set", lambda request, device: model_set)
+    monkeypatch.setattr(cli_run, "load_model_set", lambda request, device, precision: model_set)
 
 
 def test_tiny_reference_inpaint_repeats_to_identical_pixels(tmp_path, picture_files, tiny_reference_models):

@@ -71,9 +71,12 @@ def load_unet(name: str, device: str):
 class PipelineEngine:
     """Runs glide_studio.pipelines with networks from the checkpoints layer; keeps loaded networks."""
 
-    def __init__(self, base_size: int | None = None, upsample_size: int | None = None) -> None:
-        """base_size / upsample_size override the networks' own resolutions (small sizes for tests)."""
+    def __init__(self, base_size: int | None = None, upsample_size: int | None = None,
+                 precision: str = "auto") -> None:
+        """base_size / upsample_size override the networks' own resolutions (small sizes for tests);
+        precision: auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16 or fp16."""
         self.base_size, self.upsample_size = base_size, upsample_size
+        self.precision = precision
         self._networks: dict[tuple[str, str], object] = {}
         self._model_set = None
         self._devices: list[str] | None = None
@@ -109,8 +112,12 @@ class PipelineEngine:
         upsample = self._network(request.upsample_model, device) if request.upsample_model else None
         keep = {(request.base_model, device), (request.upsample_model, device)}
         self._networks = {key: value for key, value in self._networks.items() if key in keep}
-        self._model_set = ModelSet(base=base, upsample=upsample, device=device, base_size=self.base_size,
-                                   upsample_size=self.upsample_size if upsample is not None else None)
+        from glide_studio.models import choose_precision
+
+        self._model_set = ModelSet.prepared(
+            choose_precision(device, self.precision), base, upsample, base_size=self.base_size,
+            upsample_size=self.upsample_size if upsample is not None else None,
+        )
 
     def run(self, request: Request) -> Iterator[Step]:
         if self._model_set is None:
