@@ -18,6 +18,7 @@ MODE_LABELS = {
     Mode.UPSAMPLE: "Upsample",
 }
 MAX_SEED = 2**31 - 1
+_REQUEST_DEFAULTS = Request(mode=Mode.INPAINT)  # one source for the sampling defaults
 
 # (base model, upsample model) per family and mode. Inpaint-style modes need the inpaint networks.
 _MODEL_IDS = {
@@ -41,11 +42,11 @@ def model_ids(family: str, mode: Mode) -> tuple[str, str]:
 class GenerationParams:
     prompt: str = ""
     mode: Mode = Mode.INPAINT
-    steps: int = 25
-    upsample_steps: int = 15
-    sampler: str = "dpm++2m"
-    guidance_scale: float = 3.0
-    strength: float = 0.7
+    steps: int = _REQUEST_DEFAULTS.steps
+    upsample_steps: int = _REQUEST_DEFAULTS.upsample_steps
+    sampler: str = _REQUEST_DEFAULTS.sampler
+    guidance_scale: float = _REQUEST_DEFAULTS.guidance_scale
+    strength: float = _REQUEST_DEFAULTS.strength
     seed: int = 0
     random_seed: bool = True
     candidates: int = 2
