@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from glide_studio import checkpoints
+from glide_studio.models import choose_precision
 from glide_studio.pipelines import Mode, Request, run
 from glide_studio.pipelines.models import ModelSet
 from glide_studio.shapes import oracle, world
@@ -56,14 +57,14 @@ def _new_object(rng, background, kept):
     return colours[rng.integers(len(colours))], world.KINDS[rng.integers(len(world.KINDS))]
 
 
-def eval_inpaint(models, n, guidance, steps):
+def eval_inpaint(models, n, guidance, steps, sampler="dpm++2m"):
     colour_ok = shape_ok = identical = 0
     for k in range(n):
         rng = np.random.default_rng(SEED_OFFSET + k)
         image, box, _, kept, background = _removed_object_task(rng)
         colour, kind = _new_object(rng, background, kept)
         request = Request(mode=Mode.INPAINT, prompt=f"a {colour} {kind}", image=image, mask=box, steps=steps,
-                          guidance_scale=guidance, seed=k, upsample_model=None)
+                          guidance_scale=guidance, seed=k, upsample_model=None, sampler=sampler)
         result = _drain(models, request)
         found = oracle.detect(result, box.astype(bool))
         colour_ok += bool(found and found.colour == colour)
@@ -145,6 +146,16 @@ def time_full_inpaint(models, repeats=3):
             "base_steps": request.steps, "upsample_steps": request.upsample_steps, "sampler": request.sampler}
 
 
+SUITES = {
+    "inpaint": lambda m, a: eval_inpaint(m, a.tasks, a.guidance, a.steps),
+    "inpaint_guidance_0": lambda m, a: eval_inpaint(m, a.tasks, 0.0, a.steps),
+    "inpaint_ancestral_100": lambda m, a: eval_inpaint(m, a.tasks, a.guidance, 100, sampler="ancestral"),
+    "generate": lambda m, a: eval_generate(m, a.tasks, a.guidance, a.steps),
+    "sdedit": lambda m, a: eval_sdedit(m, a.tasks, a.guidance, a.steps, a.strength),
+    "timing": lambda m, a: time_full_inpaint(m),
+}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=200)
@@ -153,6 +164,9 @@ def main(argv=None) -> int:
     parser.add_argument("--strength", type=float, default=0.7)
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
+    parser.add_argument("--suites", default="inpaint,inpaint_guidance_0,generate,sdedit,timing",
+                        help="comma list of: " + ", ".join(SUITES))
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -162,21 +176,21 @@ def main(argv=None) -> int:
     except checkpoints.CheckpointError as error:
         print(f"demo weights unavailable: {error}", file=sys.stderr)
         return 1
-    models = ModelSet(base=base, upsample=upsample)
+    models = ModelSet.prepared(choose_precision("cpu", args.precision), base, upsample)
     n = args.tasks
-    results = {"tasks_per_mode": n, "steps": args.steps, "guidance_scale": args.guidance, "strength": args.strength}
+    results = {"tasks_per_mode": n, "steps": args.steps, "guidance_scale": args.guidance, "strength": args.strength,
+               "precision": models.precision.name}
     started = time.perf_counter()
-    results["inpaint"] = eval_inpaint(models, n, args.guidance, args.steps)
-    results["inpaint_guidance_0"] = eval_inpaint(models, n, 0.0, args.steps)
-    results["generate"] = eval_generate(models, n, args.guidance, args.steps)
-    results["sdedit"] = eval_sdedit(models, n, args.guidance, args.steps, args.strength)
-    results["timing"] = time_full_inpaint(models)
+    for suite in args.suites.split(","):
+        results[suite] = SUITES[suite](models, args)
     results["eval_seconds"] = time.perf_counter() - started
     print(f"{'mode':<22}{'metric':<22}{'value':>8}")
-    for mode in ("inpaint", "inpaint_guidance_0", "generate", "sdedit"):
-        for metric, value in results[mode].items():
-            print(f"{mode:<22}{metric:<22}{value:>8.1%}")
-    print(f"{'timing':<22}{'full inpaint (s)':<22}{results['timing']['full_inpaint_seconds_median']:>8.2f}")
+    for suite in args.suites.split(","):
+        if suite == "timing":
+            print(f"{'timing':<22}{'full inpaint (s)':<22}{results['timing']['full_inpaint_seconds_median']:>8.2f}")
+            continue
+        for metric, value in results[suite].items():
+            print(f"{suite:<22}{metric:<22}{value:>8.1%}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
