@@ -14,7 +14,7 @@ from glide_studio.training.trainer import Trainer, TrainSettings
 TINY = {
     "image_size": 64, "num_channels": 32, "num_res_blocks": 1, "channel_mult": "1,2",
     "num_head_channels": 32, "attention_resolutions": "32", "dropout": 0.0,
-    "xf_width": 32, "xf_layers": 1, "xf_heads": 1, "inpaint": True,
+    "xf_width": 32, "xf_layers": 1, "xf_heads": 1, "inpaint": True, "text_ctx": 20,
 }
 
 

@@ -1,11 +1,16 @@
-"""Official-style options of the two embedded demo models (same architecture family as GLIDE)."""
+"""Official-style options of the two embedded demo models (same architecture family as GLIDE).
+
+The demo base model reads 20 text tokens, not GLIDE's 128: its text transformer attends over every slot,
+padding included, so with 128 slots a three-word caption is diluted 40-fold and a small model trained
+for an hour on a CPU never learns to listen to it. Shapes-world captions fit in 20 tokens.
+"""
 
 from __future__ import annotations
 
 DEMO_BASE_INPAINT_OPTIONS = {
     "image_size": 64, "num_channels": 32, "num_res_blocks": 1, "channel_mult": "1,2,2,4",
     "num_heads": 1, "num_head_channels": 32, "num_heads_upsample": -1, "attention_resolutions": "16,8",
-    "dropout": 0.0, "text_ctx": 128, "xf_width": 64, "xf_layers": 2, "xf_heads": 2,
+    "dropout": 0.0, "text_ctx": 20, "xf_width": 64, "xf_layers": 2, "xf_heads": 2,
     "xf_final_ln": True, "xf_padding": True, "diffusion_steps": 1000, "noise_schedule": "squaredcos_cap_v2",
     "timestep_respacing": "", "use_scale_shift_norm": True, "resblock_updown": True, "use_fp16": False,
     "cache_text_emb": False, "inpaint": True, "super_res": False,

@@ -16,6 +16,7 @@ import torch
 
 from ..models.tokenizers import tokenize_prompts
 from ..shapes import world
+from .demo_configs import DEMO_BASE_INPAINT_OPTIONS, DEMO_UPSAMPLE_INPAINT_OPTIONS
 
 EMPTY_CAPTION_RATE = 0.15
 POSITION_WORDS = {(0, 1): "on the left", (2, 1): "on the right", (1, 0): "at the top", (1, 2): "at the bottom",
@@ -92,7 +93,8 @@ def _to_model_range(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
 
-def base_inpaint_batch(rng: np.random.Generator, batch_size: int) -> dict[str, torch.Tensor]:
+def base_inpaint_batch(rng: np.random.Generator, batch_size: int,
+                       text_ctx: int = DEMO_BASE_INPAINT_OPTIONS["text_ctx"]) -> dict[str, torch.Tensor]:
     images, keeps, captions = [], [], []
     for _ in range(batch_size):
         scene, region, caption = sample_example(rng, 64)
@@ -100,12 +102,13 @@ def base_inpaint_batch(rng: np.random.Generator, batch_size: int) -> dict[str, t
         keeps.append(1.0 - region)
         captions.append(caption)
     x0 = _to_model_range(images)
-    tokens, mask = tokenize_prompts(captions)
+    tokens, mask = tokenize_prompts(captions, text_ctx)
     known = torch.from_numpy(np.stack(keeps))[:, None]
     return {"x0": x0, "tokens": tokens, "mask": mask, "inpaint_image": x0 * known, "inpaint_mask": known}
 
 
-def upsample_inpaint_batch(rng: np.random.Generator, batch_size: int, crop: int = 64) -> dict[str, torch.Tensor]:
+def upsample_inpaint_batch(rng: np.random.Generator, batch_size: int, crop: int = 64,
+                           text_ctx: int = DEMO_UPSAMPLE_INPAINT_OPTIONS["text_ctx"]) -> dict[str, torch.Tensor]:
     """Random crops of 256 px scenes with the matching crop of their 64 px render as low_res: the network
     is convolutional, so crops teach the same 4x upsampling at a fraction of the cost."""
     highs, lows, keeps, captions = [], [], [], []
@@ -119,7 +122,7 @@ def upsample_inpaint_batch(rng: np.random.Generator, batch_size: int, crop: int 
         keeps.append(1.0 - region[top:top + crop, left:left + crop])
         captions.append(caption)
     x0 = _to_model_range(highs)
-    tokens, mask = tokenize_prompts(captions)
+    tokens, mask = tokenize_prompts(captions, text_ctx)
     known = torch.from_numpy(np.stack(keeps))[:, None]
     return {"x0": x0, "low_res": _to_model_range(lows), "tokens": tokens, "mask": mask,
             "inpaint_image": x0 * known, "inpaint_mask": known}

@@ -35,6 +35,7 @@ def export(run_dir: Path, name: str, dest_dir: Path) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     path = dest_dir / f"{name}.safetensors"
     save_file(weights, str(path), metadata={"name": name, "steps": str(state["step"])})
+    path.chmod(0o644)  # safetensors writes owner-only files; these ship to every user
     info = {"name": name, "options": settings["options"], "training_steps": int(state["step"]),
             "batch_size": settings["batch_size"], "learning_rate": settings["learning_rate"],
             "ema_decay": settings["ema_decay"], "seed": settings["seed"]}

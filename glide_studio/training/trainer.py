@@ -74,7 +74,8 @@ class Trainer:
         state = torch.load(self.checkpoint_path, weights_only=True)
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:  # absent after a deliberate change of parameter shapes
+            self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
 
     def save(self) -> None:
