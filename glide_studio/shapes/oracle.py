@@ -9,12 +9,12 @@ which half holds its mass). Needs scipy (a dev/eval dependency, not the app's).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from .world import COLOURS, KINDS, PALETTE
+from .captions import parse_phrase
+from .world import COLOURS, PALETTE
 
 _NAMES = list(PALETTE)
 _RGB = np.array([PALETTE[name] for name in _NAMES], dtype=np.float32)
@@ -123,32 +123,22 @@ def detect(image: np.ndarray, region: np.ndarray) -> Detection | None:
     )
 
 
-_PHRASE = re.compile(
-    rf"^an?\s+(?:(?P<size>small|large)\s+)?(?P<colour>{'|'.join(COLOURS)})\s+(?P<kind>{'|'.join(KINDS)})"
-    r"(?:\s+(?P<position>on the left|on the right|at the top|at the bottom|in the middle))?\s*$"
-)
-
-
-def parse_phrase(phrase: str) -> tuple[str, str, str | None, str | None]:
-    """(colour, kind, size, position) of an object phrase such as "a large red circle on the left"."""
-    match = _PHRASE.match(phrase.strip().lower())
-    if match is None:
-        raise ValueError(f"not an object phrase of the shapes world: {phrase!r}")
-    return match["colour"], match["kind"], match["size"], match["position"]
-
-
 _POSITION_TESTS = {
-    "on the left": lambda x, y: x < 0.45,
-    "on the right": lambda x, y: x > 0.55,
-    "at the top": lambda x, y: y < 0.45,
-    "at the bottom": lambda x, y: y > 0.55,
-    "in the middle": lambda x, y: abs(x - 0.5) < 0.2 and abs(y - 0.5) < 0.2,
+    "left": lambda x, y: x < 0.45,
+    "right": lambda x, y: x > 0.55,
+    "top": lambda x, y: y < 0.45,
+    "bottom": lambda x, y: y > 0.55,
+    "center": lambda x, y: abs(x - 0.5) < 0.2 and abs(y - 0.5) < 0.2,
+    "top left": lambda x, y: x < 0.45 and y < 0.45,
+    "top right": lambda x, y: x > 0.55 and y < 0.45,
+    "bottom left": lambda x, y: x < 0.45 and y > 0.55,
+    "bottom right": lambda x, y: x > 0.55 and y > 0.55,
 }
 
 
 def check(image: np.ndarray, region: np.ndarray, phrase: str) -> OracleResult:
     """Does the object in ``region`` match ``phrase`` (colour, kind and, when named, its place)?"""
-    colour, kind, _, position = parse_phrase(phrase)
+    colour, kind, _, position = parse_phrase(phrase)  # raises ShapesError for text outside the grammar
     found = detect(image, region)
     if found is None:
         return OracleResult(False, False, False if position else None, None)
