@@ -60,7 +60,7 @@ def write_card(base_run: Path, upsample_run: Path, eval_json: Path, dest: Path) 
         "are empty for classifier-free guidance. The upsampler trains on 64 px crops of 256 px renders.",
         "",
         "## Training",
-        "| model | options | steps | batch | final eps MSE (median of last 200) | CPU time |",
+        "| model | options | steps | batch | final eps MSE (median of last 200) | training wall time |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for name, summary in runs.items():
@@ -85,9 +85,15 @@ def write_card(base_run: Path, upsample_run: Path, eval_json: Path, dest: Path) 
         "",
         _eval_table(results),
         "",
-        "## Limits",
-        "A toy: it only knows the shapes world. Its 20-slot text context (GLIDE uses 128) is explained in",
-        "`glide_studio/training/demo_configs.py`.",
+        "## Status and limits",
+        "Undertrained. About one CPU-core-hour of training taught the base model to denoise and to keep the",
+        "layout and colour of a sketch (SDEdit), but not yet to follow a caption: inpainting draws no more",
+        "of the named colour than chance, and guidance has no effect yet. The way forward is more training",
+        "steps (`train_demo base` resumes); the evaluation above is the yardstick. The timing is one core,",
+        "fp32; the app runs bf16 where the CPU supports it.",
+        "",
+        "A toy in any case: it only knows the shapes world. Its 20-slot text context (GLIDE uses 128) is",
+        "explained in `glide_studio/training/demo_configs.py`.",
         "",
     ]
     path = dest / "MODEL_CARD.md"
