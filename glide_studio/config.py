@@ -27,6 +27,13 @@ def _parse_int_list(value: Any, what: str) -> tuple[int, ...]:
     raise ConfigError(f"{what}: expected a string or a list of integers, got {value!r}")
 
 
+def _reject_unknown_options(config_class: type, options: dict[str, Any], family: str) -> None:
+    # An unknown key would otherwise be silently ignored and build a different model than asked for.
+    unknown = sorted(set(options) - {f.name for f in fields(config_class)})
+    if unknown:
+        raise ConfigError(f"unknown {family} option(s): {', '.join(unknown)}")
+
+
 @dataclass(frozen=True)
 class UNetConfig:
     """One GLIDE UNet: text->image, inpaint, super-res or super-res inpaint (the two flags)."""
@@ -95,10 +102,7 @@ class UNetConfig:
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> UNetConfig:
         """Read an official GLIDE options dict (unknown keys are an error: they would be silently ignored)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"unknown GLIDE option(s): {', '.join(unknown)}")
+        _reject_unknown_options(cls, options, "GLIDE")
         values = dict(options)
         if "channel_mult" in values:
             values["channel_mult"] = _parse_int_list(values["channel_mult"], "channel_mult")
@@ -162,10 +166,7 @@ class CLIPConfig:
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> CLIPConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"unknown CLIP option(s): {', '.join(unknown)}")
+        _reject_unknown_options(cls, options, "CLIP")
         return cls(**options)
 
     def to_options(self) -> dict[str, Any]:
