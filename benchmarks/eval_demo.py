@@ -8,6 +8,7 @@ Held-out seeded tasks per mode, run through the real pipelines, judged by the or
 - timing: one full inpaint (base + upsample) at the default settings.
 
     python benchmarks/eval_demo.py --tasks 200 --json weights/eval_demo.json
+    python benchmarks/eval_demo.py --tasks 25 --suites inpaint --base-run runs/demo-base   # a run's EMA
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -156,6 +158,16 @@ SUITES = {
 }
 
 
+def run_network(run_dir: str) -> torch.nn.Module:
+    """The EMA network of a training run in progress (its state.pt), to follow a run before exporting it."""
+    from glide_studio.models import build_model
+
+    settings = json.loads((Path(run_dir) / "settings.json").read_text())
+    model = build_model(settings["options"])
+    model.load_state_dict(torch.load(Path(run_dir) / "state.pt", weights_only=True)["ema"])
+    return model.eval()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=200)
@@ -167,11 +179,12 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
     parser.add_argument("--suites", default="inpaint,inpaint_guidance_0,generate,sdedit,timing",
                         help="comma list of: " + ", ".join(SUITES))
+    parser.add_argument("--base-run", help="evaluate this training run's EMA base model instead of the shipped one")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        base = checkpoints.load_network("demo-base-inpaint")
+        base = run_network(args.base_run) if args.base_run else checkpoints.load_network("demo-base-inpaint")
         upsample = checkpoints.load_network("demo-upsample-inpaint")
     except checkpoints.CheckpointError as error:
         print(f"demo weights unavailable: {error}", file=sys.stderr)

@@ -25,6 +25,15 @@ KINDS = {
 }
 
 
+def read_weights_with_step(path: Path) -> tuple[dict[str, torch.Tensor], int]:
+    """Exported weights and the training step recorded in their metadata (0 when absent)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        step = int((handle.metadata() or {}).get("steps", 0))
+        return {key: handle.get_tensor(key) for key in handle.keys()}, step
+
+
 def export(run_dir: Path, name: str, dest_dir: Path) -> Path:
     """Write the run's EMA weights as fp16 safetensors plus the official-style options json."""
     from safetensors.torch import save_file
@@ -54,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--no-bf16", action="store_true")
+    parser.add_argument("--high-noise-share", type=float, default=0.0,
+                        help="share of timesteps drawn from the noisiest part of the chain (t >= --high-noise-from)")
+    parser.add_argument("--high-noise-from", type=int, default=700)
+    parser.add_argument("--snr-weight-cap", type=float, default=1.0,
+                        help="weight the eps MSE by clip(1/SNR, 1, cap); 1 keeps GLIDE's plain objective")
+    parser.add_argument("--init-from", type=Path,
+                        help="a new run starts from these weights (.safetensors, e.g. the shipped demo model)")
     parser.add_argument("--run", type=Path, help="export: the run directory")
     parser.add_argument("--name", help="export: the model name (demo-base-inpaint, demo-upsample-inpaint)")
     parser.add_argument("--dest", type=Path, default=Path("weights"))
@@ -68,8 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         name=name, options=DEMO_OPTIONS[name], out_dir=str(args.out), steps=args.steps,
         batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
         checkpoint_every=args.checkpoint_every, bf16=not args.no_bf16,
+        high_noise_share=args.high_noise_share, high_noise_from=args.high_noise_from,
+        snr_weight_cap=args.snr_weight_cap,
     )
-    Trainer(settings, make_batch).run()
+    trainer = Trainer(settings, make_batch)
+    if args.init_from and trainer.step == 0:
+        trainer.warm_start(*read_weights_with_step(args.init_from))
+    trainer.run()
     return 0
 
 

@@ -1,7 +1,11 @@
 """A small, resumable trainer for GLIDE-architecture UNets.
 
 Objective as GLIDE (improved DDPM): eps MSE plus the variational-bound term that trains the learned
-variance. Batches come from a ``make_batch(rng, batch_size)`` callable, so the same loop fine-tunes on any
+variance. Two optional changes of emphasis, not of optimum: a share of the timesteps drawn from the noisiest
+part of the chain, and the eps MSE weighted by clip(1/SNR, 1, cap). Both serve the text pathway: a caption
+decides colour and shape only where the noisy image no longer shows them (SNR below ~0.05 on this world), where
+plain eps MSE weighs an x0 error by SNR and so hardly teaches the caption at all. Any positive weighting has
+the same minimiser, the conditional mean, so sampling is unchanged. Batches come from a ``make_batch(rng, batch_size)`` callable, so the same loop fine-tunes on any
 data. Checkpoints are plain tensor dicts (``weights_only`` loadable) written atomically; a run resumes from
 its last checkpoint and draws the same batches it would have drawn uninterrupted.
 """
@@ -43,6 +47,9 @@ class TrainSettings:
     seed: int = 0
     bf16: bool = True
     grad_clip: float = 1.0
+    high_noise_share: float = 0.0  # this share of each batch draws t from [high_noise_from, T)
+    high_noise_from: int = 700
+    snr_weight_cap: float = 1.0  # 1: plain eps MSE; >1: weight clip(1/SNR, 1, cap)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -62,6 +69,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.learning_rate, weight_decay=0.0)
         self.diffusion = Diffusion(settings.options.get("noise_schedule", "squaredcos_cap_v2"))
         self.step = 0
+        self.run_start_step = 0  # warm-up counts from here (a warm start begins at its weights' step)
         self._resume()
 
     @property
@@ -77,11 +85,22 @@ class Trainer:
         if "optimizer" in state:  # absent after a deliberate change of parameter shapes
             self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
+        self.run_start_step = int(state.get("run_start_step", 0))
+
+    def warm_start(self, weights: dict[str, torch.Tensor], step: int) -> None:
+        """Begin a new run from trained weights (model and EMA), e.g. to fine-tune the shipped demo model."""
+        if self.checkpoint_path.is_file():
+            raise FileExistsError(f"{self.out_dir} already holds a run; resume it or pick a new directory")
+        weights = {k: v.float() for k, v in weights.items()}
+        self.model.load_state_dict(weights)
+        self.ema.load_state_dict(weights)
+        self.step = self.run_start_step = step
 
     def save(self) -> None:
         _atomic_save(
             {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
-             "optimizer": self.optimizer.state_dict(), "step": self.step},
+             "optimizer": self.optimizer.state_dict(), "step": self.step,
+             "run_start_step": self.run_start_step},
             self.checkpoint_path,
         )
         (self.out_dir / "settings.json").write_text(json.dumps(asdict(self.settings), indent=1))
@@ -96,13 +115,14 @@ class Trainer:
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         batch = self.make_batch(rng, s.batch_size)
         x0 = batch.pop("x0")
-        t = torch.randint(0, self.diffusion.num_steps, (x0.shape[0],), generator=gen)
+        t = self._sample_timesteps(x0.shape[0], gen)
         noise = torch.randn(x0.shape, generator=gen)
+        warm = self.step - self.run_start_step + 1
         for group in self.optimizer.param_groups:
-            group["lr"] = s.learning_rate * min(1.0, (self.step + 1) / max(1, s.warmup_steps))
+            group["lr"] = s.learning_rate * min(1.0, warm / max(1, s.warmup_steps))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.bf16):
             losses = training_losses(self._denoiser, self.diffusion, x0, t, noise, batch)
-        loss = losses["loss"].float().mean()
+        loss = (losses["mse"].float() * self.mse_weights(t) + losses["vb"].float()).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
@@ -111,6 +131,19 @@ class Trainer:
         self.step += 1
         return {"loss": loss.item(), "mse": losses["mse"].float().mean().item(),
                 "vb": losses["vb"].float().mean().item(), "grad_norm": float(grad_norm)}
+
+    def _sample_timesteps(self, count: int, gen: torch.Generator) -> torch.Tensor:
+        s, total = self.settings, self.diffusion.num_steps
+        t = torch.randint(0, total, (count,), generator=gen)
+        high = torch.randint(min(s.high_noise_from, total - 1), total, (count,), generator=gen)
+        pick_high = torch.rand(count, generator=gen) < s.high_noise_share
+        return torch.where(pick_high, high, t)
+
+    def mse_weights(self, t: torch.Tensor) -> torch.Tensor:
+        """clip(1/SNR(t), 1, cap): ones when the cap is 1 (GLIDE's plain objective)."""
+        acp = torch.as_tensor(self.diffusion.alphas_cumprod, dtype=torch.float64)[t]
+        inverse_snr = (1.0 - acp) / acp
+        return inverse_snr.clamp(1.0, self.settings.snr_weight_cap).float()
 
     @torch.no_grad()
     def _update_ema(self) -> None:
