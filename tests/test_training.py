@@ -93,3 +93,37 @@ def test_batches_match_the_demo_architectures():
         with torch.no_grad():
             out = model(batch["x0"], torch.tensor([10, 500]), **kwargs)
         assert out.shape == (2, 6, 64, 64)
+
+
+def test_high_noise_emphasis_weights_and_timesteps(tmp_path):
+    plain = Trainer(_settings(tmp_path / "plain", steps=1), _fixed_batch)
+    t = torch.tensor([0, 500, 900, 999])
+    assert torch.equal(plain.mse_weights(t), torch.ones(4))
+    emphasised = Trainer(_settings(tmp_path / "emph", steps=1, snr_weight_cap=20.0, high_noise_share=1.0,
+                                   high_noise_from=800), _fixed_batch)
+    weights = emphasised.mse_weights(t)
+    assert weights[0] == 1.0 and weights[-1] == 20.0 and 1.0 < weights[2] <= 20.0
+    drawn = emphasised._sample_timesteps(1000, torch.Generator().manual_seed(0))
+    assert drawn.min() >= 800 and drawn.max() <= 999
+
+
+def test_warm_start_with_a_fresh_text_pathway(tmp_path):
+    from glide_studio.training.trainer import reset_text_pathway, split_text_encoder_parameters
+
+    trained = Trainer(_settings(tmp_path / "a", steps=3), _fixed_batch)
+    trained.run(progress=False)
+    weights = {k: v.clone() for k, v in trained.ema.state_dict().items()}
+    fresh = Trainer(_settings(tmp_path / "b", steps=5, text_encoder_lr_scale=0.1), _fixed_batch)
+    fresh.warm_start(weights, step=3)
+    reset_text_pathway(fresh.model, torch.Generator().manual_seed(1))
+    state = fresh.model.state_dict()
+    assert torch.equal(state["input_blocks.0.0.weight"], weights["input_blocks.0.0.weight"])
+    assert not torch.equal(state["token_embedding.weight"], weights["token_embedding.weight"])
+    assert not torch.equal(state["transformer_proj.weight"], weights["transformer_proj.weight"])
+    encoder, rest = split_text_encoder_parameters(fresh.model)
+    assert len(encoder) + len(rest) == len(list(fresh.model.parameters()))
+    assert fresh.step == 3 and [g["lr_scale"] for g in fresh.optimizer.param_groups] == [1.0, 0.1]
+    fresh.run(progress=False)
+    assert fresh.step == 5
+    with pytest.raises(FileExistsError):
+        fresh.warm_start(weights, step=3)

@@ -6,6 +6,7 @@ GUI starts instantly and tests can inject a fake engine with the same three meth
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -105,11 +106,22 @@ class PipelineEngine:
     def load_network(self, name: str, device: str):
         return load_unet(name, device)
 
+    def _networks_without_gc(self, request: Request, device: str):
+        # A full collection during loading holds the GIL for ~0.2 s and freezes the GUI thread; after it,
+        # the long-lived objects loading created go to the permanent generation, out of later collections.
+        gc.disable()
+        try:
+            base = self._network(request.base_model, device)
+            upsample = self._network(request.upsample_model, device) if request.upsample_model else None
+        finally:
+            gc.enable()
+            gc.freeze()
+        return base, upsample
+
     def load_models(self, request: Request, device: str) -> None:
         from glide_studio.pipelines.models import ModelSet
 
-        base = self._network(request.base_model, device)
-        upsample = self._network(request.upsample_model, device) if request.upsample_model else None
+        base, upsample = self._networks_without_gc(request, device)
         keep = {(request.base_model, device), (request.upsample_model, device)}
         self._networks = {key: value for key, value in self._networks.items() if key in keep}
         from glide_studio.models import choose_precision

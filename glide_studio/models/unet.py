@@ -61,6 +61,14 @@ class ResBlock(nn.Module):
         return self.skip_connection(x) + h
 
 
+def _embedding(count: int, width: int) -> nn.Embedding:
+    if torch.empty(0).is_meta:
+        # Built on meta to receive a file's tensors: skip normal_, which has no native meta kernel and would
+        # import torch._dynamo (1.3 s and ~300k objects for the garbage collector) to initialise nothing.
+        return nn.Embedding(count, width, _weight=torch.empty(count, width))
+    return nn.Embedding(count, width)
+
+
 class AttentionBlock(nn.Module):
     """Spatial self-attention whose keys and values are prefixed with the text tokens."""
 
@@ -160,7 +168,7 @@ class GlideUNet(nn.Module):
         if c.xf_width:
             self.transformer = TextTransformer(c.xf_width, c.xf_layers, c.xf_heads)
             self.final_ln = LayerNorm32(c.xf_width, eps=1e-5) if c.xf_final_ln else None
-            self.token_embedding = nn.Embedding(c.n_vocab, c.xf_width)
+            self.token_embedding = _embedding(c.n_vocab, c.xf_width)
             self.positional_embedding = nn.Parameter(torch.zeros(c.text_ctx, c.xf_width))
             self.transformer_proj = nn.Linear(c.xf_width, emb_channels)
             if c.xf_padding:

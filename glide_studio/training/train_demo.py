@@ -17,7 +17,7 @@ import torch
 
 from .demo_configs import DEMO_OPTIONS
 from .shapes_data import base_inpaint_batch, upsample_inpaint_batch
-from .trainer import Trainer, TrainSettings
+from .trainer import Trainer, TrainSettings, reset_text_pathway
 
 KINDS = {
     "base": ("demo-base-inpaint", base_inpaint_batch),
@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--high-noise-from", type=int, default=700)
     parser.add_argument("--snr-weight-cap", type=float, default=1.0,
                         help="weight the eps MSE by clip(1/SNR, 1, cap); 1 keeps GLIDE's plain objective")
+    parser.add_argument("--text-encoder-lr-scale", type=float, default=1.0,
+                        help="learning-rate factor of the text transformer and its embeddings")
+    parser.add_argument("--reset-text", action="store_true",
+                        help="with --init-from: fresh weights for the text pathway, the UNet keeps its own")
     parser.add_argument("--init-from", type=Path,
                         help="a new run starts from these weights (.safetensors, e.g. the shipped demo model)")
     parser.add_argument("--run", type=Path, help="export: the run directory")
@@ -85,11 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
         checkpoint_every=args.checkpoint_every, bf16=not args.no_bf16,
         high_noise_share=args.high_noise_share, high_noise_from=args.high_noise_from,
-        snr_weight_cap=args.snr_weight_cap,
+        snr_weight_cap=args.snr_weight_cap, text_encoder_lr_scale=args.text_encoder_lr_scale,
     )
     trainer = Trainer(settings, make_batch)
     if args.init_from and trainer.step == 0:
         trainer.warm_start(*read_weights_with_step(args.init_from))
+        if args.reset_text:
+            reset_text_pathway(trainer.model, torch.Generator().manual_seed(args.seed))
+            trainer.ema.load_state_dict(trainer.model.state_dict())
     trainer.run()
     return 0
 

@@ -5,8 +5,10 @@ variance. Two optional changes of emphasis, not of optimum: a share of the times
 part of the chain, and the eps MSE weighted by clip(1/SNR, 1, cap). Both serve the text pathway: a caption
 decides colour and shape only where the noisy image no longer shows them (SNR below ~0.05 on this world), where
 plain eps MSE weighs an x0 error by SNR and so hardly teaches the caption at all. Any positive weighting has
-the same minimiser, the conditional mean, so sampling is unchanged. Batches come from a ``make_batch(rng, batch_size)`` callable, so the same loop fine-tunes on any
-data. Checkpoints are plain tensor dicts (``weights_only`` loadable) written atomically; a run resumes from
+the same minimiser, the conditional mean, so sampling is unchanged.
+
+Batches come from a ``make_batch(rng, batch_size)`` callable, so the same loop fine-tunes on any data.
+Checkpoints are plain tensor dicts (``weights_only`` loadable) written atomically; a run resumes from
 its last checkpoint and draws the same batches it would have drawn uninterrupted.
 """
 
@@ -50,6 +52,34 @@ class TrainSettings:
     high_noise_share: float = 0.0  # this share of each batch draws t from [high_noise_from, T)
     high_noise_from: int = 700
     snr_weight_cap: float = 1.0  # 1: plain eps MSE; >1: weight clip(1/SNR, 1, cap)
+    text_encoder_lr_scale: float = 1.0  # learning-rate factor of the text transformer and its embeddings
+
+
+TEXT_ENCODER_PREFIXES = ("token_embedding.", "positional_embedding", "padding_embedding", "transformer.", "final_ln.")
+
+
+def split_text_encoder_parameters(model: torch.nn.Module) -> tuple[list, list]:
+    """(text transformer with its embeddings, everything else: the UNet and the layers that read the text)."""
+    encoder, rest = [], []
+    for name, parameter in model.named_parameters():
+        (encoder if name.startswith(TEXT_ENCODER_PREFIXES) else rest).append(parameter)
+    return encoder, rest
+
+
+@torch.no_grad()
+def reset_text_pathway(model: torch.nn.Module, generator: torch.Generator) -> None:
+    """Fresh weights for the text transformer, its embeddings, transformer_proj and every attention block's
+    encoder_kv; the UNet keeps what it learned. Token and padding tables start at unit scale and positions
+    small, so a token's identity dominates its slot in the residual stream from the first step."""
+    model.token_embedding.weight.normal_(0.0, 1.0, generator=generator)
+    model.positional_embedding.normal_(0.0, 0.1, generator=generator)
+    if getattr(model, "padding_embedding", None) is not None:
+        model.padding_embedding.normal_(0.0, 1.0, generator=generator)
+    torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+    for name, module in model.named_modules():
+        if name.startswith(("transformer", "final_ln")) or name.endswith("encoder_kv"):
+            if hasattr(module, "reset_parameters") and not isinstance(module, torch.nn.Embedding):
+                module.reset_parameters()
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -66,7 +96,10 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.model = build_model(settings.options).train()
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.learning_rate, weight_decay=0.0)
+        encoder, rest = split_text_encoder_parameters(self.model)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": rest, "lr_scale": 1.0}, {"params": encoder, "lr_scale": settings.text_encoder_lr_scale}],
+            lr=settings.learning_rate, weight_decay=0.0)
         self.diffusion = Diffusion(settings.options.get("noise_schedule", "squaredcos_cap_v2"))
         self.step = 0
         self.run_start_step = 0  # warm-up counts from here (a warm start begins at its weights' step)
@@ -119,7 +152,7 @@ class Trainer:
         noise = torch.randn(x0.shape, generator=gen)
         warm = self.step - self.run_start_step + 1
         for group in self.optimizer.param_groups:
-            group["lr"] = s.learning_rate * min(1.0, warm / max(1, s.warmup_steps))
+            group["lr"] = s.learning_rate * group["lr_scale"] * min(1.0, warm / max(1, s.warmup_steps))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.bf16):
             losses = training_losses(self._denoiser, self.diffusion, x0, t, noise, batch)
         loss = (losses["mse"].float() * self.mse_weights(t) + losses["vb"].float()).mean()
