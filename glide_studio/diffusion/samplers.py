@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from glide_studio.diffusion.errors import DiffusionError
-from glide_studio.diffusion.gaussian import DenoisedFn, Denoiser, Diffusion
+from glide_studio.diffusion.gaussian import DenoisedFn, Denoiser, Diffusion, MeanVariance
 from glide_studio.diffusion.noise import NoiseSource
 
 CondFn = Callable[..., torch.Tensor]
@@ -51,6 +51,20 @@ def _timesteps(t: int, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), t, dtype=torch.int64, device=x.device)
 
 
+def _predict(denoiser: Denoiser, diffusion: Diffusion, x: torch.Tensor, t: torch.Tensor, *, clip_denoised: bool,
+             denoised_fn: DenoisedFn | None, model_kwargs: dict | None,
+             score_cond_fn: CondFn | None = None) -> MeanVariance:
+    """The model's prediction at t, with `score_cond_fn` (if any) shifting the score as DDIM-style samplers do.
+
+    The ancestral sampler passes no cond_fn here: it shifts the mean instead, after its noise draw.
+    """
+    out = diffusion.p_mean_variance(denoiser, x, t, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                                    model_kwargs=model_kwargs)
+    if score_cond_fn is not None:
+        out = diffusion.condition_score(score_cond_fn, out, x, t, model_kwargs)
+    return out
+
+
 def ancestral_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *, shape=None,
                      x_T=None, t_start: int | None = None, device="cpu", clip_denoised=True,
                      denoised_fn: DenoisedFn | None = None, cond_fn: CondFn | None = None,
@@ -64,8 +78,8 @@ def ancestral_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSourc
     for index, t in enumerate(range(start, -1, -1)):
         tt = _timesteps(t, x)
         with torch.no_grad():
-            out = diffusion.p_mean_variance(denoiser, x, tt, clip_denoised=clip_denoised,
-                                            denoised_fn=denoised_fn, model_kwargs=model_kwargs)
+            out = _predict(denoiser, diffusion, x, tt, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                           model_kwargs=model_kwargs)
             z = noise.draw(x.shape, device=x.device, dtype=x.dtype)
             mean = out.mean
             if cond_fn is not None:
@@ -95,10 +109,8 @@ def ddim_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *,
     for index, t in enumerate(range(start, -1, -1)):
         tt = _timesteps(t, x)
         with torch.no_grad():
-            out = diffusion.p_mean_variance(denoiser, x, tt, clip_denoised=clip_denoised,
-                                            denoised_fn=denoised_fn, model_kwargs=model_kwargs)
-            if cond_fn is not None:
-                out = diffusion.condition_score(cond_fn, out, x, tt, model_kwargs)
+            out = _predict(denoiser, diffusion, x, tt, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                           model_kwargs=model_kwargs, score_cond_fn=cond_fn)
             eps = diffusion.predict_eps_from_xstart(x, tt, out.pred_xstart)
             alpha_bar_prev, sigma = _ddim_coefficients(diffusion, tt, x, eta)
             z = noise.draw(x.shape, device=x.device, dtype=x.dtype)
@@ -114,8 +126,8 @@ def ddim_reverse_step(denoiser: Denoiser, diffusion: Diffusion, x: torch.Tensor,
                       model_kwargs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic DDIM step *up* the chain, x_t -> x_{t+1}. Returns (sample, pred_xstart)."""
     with torch.no_grad():
-        out = diffusion.p_mean_variance(denoiser, x, t, clip_denoised=clip_denoised,
-                                        denoised_fn=denoised_fn, model_kwargs=model_kwargs)
+        out = _predict(denoiser, diffusion, x, t, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                       model_kwargs=model_kwargs)
         eps = diffusion.predict_eps_from_xstart(x, t, out.pred_xstart)
         alpha_bar_next = diffusion.coef("alphas_cumprod_next", t, x)
         sample = out.pred_xstart * torch.sqrt(alpha_bar_next) + torch.sqrt(1 - alpha_bar_next) * eps
@@ -142,10 +154,8 @@ def dpmpp_2m_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource
     for index, t in enumerate(range(start, -1, -1)):
         tt = _timesteps(t, x)
         with torch.no_grad():
-            out = diffusion.p_mean_variance(denoiser, x, tt, clip_denoised=clip_denoised,
-                                            denoised_fn=denoised_fn, model_kwargs=model_kwargs)
-            if cond_fn is not None:
-                out = diffusion.condition_score(cond_fn, out, x, tt, model_kwargs)
+            out = _predict(denoiser, diffusion, x, tt, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                           model_kwargs=model_kwargs, score_cond_fn=cond_fn)
             x0 = out.pred_xstart
             alpha_bar = float(diffusion.alphas_cumprod[t])
             alpha_bar_next = float(diffusion.alphas_cumprod_prev[t])
