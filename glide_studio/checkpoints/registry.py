@@ -114,57 +114,51 @@ _CLIP_CONFIG: Mapping[str, Any] = MappingProxyType(
 )
 
 
-def _official(name: str, file_stem: str, kind: ModelKind, description: str, options, num_params: int, **kw):
+def _official(name: str, kind: ModelKind, description: str, options, num_params: int, **kw) -> CheckpointSpec:
+    # OpenAI's file names are the registry names with underscores.
     return CheckpointSpec(
         name=name,
         kind=kind,
         source="official",
         description=description,
-        url=_OPENAI_BASE_URL + file_stem + ".pt",
+        url=_OPENAI_BASE_URL + name.replace("-", "_") + ".pt",
         options=options,
         num_params=num_params,
         **kw,
     )
 
 
+# The four GLIDE UNets: (name, upsampler, inpaint, description, parameter count).
+_OFFICIAL_UNETS: tuple[tuple[str, bool, bool, str, int], ...] = (
+    ("base", False, False, "GLIDE base text-to-image, 64 px", 385_030_726),
+    ("upsample", True, False, "GLIDE upsampler 64 -> 256 px", 398_361_286),
+    ("base-inpaint", False, True, "GLIDE base inpainting, 64 px", 385_037_638),
+    ("upsample-inpaint", True, True, "GLIDE inpainting upsampler 64 -> 256 px", 398_368_198),
+)
+
+
+def _noised_clip(name: str, kind: ModelKind, description: str, num_params: int,
+                 constructor_args: dict[str, int]) -> CheckpointSpec:
+    # The reference code names these "clip/image-enc" and "clip/text-enc".
+    extra = {"reference_checkpoint_name": "clip/" + name.removeprefix("clip-"),
+             "constructor_args": MappingProxyType(constructor_args)}
+    return _official(name, kind, description, _CLIP_CONFIG, num_params, extra=MappingProxyType(extra))
+
+
 _SPECS: tuple[CheckpointSpec, ...] = (
-    _official(
-        "base", "base", "unet", "GLIDE base text-to-image, 64 px",
-        _unet_options(upsampler=False, inpaint=False), 385_030_726,
+    *(
+        _official(name, "unet", description, _unet_options(upsampler=upsampler, inpaint=inpaint), num_params)
+        for name, upsampler, inpaint, description, num_params in _OFFICIAL_UNETS
     ),
-    _official(
-        "upsample", "upsample", "unet", "GLIDE upsampler 64 -> 256 px",
-        _unet_options(upsampler=True, inpaint=False), 398_361_286,
+    _noised_clip(
+        "clip-image-enc", "clip-image", "Noised CLIP image encoder (CLIP guidance)", 86_443_776,
+        {"image_size": 64, "patch_size": 4, "n_embd": 512, "n_head": 12, "n_xf_blocks": 12, "n_head_state": 64,
+         "n_timestep": 1000},
     ),
-    _official(
-        "base-inpaint", "base_inpaint", "unet", "GLIDE base inpainting, 64 px",
-        _unet_options(upsampler=False, inpaint=True), 385_037_638,
-    ),
-    _official(
-        "upsample-inpaint", "upsample_inpaint", "unet", "GLIDE inpainting upsampler 64 -> 256 px",
-        _unet_options(upsampler=True, inpaint=True), 398_368_198,
-    ),
-    _official(
-        "clip-image-enc", "clip_image_enc", "clip-image", "Noised CLIP image encoder (CLIP guidance)",
-        _CLIP_CONFIG, 86_443_776,
-        extra=MappingProxyType({
-            "reference_checkpoint_name": "clip/image-enc",
-            "constructor_args": MappingProxyType({
-                "image_size": 64, "patch_size": 4, "n_embd": 512, "n_head": 12,
-                "n_xf_blocks": 12, "n_head_state": 64, "n_timestep": 1000,
-            }),
-        }),
-    ),
-    _official(
-        "clip-text-enc", "clip_text_enc", "clip-text", "Noised CLIP text encoder (CLIP guidance)",
-        _CLIP_CONFIG, 71_679_488,
-        extra=MappingProxyType({
-            "reference_checkpoint_name": "clip/text-enc",
-            "constructor_args": MappingProxyType({
-                "n_bpe_vocab": 65536, "max_text_len": 77, "n_embd": 512, "n_head": 8,
-                "n_xf_blocks": 12, "n_head_state": 64,
-            }),
-        }),
+    _noised_clip(
+        "clip-text-enc", "clip-text", "Noised CLIP text encoder (CLIP guidance)", 71_679_488,
+        {"n_bpe_vocab": 65536, "max_text_len": 77, "n_embd": 512, "n_head": 8, "n_xf_blocks": 12,
+         "n_head_state": 64},
     ),
     CheckpointSpec(
         name="demo-base-inpaint", kind="unet", source="demo",
