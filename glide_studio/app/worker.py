@@ -92,7 +92,6 @@ class GenerationWorker(QObject):
             return
         self.started.emit(job.id)
         steps = None
-        steps = None
         try:
             self.status.emit(job.id, "Loading model…")
             self.engine.load_models(job.request, job.device)
