@@ -158,13 +158,14 @@ SUITES = {
 }
 
 
-def run_network(run_dir: str) -> torch.nn.Module:
-    """The EMA network of a training run in progress (its state.pt), to follow a run before exporting it."""
+def run_network(run_dir: str, weights: str = "ema") -> torch.nn.Module:
+    """A training run's network in progress (its state.pt: "ema" or the raw "model"), to follow a run before
+    exporting it."""
     from glide_studio.models import build_model
 
     settings = json.loads((Path(run_dir) / "settings.json").read_text())
     model = build_model(settings["options"])
-    model.load_state_dict(torch.load(Path(run_dir) / "state.pt", weights_only=True)["ema"])
+    model.load_state_dict(torch.load(Path(run_dir) / "state.pt", weights_only=True)[weights])
     return model.eval()
 
 
@@ -179,12 +180,13 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
     parser.add_argument("--suites", default="inpaint,inpaint_guidance_0,generate,sdedit,timing",
                         help="comma list of: " + ", ".join(SUITES))
-    parser.add_argument("--base-run", help="evaluate this training run's EMA base model instead of the shipped one")
+    parser.add_argument("--base-run", help="evaluate this training run's base model instead of the shipped one")
+    parser.add_argument("--run-weights", default="ema", choices=("ema", "model"), help="with --base-run")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        base = run_network(args.base_run) if args.base_run else checkpoints.load_network("demo-base-inpaint")
+        base = run_network(args.base_run, args.run_weights) if args.base_run else checkpoints.load_network("demo-base-inpaint")
         upsample = checkpoints.load_network("demo-upsample-inpaint")
     except checkpoints.CheckpointError as error:
         print(f"demo weights unavailable: {error}", file=sys.stderr)
