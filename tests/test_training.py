@@ -127,3 +127,17 @@ def test_warm_start_with_a_fresh_text_pathway(tmp_path):
     assert fresh.step == 5
     with pytest.raises(FileExistsError):
         fresh.warm_start(weights, step=3)
+
+
+def test_model_card_chains_a_warm_started_run_onto_its_parent(tmp_path):
+    import json
+
+    from glide_studio.training.model_card import chained_log
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for run, steps in ((first, range(1, 11)), (second, range(7, 13))):
+        run.mkdir()
+        (run / "log.jsonl").write_text("".join(json.dumps({"step": s, "run": run.name}) + "\n" for s in steps))
+    log = chained_log([first, second])
+    assert [r["step"] for r in log] == list(range(1, 13))
+    assert {r["run"] for r in log if r["step"] >= 7} == {"second"}

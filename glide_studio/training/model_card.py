@@ -20,8 +20,19 @@ def _percent(value: float) -> str:
     return f"{100 * value:.1f} %"
 
 
-def _run_summary(run: Path) -> dict:
-    log = read_log(run / "log.jsonl")
+def chained_log(runs: list[Path]) -> list[dict]:
+    """The logs of a run and the runs that continued it (a warm start begins at its weights' step): each later
+    run replaces the earlier records from its first step on."""
+    log: list[dict] = []
+    for run in runs:
+        later = read_log(run / "log.jsonl")
+        if later:
+            log = [r for r in log if r["step"] < later[0]["step"]] + later
+    return log
+
+
+def _run_summary(runs: list[Path]) -> dict:
+    log = chained_log(runs)
     tail = log[-200:]
     return {"steps": log[-1]["step"], "final_mse": float(np.median([r["mse"] for r in tail])),
             "seconds": float(sum(r["seconds"] for r in log)), "log": log}
@@ -39,8 +50,8 @@ def _eval_table(results: dict) -> str:
     return "\n".join(rows)
 
 
-def write_card(base_run: Path, upsample_run: Path, eval_json: Path, dest: Path) -> Path:
-    runs = {"demo-base-inpaint": _run_summary(base_run), "demo-upsample-inpaint": _run_summary(upsample_run)}
+def write_card(base_runs: list[Path], upsample_runs: list[Path], eval_json: Path, dest: Path) -> Path:
+    runs = {"demo-base-inpaint": _run_summary(base_runs), "demo-upsample-inpaint": _run_summary(upsample_runs)}
     for name, summary in runs.items():
         plot_losses(summary["log"], name, dest / f"loss-{name}.png")
     results = json.loads(eval_json.read_text())
@@ -67,7 +78,7 @@ def write_card(base_run: Path, upsample_run: Path, eval_json: Path, dest: Path) 
         options = DEMO_OPTIONS[name]
         shape = (f"{options['num_channels']} ch, mult {options['channel_mult']}, "
                  f"xf {options['xf_width']}x{options['xf_layers']}, ctx {options['text_ctx']}")
-        settings = json.loads(((base_run if "base" in name else upsample_run) / "settings.json").read_text())
+        settings = json.loads(((base_runs if "base" in name else upsample_runs)[-1] / "settings.json").read_text())
         lines.append(f"| {name} | {shape} | {summary['steps']} | {settings['batch_size']} | "
                      f"{summary['final_mse']:.4f} | {summary['seconds'] / 3600:.2f} h |")
     lines += [
@@ -103,8 +114,8 @@ def write_card(base_run: Path, upsample_run: Path, eval_json: Path, dest: Path) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base-run", type=Path, required=True)
-    parser.add_argument("--upsample-run", type=Path, required=True)
+    parser.add_argument("--base-run", type=Path, nargs="+", required=True, help="a run, then the runs continuing it")
+    parser.add_argument("--upsample-run", type=Path, nargs="+", required=True)
     parser.add_argument("--eval", type=Path, required=True)
     parser.add_argument("--dest", type=Path, default=Path("weights"))
     args = parser.parse_args(argv)
