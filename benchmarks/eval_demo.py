@@ -59,9 +59,10 @@ def _new_object(rng, background, kept):
     return colours[rng.integers(len(colours))], world.KINDS[rng.integers(len(world.KINDS))]
 
 
-def eval_inpaint(models, n, guidance, steps, sampler="dpm++2m"):
+def eval_inpaint(models, tasks: range, guidance, steps, sampler="dpm++2m"):
     colour_ok = shape_ok = identical = 0
-    for k in range(n):
+    n = len(tasks)
+    for k in tasks:
         rng = np.random.default_rng(SEED_OFFSET + k)
         image, box, _, kept, background = _removed_object_task(rng)
         colour, kind = _new_object(rng, background, kept)
@@ -82,9 +83,9 @@ def _palette_fraction(image: np.ndarray, colour: str) -> int:
     return int((nearest == names.index(colour)).sum())
 
 
-def eval_generate(models, n, guidance, steps):
+def eval_generate(models, tasks: range, guidance, steps):
     named = right = 0
-    for k in range(n):
+    for k in tasks:
         rng = np.random.default_rng(2 * SEED_OFFSET + k)
         scene = world.sample_scene(rng, n_objects=int(rng.integers(1, 3)))
         caption = " and ".join(f"a {o.colour} {o.kind}" for o in scene.objects)
@@ -94,7 +95,7 @@ def eval_generate(models, n, guidance, steps):
         for obj in scene.objects:
             named += 1
             right += _palette_fraction(result, obj.colour) >= 25  # a small object covers ~150 px at 64 px
-    return {"colour_per_object": right / named}
+    return {"colour_per_object": right / named, "objects": named}
 
 
 def _blob_sketch(rng, removed, size=64):
@@ -106,9 +107,10 @@ def _blob_sketch(rng, removed, size=64):
     return (np.hypot(yy - cy, xx - cx) <= r * wobble).astype(np.uint8)
 
 
-def eval_sdedit(models, n, guidance, steps, strength):
+def eval_sdedit(models, tasks: range, guidance, steps, strength):
     colour_ok = shape_ok = place_ok = identical = 0
-    for k in range(n):
+    n = len(tasks)
+    for k in tasks:
         rng = np.random.default_rng(3 * SEED_OFFSET + k)
         image, _, removed, kept, background = _removed_object_task(rng)
         colour, kind = _new_object(rng, background, kept)
@@ -148,12 +150,41 @@ def time_full_inpaint(models, repeats=3):
             "base_steps": request.steps, "upsample_steps": request.upsample_steps, "sampler": request.sampler}
 
 
+def _tasks(args) -> range:
+    return range(args.task_offset, args.task_offset + args.tasks)
+
+
+COUNTS = ("objects", "tasks")  # how many a suite's rates are over (generate: per named object)
+
+
+def merge(paths: list[str]) -> dict:
+    """One result from evaluations of disjoint task ranges (run in parallel processes): each rate is the mean
+    weighted by what it counts; the first file's settings and any timing are kept."""
+    parts = [json.loads(Path(path).read_text()) for path in paths]
+    merged = dict(parts[0])
+    suites = {k for part in parts for k, v in part.items() if isinstance(v, dict) and k != "timing"}
+    for suite in suites:
+        having = [part for part in parts if suite in part]
+        weights = [part[suite].get("objects", part["tasks_per_mode"]) for part in having]
+        rates = [m for m in having[0][suite] if m not in COUNTS]
+        merged[suite] = {m: sum(p[suite][m] * w for p, w in zip(having, weights, strict=True)) / sum(weights)
+                         for m in rates}
+        merged[suite]["tasks"] = sum(part["tasks_per_mode"] for part in having)
+        if "objects" in having[0][suite]:
+            merged[suite]["objects"] = sum(weights)
+    merged["tasks_per_mode"] = min(merged[suite]["tasks"] for suite in suites)
+    timing = next((part["timing"] for part in parts if "timing" in part), None)
+    if timing:
+        merged["timing"] = timing
+    return merged
+
+
 SUITES = {
-    "inpaint": lambda m, a: eval_inpaint(m, a.tasks, a.guidance, a.steps),
-    "inpaint_guidance_0": lambda m, a: eval_inpaint(m, a.tasks, 0.0, a.steps),
-    "inpaint_ancestral_100": lambda m, a: eval_inpaint(m, a.tasks, a.guidance, 100, sampler="ancestral"),
-    "generate": lambda m, a: eval_generate(m, a.tasks, a.guidance, a.steps),
-    "sdedit": lambda m, a: eval_sdedit(m, a.tasks, a.guidance, a.steps, a.strength),
+    "inpaint": lambda m, a: eval_inpaint(m, _tasks(a), a.guidance, a.steps),
+    "inpaint_guidance_0": lambda m, a: eval_inpaint(m, _tasks(a), 0.0, a.steps),
+    "inpaint_ancestral_100": lambda m, a: eval_inpaint(m, _tasks(a), a.guidance, 100, sampler="ancestral"),
+    "generate": lambda m, a: eval_generate(m, _tasks(a), a.guidance, a.steps),
+    "sdedit": lambda m, a: eval_sdedit(m, _tasks(a), a.guidance, a.steps, a.strength),
     "timing": lambda m, a: time_full_inpaint(m),
 }
 
@@ -172,6 +203,8 @@ def run_network(run_dir: str, weights: str = "ema") -> torch.nn.Module:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--task-offset", type=int, default=0, help="first task's index (to split a run)")
+    parser.add_argument("--merge", nargs="+", help="merge these result files (disjoint task ranges) into --json")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--strength", type=float, default=0.7)
@@ -183,10 +216,19 @@ def main(argv=None) -> int:
     parser.add_argument("--base-run", help="evaluate this training run's base model instead of the shipped one")
     parser.add_argument("--run-weights", default="ema", choices=("ema", "model"), help="with --base-run")
     args = parser.parse_args(argv)
+    if args.merge:
+        results = merge(args.merge)
+        print(json.dumps(results, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        base = run_network(args.base_run, args.run_weights) if args.base_run else checkpoints.load_network("demo-base-inpaint")
+        if args.base_run:
+            base = run_network(args.base_run, args.run_weights)
+        else:
+            base = checkpoints.load_network("demo-base-inpaint")
         upsample = checkpoints.load_network("demo-upsample-inpaint")
     except checkpoints.CheckpointError as error:
         print(f"demo weights unavailable: {error}", file=sys.stderr)
@@ -205,7 +247,8 @@ def main(argv=None) -> int:
             print(f"{'timing':<22}{'full inpaint (s)':<22}{results['timing']['full_inpaint_seconds_median']:>8.2f}")
             continue
         for metric, value in results[suite].items():
-            print(f"{suite:<22}{metric:<22}{value:>8.1%}")
+            if metric not in COUNTS:
+                print(f"{suite:<22}{metric:<22}{value:>8.1%}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

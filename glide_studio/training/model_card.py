@@ -42,7 +42,8 @@ def _eval_table(results: dict) -> str:
     rows = ["| suite | metric | value |", "|---|---|---:|"]
     for suite, metrics in results.items():
         if isinstance(metrics, dict) and suite != "timing":
-            rows += [f"| {suite} | {name} | {_percent(value)} |" for name, value in metrics.items()]
+            rows += [f"| {suite} | {name} | {_percent(value)} |" for name, value in metrics.items()
+                     if name not in ("tasks", "objects")]
     timing = results.get("timing")
     if timing:
         rows.append(f"| timing | one full inpaint, {timing['base_steps']} + {timing['upsample_steps']} steps "
