@@ -34,20 +34,20 @@ def read_weights_with_step(path: Path) -> tuple[dict[str, torch.Tensor], int]:
         return {key: handle.get_tensor(key) for key in handle.keys()}, step
 
 
-def export(run_dir: Path, name: str, dest_dir: Path) -> Path:
-    """Write the run's EMA weights as fp16 safetensors plus the official-style options json."""
+def export(run_dir: Path, name: str, dest_dir: Path, weights_kind: str = "ema") -> Path:
+    """Write the run's EMA (or raw) weights as fp16 safetensors plus the official-style options json."""
     from safetensors.torch import save_file
 
     state = torch.load(run_dir / "state.pt", weights_only=True)
     settings = json.loads((run_dir / "settings.json").read_text())
-    weights = {k: v.to(torch.float16).contiguous() for k, v in state["ema"].items()}
+    weights = {k: v.to(torch.float16).contiguous() for k, v in state[weights_kind].items()}
     dest_dir.mkdir(parents=True, exist_ok=True)
     path = dest_dir / f"{name}.safetensors"
     save_file(weights, str(path), metadata={"name": name, "steps": str(state["step"])})
     path.chmod(0o644)  # safetensors writes owner-only files; these ship to every user
     info = {"name": name, "options": settings["options"], "training_steps": int(state["step"]),
             "batch_size": settings["batch_size"], "learning_rate": settings["learning_rate"],
-            "ema_decay": settings["ema_decay"], "seed": settings["seed"]}
+            "ema_decay": settings["ema_decay"], "seed": settings["seed"], "weights": weights_kind}
     (dest_dir / f"{name}.json").write_text(json.dumps(info, indent=1) + "\n")
     return path
 
@@ -77,11 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, help="export: the run directory")
     parser.add_argument("--name", help="export: the model name (demo-base-inpaint, demo-upsample-inpaint)")
     parser.add_argument("--dest", type=Path, default=Path("weights"))
+    parser.add_argument("--weights", choices=("ema", "model"), default="ema",
+                        help="export: the EMA of the weights or the raw weights of the last step")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.kind == "export":
-        print(export(args.run, args.name, args.dest))
+        print(export(args.run, args.name, args.dest, args.weights))
         return 0
     name, make_batch = KINDS[args.kind]
     settings = TrainSettings(
