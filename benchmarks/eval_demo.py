@@ -147,6 +147,7 @@ def time_full_inpaint(models, repeats=3):
         _drain(models, request.with_(seed=seed))
         times.append(time.perf_counter() - started)
     return {"full_inpaint_seconds_median": statistics.median(times), "runs": times,
+            "precision": models.precision.name, "threads": torch.get_num_threads(),
             "base_steps": request.steps, "upsample_steps": request.upsample_steps, "sampler": request.sampler}
 
 
