@@ -48,3 +48,26 @@ def test_demo_models_run_every_mode_and_keep_unmasked_pixels(demo_models, mode):
         for result in results:
             assert np.array_equal(result[mask == 0], picture[mask == 0])
             assert not np.array_equal(result[mask == 1], picture[mask == 1])
+
+
+def test_demo_model_draws_the_captioned_colour_where_asked(demo_models):
+    # Four fixed tasks in the style of benchmarks/eval_demo.py: a box on an empty part of a plain scene, a caption
+    # naming an object. The oracle must find the caption's colour in the box in at least three (the shipped model
+    # is measured at ~90 % on 200 such tasks; see weights/MODEL_CARD.md).
+    from glide_studio.shapes import oracle
+
+    tasks = [("red", "circle", "white"), ("blue", "square", "yellow"), ("green", "star", "white"),
+             ("yellow", "triangle", "blue")]
+    right = []
+    for seed, (colour, kind, background) in enumerate(tasks):
+        keep = world.ShapeObject("square", "purple" if background != "purple" else "orange", "small", 0.75, 0.25, 0.1)
+        picture = world.render(world.Scene(world.Background(background), (keep,)), 64)
+        box = np.zeros((64, 64), np.uint8)
+        box[30:58, 8:36] = 1
+        request = Request(mode=Mode.INPAINT, prompt=f"a {colour} {kind}", image=picture, mask=box, seed=seed,
+                          steps=25, guidance_scale=3.0, upsample_model=None)
+        result = list(run(demo_models, request))[-1].final[0]
+        assert np.array_equal(result[box == 0], picture[box == 0])
+        found = oracle.detect(result, box.astype(bool))
+        right.append(found is not None and found.colour == colour)
+    assert sum(right) >= 3, right
