@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..models.weights import read_state_dict
 from .demo_configs import DEMO_OPTIONS
 from .shapes_data import base_inpaint_batch, upsample_inpaint_batch
 from .trainer import Trainer, TrainSettings, reset_text_pathway
@@ -26,12 +27,13 @@ KINDS = {
 
 
 def read_weights_with_step(path: Path) -> tuple[dict[str, torch.Tensor], int]:
-    """Exported weights and the training step recorded in their metadata (0 when absent)."""
+    """Exported weights (read with the app's own checked reader) and the training step in their metadata
+    (0 when absent)."""
     from safetensors import safe_open
 
+    weights = read_state_dict(path)
     with safe_open(str(path), framework="pt") as handle:
-        step = int((handle.metadata() or {}).get("steps", 0))
-        return {key: handle.get_tensor(key) for key in handle.keys()}, step
+        return weights, int((handle.metadata() or {}).get("steps", 0))
 
 
 def export(run_dir: Path, name: str, dest_dir: Path, weights_kind: str = "ema") -> Path:

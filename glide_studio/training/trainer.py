@@ -75,11 +75,13 @@ def reset_text_pathway(model: torch.nn.Module, generator: torch.Generator) -> No
     model.positional_embedding.normal_(0.0, 0.1, generator=generator)
     if getattr(model, "padding_embedding", None) is not None:
         model.padding_embedding.normal_(0.0, 1.0, generator=generator)
-    torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-    for name, module in model.named_modules():
-        if name.startswith(("transformer", "final_ln")) or name.endswith("encoder_kv"):
-            if hasattr(module, "reset_parameters") and not isinstance(module, torch.nn.Embedding):
-                module.reset_parameters()
+    # Modules' reset_parameters draw from the global generator: seed a forked one, leave the caller's alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        for name, module in model.named_modules():
+            if name.startswith(("transformer", "final_ln")) or name.endswith("encoder_kv"):
+                if hasattr(module, "reset_parameters") and not isinstance(module, torch.nn.Embedding):
+                    module.reset_parameters()
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
