@@ -12,6 +12,7 @@ from glide_studio.diffusion import (
     ancestral_sample,
     ddim_sample,
     dpmpp_2m_sample,
+    dpmpp_2m_sde_sample,
     get_sampler,
     training_losses,
 )
@@ -114,7 +115,26 @@ def test_partial_start_runs_only_the_tail_of_the_chain():
     assert (steps[-1].sample - target).abs().max() < 0.02
 
 
-@pytest.mark.parametrize("name", ["ancestral", "ddim", "dpm++2m"])
+def test_dpmpp_2m_sde_in_25_steps_samples_the_data_distribution():
+    """With exact eps the SDE solver's samples have the data's per-pixel mean and spread, though each run
+    starts from its own noise and ends elsewhere than the ODE's endpoint."""
+    mu, std = gaussian_data()
+    grid25 = Diffusion("squaredcos_cap_v2", timesteps=log_snr_timesteps("squaredcos_cap_v2", 25))
+    x_T = torch.randn((512, *SHAPE[1:]), generator=torch.Generator().manual_seed(4))
+    denoiser = exact_denoiser(mu, std)
+    steps = run(dpmpp_2m_sde_sample, grid25, denoiser, x_T)
+    assert [s.t for s in steps] == list(range(24, -1, -1))
+    sample = steps[-1].sample
+    assert (sample.mean(0) - mu).abs().mean() < 0.01
+    relative_std_error = ((sample.std(0) - std) / std).abs().mean().item()
+    assert relative_std_error < 0.05, relative_std_error
+    ode_endpoint = exact_ode_endpoint(grid25, x_T, mu, std, 24)
+    assert (sample - ode_endpoint).abs().mean() > 0.5 * std.mean()  # fresh noise was injected on the way
+    with pytest.raises(DiffusionError, match="noise"):
+        list(dpmpp_2m_sde_sample(denoiser, grid25, None, x_T=x_T))
+
+
+@pytest.mark.parametrize("name", ["ancestral", "ddim", "dpm++2m", "dpm++2m-sde"])
 def test_recorded_noise_replays_a_generator_run(name):
     mu, std = gaussian_data()
     denoiser = exact_denoiser(mu, std, variance_value=0.3)
@@ -133,7 +153,7 @@ def test_recorded_noise_replays_a_generator_run(name):
 
     kwargs = {"eta": 0.7} if name == "ddim" else {}
     first = list(sampler(denoiser, diffusion, Recording(), shape=SHAPE, **kwargs))
-    expected_draws = {"ancestral": 11, "ddim": 11, "dpm++2m": 1}[name]
+    expected_draws = {"ancestral": 11, "ddim": 11, "dpm++2m": 1, "dpm++2m-sde": 10}[name]
     assert len(recorded) == expected_draws
     replay = list(sampler(denoiser, diffusion, NoiseSource.from_recorded(recorded), shape=SHAPE, **kwargs))
     assert torch.equal(first[-1].sample, replay[-1].sample)

@@ -9,7 +9,7 @@ import numpy as np
 
 from glide_studio.pipelines.request import EditBox, Mode, Request
 
-SAMPLERS = ("dpm++2m", "ddim", "ancestral")
+SAMPLERS = ("dpm++2m", "dpm++2m-sde", "ddim", "ancestral")
 MODES = (Mode.INPAINT, Mode.SDEDIT, Mode.GENERATE, Mode.UPSAMPLE)
 MODE_LABELS = {
     Mode.GENERATE: "Generate",

@@ -18,6 +18,7 @@ from glide_studio.diffusion.samplers import (
     ddim_reverse_step,
     ddim_sample,
     dpmpp_2m_sample,
+    dpmpp_2m_sde_sample,
     get_sampler,
 )
 from glide_studio.diffusion.schedules import betas_for_schedule, space_timesteps
@@ -37,6 +38,7 @@ __all__ = [
     "ddim_reverse_step",
     "ddim_sample",
     "dpmpp_2m_sample",
+    "dpmpp_2m_sde_sample",
     "get_sampler",
     "paired_classifier_free_guidance",
     "paste_known_pixels",

@@ -148,6 +148,33 @@ def dpmpp_2m_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource
     correction from the previous step's x0; the first step and the final step to t=-1 (sigma = 0, where
     the update reduces to x0) are first order. Deterministic: noise is drawn only for x_T.
     """
+    return _dpmpp_2m(denoiser, diffusion, noise, None, shape=shape, x_T=x_T, t_start=t_start, device=device,
+                     clip_denoised=clip_denoised, denoised_fn=denoised_fn, cond_fn=cond_fn,
+                     model_kwargs=model_kwargs)
+
+
+def dpmpp_2m_sde_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *, shape=None,
+                        x_T=None, t_start: int | None = None, device="cpu", clip_denoised=True,
+                        denoised_fn: DenoisedFn | None = None, cond_fn: CondFn | None = None,
+                        model_kwargs: dict | None = None) -> Iterator[SamplerStep]:
+    """SDE-DPM-Solver++(2M): the same multistep data prediction, integrating the reverse SDE instead of the
+    ODE, so each step forgets part of x_t and draws fresh noise (one draw per step, except the last).
+
+    A small network's x0 errors accumulate along the deterministic ODE path and blur outlines; the SDE step
+    corrects them the way ancestral sampling does, at the 2M solver's step count.
+    """
+    if noise is None:
+        raise DiffusionError("the SDE sampler needs a noise source")
+    return _dpmpp_2m(denoiser, diffusion, noise, noise, shape=shape, x_T=x_T, t_start=t_start, device=device,
+                     clip_denoised=clip_denoised, denoised_fn=denoised_fn, cond_fn=cond_fn,
+                     model_kwargs=model_kwargs)
+
+
+def _dpmpp_2m(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource | None,
+              step_noise: NoiseSource | None, *, shape, x_T, t_start, device, clip_denoised, denoised_fn,
+              cond_fn, model_kwargs) -> Iterator[SamplerStep]:
+    """The 2M loop; with `step_noise` each update is the SDE one, with e^{-h} of x_t kept:
+    x_s = (sigma_s / sigma_t) e^{-h} x_t + alpha_s (1 - e^{-2h}) D + sigma_s sqrt(1 - e^{-2h}) z."""
     x, start = _initial_state(diffusion, noise, shape, x_T, t_start, device)
     previous_x0 = None
     previous_h = None
@@ -171,7 +198,13 @@ def dpmpp_2m_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource
                 else:
                     ratio = previous_h / h
                     data = (1 + 1 / (2 * ratio)) * x0 - (1 / (2 * ratio)) * previous_x0
-                x = (sigma_s / sigma_t) * x - (alpha_s * math.expm1(-h)) * data
+                if step_noise is None:
+                    x = (sigma_s / sigma_t) * x - (alpha_s * math.expm1(-h)) * data
+                else:
+                    forget = -math.expm1(-2 * h)
+                    z = step_noise.draw(x.shape, device=x.device, dtype=x.dtype)
+                    x = ((sigma_s / sigma_t) * math.exp(-h)) * x + (alpha_s * forget) * data \
+                        + (sigma_s * math.sqrt(forget)) * z
             previous_x0, previous_h = x0, h
         yield SamplerStep(index, t, x, x0)
 
@@ -180,6 +213,7 @@ SAMPLERS: dict[str, Callable[..., Iterator[SamplerStep]]] = {
     "ancestral": ancestral_sample,
     "ddim": ddim_sample,
     "dpm++2m": dpmpp_2m_sample,
+    "dpm++2m-sde": dpmpp_2m_sde_sample,
 }
 
 

@@ -70,7 +70,7 @@ def stage_diffusion(model: torch.nn.Module, sampler: str, steps: int, upsampler:
     """The respaced chain for one stage: an even-in-log-SNR grid for DPM-Solver++, the reference's
     respacing otherwise ("fast27" for a 27-step upsample, as GLIDE's notebooks use)."""
     schedule = model.config.noise_schedule
-    if sampler == "dpm++2m":
+    if sampler in ("dpm++2m", "dpm++2m-sde"):
         return Diffusion(schedule, timesteps=log_snr_timesteps(schedule, steps))
     if upsampler and steps == 27:
         return Diffusion(schedule, "fast27")
