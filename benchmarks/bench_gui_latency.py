@@ -16,11 +16,12 @@ Cases:
              2 candidates, the default steps (per-phase figures: load, base, upsample, result)
 
 The first repeat of each case loads networks (cold; the first of the process also imports torch's lazy
-modules: run one case alone to see its own cold start); median and worst are over all repeats. The loop is a
+modules: run one case alone to see its own cold start) unless --prepare first warms them as the app does
+when its window opens (that warm-up's own worst stall is printed); median and worst are over all repeats. The loop is a
 plain QEventLoop, as run_app's qasync loop runs Qt's own exec. Run from the repository root:
 
     PYTHONPATH=. nice -n 19 OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_gui_latency.py
-        [--cases base,default] [--repeats 3] [--threads 1] [--interval 5] [--tail 150]
+        [--cases base,default] [--repeats 3] [--threads 1] [--interval 5] [--tail 150] [--prepare]
 """
 
 from __future__ import annotations
@@ -225,6 +226,36 @@ def run_once(window, engine, args) -> dict:
     return figures
 
 
+def prepare_once(window, args) -> dict:
+    """The app's warm-up when its window opens (controller.prepare, on the worker): its duration and the GUI
+    thread's worst stall meanwhile."""
+    ticks, loop, heartbeat = [], QEventLoop(), QTimer()
+    heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
+    heartbeat.setInterval(args.interval)
+    heartbeat.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    outcome = []
+    runner = window.controller.runner
+
+    def on_prepared(_job_id, problem):
+        outcome.append((time.perf_counter(), problem))
+        QTimer.singleShot(args.tail, loop.quit)
+
+    runner.job_prepared.connect(on_prepared)
+    heartbeat.start()
+    QTest.qWait(50)
+    start = time.perf_counter()
+    window.controller.prepare()
+    QTimer.singleShot(args.timeout * 1000, loop.quit)
+    loop.exec()
+    heartbeat.stop()
+    runner.job_prepared.disconnect(on_prepared)
+    if not outcome or outcome[0][1]:
+        raise SystemExit(f"preparing failed or timed out: {outcome}")
+    gaps = np.diff(np.array(ticks)) * 1000 - args.interval
+    return {"prepare s": outcome[0][0] - start, "worst stall ms": float(gaps.max()),
+            "p99 stall ms": max(0.0, float(np.percentile(gaps, 99)))}
+
+
 def report(case: str, runs: list[dict]) -> None:
     print(f"\n== {case}: {len(runs)} run(s); median / worst (per run); repeat 1 is cold: it loads networks")
     for key in runs[0]:
@@ -246,6 +277,8 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=5, help="heartbeat interval, ms")
     parser.add_argument("--tail", type=int, default=150, help="heartbeat kept on after the result, ms")
     parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per run")
+    parser.add_argument("--prepare", action="store_true",
+                        help="warm up first, as the app does when its window opens; runs are then all warm")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -278,6 +311,9 @@ def main() -> None:
               f"{params.upsample_steps} upsample steps, sampler {params.sampler}, picture "
               f"{window.controller.document.width} px, preview throttle 1/20 s (the app's)")
         try:
+            if args.prepare:
+                controls.upsample.setChecked(True)
+                report("prepare (the app warms the default models when its window opens)", [prepare_once(window, args)])
             for case in args.cases.split(","):
                 controls.upsample.setChecked(case != "base")
                 controls.random_seed.setChecked(False)

@@ -119,3 +119,39 @@ def test_shutdown_mid_run_ends_the_thread(qtbot):
     assert runner.shutdown(5000)
     assert not runner.is_running()
     assert engine.steps_computed < 100
+
+
+def test_prepare_warms_the_networks_without_making_the_runner_busy(qtbot, runner):
+    prepared = []
+    runner.job_prepared.connect(lambda job_id, problem: prepared.append((job_id, problem)))
+    job = Job(_request(), device="cpu")
+    with qtbot.waitSignal(runner.job_prepared, timeout=5000):
+        runner.prepare(job)
+        assert not runner.busy  # the user can start a run meanwhile; it queues behind the warm-up
+    assert prepared == [(job.id, "")]
+    assert runner.engine.prepared == [("demo-base-inpaint", "cpu")]
+    assert runner.engine.requests == []  # nothing ran
+
+
+def test_a_run_submitted_during_prepare_runs_after_it(qtbot, runner):
+    order = []
+    runner.job_prepared.connect(lambda *_: order.append("prepared"))
+    runner.job_started.connect(lambda *_: order.append("started"))
+    with qtbot.waitSignal(runner.job_finished, timeout=5000):
+        runner.prepare(Job(_request()))
+        runner.submit(Job(_request(steps=2)))
+    assert order == ["prepared", "started"]
+
+
+def test_a_failed_prepare_is_reported_and_the_runner_still_works(qtbot):
+    engine = FakeEngine(step_delay=0.0)
+    engine.prepare_error = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    runner = JobRunner(engine, min_interval=0.0)
+    try:
+        with qtbot.waitSignal(runner.job_prepared, timeout=5000) as blocker:
+            runner.prepare(Job(_request()))
+        assert "ran out of memory" in blocker.args[1]
+        with qtbot.waitSignal(runner.job_finished, timeout=5000):
+            runner.submit(Job(_request(steps=2)))
+    finally:
+        assert runner.shutdown(5000)

@@ -197,3 +197,20 @@ def test_training_losses_mse_trains_eps_and_vb_trains_only_variance():
     assert var_grad.abs().max() > 0
     eps_grad_mse = torch.autograd.grad(losses["mse"].sum(), eps_bias)[0]
     assert eps_grad_mse.abs().max() > 0
+
+
+@pytest.mark.parametrize("name", ["ancestral", "ddim", "dpm++2m", "dpm++2m-sde"])
+def test_a_one_step_chain_returns_the_denoised_prediction(name):
+    """One step (the app's minimum) returns the model's x0. The log-SNR grid's one step is t=999, so that x0
+    is the data's mean; the reference's respacing "1" keeps t=0 instead (x0 is then x_T, nearly unchanged)."""
+    mu, std = gaussian_data()
+    grid = (Diffusion("squaredcos_cap_v2", timesteps=log_snr_timesteps("squaredcos_cap_v2", 1))
+            if name.startswith("dpm") else Diffusion("squaredcos_cap_v2", "1"))
+    x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(5))
+    steps = run(get_sampler(name), grid, exact_denoiser(mu, std), x_T)
+    assert len(steps) == 1 and torch.isfinite(steps[0].sample).all()
+    torch.testing.assert_close(steps[0].sample, steps[0].pred_xstart)
+    if name.startswith("dpm"):
+        assert (steps[0].pred_xstart.mean(0) - mu).abs().mean() < 0.02
+    else:
+        assert grid.timestep_map.tolist() == [0]

@@ -104,3 +104,16 @@ def test_mouse_mask_caption_and_ctrl_enter_run_a_real_inpaint(qtbot, tmp_path, m
     window.files.saved_node_count = len(window.controller.history)
     window.close()
     assert not window.controller.runner.is_running()
+
+
+def test_prepare_loads_and_warms_the_real_engine_before_any_run(qtbot, tmp_path, engine):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(engine, settings, picture=starter_scene(64), min_interval=0.0)
+    qtbot.addWidget(window)
+    window.controls.upsample.setChecked(False)
+    with qtbot.waitSignal(window.controller.runner.job_prepared, timeout=60_000) as blocker:
+        window.controller.prepare()
+    assert blocker.args[1] == ""
+    assert [name for name, _ in engine._networks] == ["demo-base-inpaint"]
+    assert engine._model_set is not None
+    window.controller.shutdown(10_000)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from glide_studio.app.errors import ModelUnavailableError
-from glide_studio.pipelines.request import Request, Step
+from glide_studio.pipelines.request import Mode, Request, Step
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class Engine(Protocol):
 
     def load_models(self, request: Request, device: str) -> None:
         """Make the request's networks ready on the device. Slow: only ever called off the GUI thread."""
+
+    def prepare(self, request: Request, device: str) -> None:
+        """load_models, then warm what a first run would otherwise build (tokenizer, kernels), so the user's
+        first run starts at full speed. Called off the GUI thread when the window opens."""
 
     def run(self, request: Request) -> Iterator[Step]: ...
 
@@ -130,6 +134,21 @@ class PipelineEngine:
             choose_precision(device, self.precision), base, upsample, base_size=self.base_size,
             upsample_size=self.upsample_size if upsample is not None else None,
         )
+
+    def prepare(self, request: Request, device: str) -> None:
+        from glide_studio import pipelines
+
+        self.load_models(request, device)
+        # One base step of an empty-caption generation: builds the tokenizer's tables and the CPU kernels'
+        # first-call state (the GIL-holding parts of a cold start), which would otherwise land in the first run.
+        warm = Request(mode=Mode.GENERATE, base_model=request.base_model, upsample_model=None, steps=1,
+                       sampler=request.sampler, guidance_scale=request.guidance_scale)
+        steps = pipelines.run(self._model_set, warm)
+        try:
+            for _ in steps:
+                pass
+        finally:
+            steps.close()
 
     def run(self, request: Request) -> Iterator[Step]:
         if self._model_set is None:

@@ -25,6 +25,8 @@ class FakeEngine:
         self.fail_with = fail_with
         self.steps_computed = 0
         self.loaded: list[tuple[str, str]] = []
+        self.prepared: list[tuple[str, str]] = []
+        self.prepare_error: Exception | None = None
         self.requests: list[Request] = []
         self.closed_runs = 0
         self.run_threads: list[threading.Thread] = []
@@ -40,6 +42,12 @@ class FakeEngine:
 
     def load_models(self, request: Request, device: str) -> None:
         self.loaded.append((request.base_model, device))
+
+    def prepare(self, request: Request, device: str) -> None:
+        if self.prepare_error is not None:
+            raise self.prepare_error
+        self.load_models(request, device)
+        self.prepared.append((request.base_model, device))
 
     def run(self, request: Request) -> Iterator[Step]:
         self.requests.append(request)

@@ -79,6 +79,8 @@ class GenerationWorker(QObject):
     finished = Signal(object)
     failed = Signal(int, str)
     cancelled = Signal(int)
+    prepared = Signal(int, str)
+    """(job id, "" or why preparing failed)."""
 
     def __init__(self, engine: Engine, min_interval: float = 1 / 20) -> None:
         super().__init__()
@@ -110,6 +112,17 @@ class GenerationWorker(QObject):
             if close is not None:
                 close()
         self._announce(job, outcome)
+
+    @Slot(object)
+    def prepare(self, job: Job) -> None:
+        """Loads and warms the job's networks without running it. A failure is only reported: the user's
+        own run will meet it again and show it then."""
+        try:
+            self.engine.prepare(job.request, job.device)
+            problem = ""
+        except Exception as error:  # noqa: BLE001 - a background warm-up must never take the app down
+            problem = describe_failure(error)
+        self.prepared.emit(job.id, problem)
 
     def _announce(self, job: Job, outcome: tuple) -> None:
         kind = outcome[0]
@@ -154,7 +167,9 @@ class JobRunner(QObject):
     job_failed = Signal(int, str)
     job_cancelled = Signal(int)
     busy_changed = Signal(bool)
+    job_prepared = Signal(int, str)
     _dispatch = Signal(object)
+    _dispatch_prepare = Signal(object)
 
     def __init__(self, engine: Engine, min_interval: float = 1 / 20, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -166,6 +181,8 @@ class JobRunner(QObject):
         self.worker = GenerationWorker(engine, min_interval)
         self.worker.moveToThread(self._thread)
         self._dispatch.connect(self.worker.run_job)
+        self._dispatch_prepare.connect(self.worker.prepare)
+        self.worker.prepared.connect(self.job_prepared)
         self.worker.started.connect(self.job_started)
         self.worker.status.connect(self.job_status)
         self.worker.step.connect(self._on_step)
@@ -185,6 +202,12 @@ class JobRunner(QObject):
     def submit(self, job: Job) -> Job:
         self._queue.append(job)
         self._start_next()
+        return job
+
+    def prepare(self, job: Job) -> Job:
+        """Warms the job's networks on the worker thread without running it or making the runner busy; runs
+        submitted meanwhile wait for it on the worker's queue (they would load the same networks)."""
+        self._dispatch_prepare.emit(job)
         return job
 
     def cancel(self) -> None:

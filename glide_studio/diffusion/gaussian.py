@@ -89,10 +89,10 @@ class Diffusion:
         self.sqrt_recip_alphas_cumprod = np.sqrt(1.0 / acp)
         self.sqrt_recipm1_alphas_cumprod = np.sqrt(1.0 / acp - 1)
         self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - acp)
-        # The posterior variance is 0 at t=0; the log uses t=1's value there so it stays finite.
-        self.posterior_log_variance_clipped = np.log(
-            np.append(self.posterior_variance[1], self.posterior_variance[1:])
-        )
+        # The posterior variance is 0 at t=0; the log uses t=1's value there so it stays finite. A one-step
+        # chain has no t=1: its only step adds no noise, so any finite value serves; beta's is used.
+        first = self.posterior_variance[1] if len(betas) > 1 else betas[0]
+        self.posterior_log_variance_clipped = np.log(np.append(first, self.posterior_variance[1:]))
         self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - acp)
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - acp)
         self.log_betas = np.log(betas)

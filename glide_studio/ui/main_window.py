@@ -373,6 +373,7 @@ def run_app(argv: list[str] | None = None, *, settings: QSettings | None = None,
     window = MainWindow(engine, settings)
     window.show()
     window.canvas.fit()
+    window.controller.prepare()  # loads and warms the model while the user looks and paints
     if window.pending_recovery is not None:
         window.files.offer_recovery(window.pending_recovery)
     if args.file:
