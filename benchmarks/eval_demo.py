@@ -184,6 +184,7 @@ SUITES = {
     "inpaint": lambda m, a: eval_inpaint(m, _tasks(a), a.guidance, a.steps),
     "inpaint_guidance_0": lambda m, a: eval_inpaint(m, _tasks(a), 0.0, a.steps),
     "inpaint_ancestral_100": lambda m, a: eval_inpaint(m, _tasks(a), a.guidance, 100, sampler="ancestral"),
+    "inpaint_sde": lambda m, a: eval_inpaint(m, _tasks(a), a.guidance, a.steps, sampler="dpm++2m-sde"),
     "generate": lambda m, a: eval_generate(m, _tasks(a), a.guidance, a.steps),
     "sdedit": lambda m, a: eval_sdedit(m, _tasks(a), a.guidance, a.steps, a.strength),
     "timing": lambda m, a: time_full_inpaint(m),
