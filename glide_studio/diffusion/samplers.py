@@ -160,8 +160,8 @@ def dpmpp_2m_sde_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSo
     """SDE-DPM-Solver++(2M): the same multistep data prediction, integrating the reverse SDE instead of the
     ODE, so each step forgets part of x_t and draws fresh noise (one draw per step, except the last).
 
-    A small network's x0 errors accumulate along the deterministic ODE path and blur outlines; the SDE step
-    corrects them the way ancestral sampling does, at the 2M solver's step count.
+    Fresh noise lets later steps correct part of earlier steps' x0 errors, as ancestral sampling does, at the
+    2M solver's step count; the ODE path carries every error to the end.
     """
     if noise is None:
         raise DiffusionError("the SDE sampler needs a noise source")
