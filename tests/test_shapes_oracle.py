@@ -39,3 +39,22 @@ def test_oracle_reads_position_from_the_centroid():
         found = oracle.detect(world.render(scene, 64), np.ones((64, 64), bool))
         assert found is not None
         assert found.centroid == pytest.approx((obj.cx, obj.cy), abs=0.02)
+
+
+def test_oracle_silhouette_is_the_renderers_half_coverage_mask():
+    """Solving the blend for coverage recovers world.object_mask; nearest-colour alone shrinks high-contrast
+    objects (a black star's grey tips on white are nearer gray than black) and is kept only for comparison."""
+    ious = {"coverage": [], "nearest": []}
+    for scene in world.sample_scenes(4242, 200, n_objects=1):
+        image = world.render(scene, 64)
+        truth = world.object_mask(scene, 0, 64)
+        region = _loose_box(truth, margin=3)
+        for rule, values in ious.items():
+            found = oracle.detect(image, region, silhouette=rule)
+            assert found is not None and found.kind == scene.objects[0].kind
+            values.append((found.mask & truth).sum() / (found.mask | truth).sum())
+    coverage, nearest = np.array(ious["coverage"]), np.array(ious["nearest"])
+    assert coverage.mean() >= 0.98 and coverage.min() >= 0.88, (coverage.mean(), coverage.min())
+    assert nearest.mean() < 0.96 and nearest.min() < 0.85  # what the coverage rule fixes
+    with pytest.raises(ValueError, match="silhouette"):
+        oracle.detect(image, region, silhouette="convex")

@@ -1,9 +1,11 @@
 """The shapes world's oracle: what object is in a region of an image, and does it match a caption?
 
 It inverts the renderer: pixels are classified to the nearest palette colour, the background is the
-dominant colour around the region, the object is the largest blob of another colour inside it, and its
-kind comes from scale-free geometry of that blob (compactness, solidity, fill of its bounding box,
-which half holds its mass). Needs scipy (a dev/eval dependency, not the app's).
+dominant colour around the region, the object's colour is that of the largest blob of another colour inside
+it, and its silhouette is every connected pixel at least half covered by that colour (the renderer's blend
+`background * (1 - coverage) + colour * coverage`, solved for coverage), as `world.object_mask` defines it.
+Its kind comes from scale-free geometry of the silhouette (compactness, solidity, fill of its bounding box).
+Needs scipy (a dev/eval dependency, not the app's).
 """
 
 from __future__ import annotations
@@ -88,8 +90,36 @@ def _kind_from_blob(blob: np.ndarray) -> str:
     return "square" if fill > 0.68 else "diamond"
 
 
-def detect(image: np.ndarray, region: np.ndarray) -> Detection | None:
-    """The dominant object inside ``region`` (bool HxW), or None when only background is there."""
+def _half_covered(image: np.ndarray, region: np.ndarray, core: np.ndarray, colour: int, labels: np.ndarray,
+                  background: int) -> np.ndarray:
+    """The object's silhouette as the renderer defines it (coverage >= 0.5), grown from its core of pixels
+    nearest its colour. Edge pixels blend the object's colour into the background's; nearest-colour alone
+    drops a dark shape's grey tips on a light background, and those tips are what tell a star from a blob."""
+    from scipy import ndimage
+
+    if background < 0:
+        return core
+    local = image[region & (labels == background)].astype(np.float32)
+    back = np.median(local, axis=0) if local.size else _RGB[background]
+    towards = _RGB[colour] - back
+    offset = image.astype(np.float32) - back
+    coverage = (offset @ towards) / float(towards @ towards)
+    off_line = np.linalg.norm(offset - coverage[..., None] * towards, axis=-1)
+    blend = region & (coverage >= 0.5) & (off_line <= MAX_COLOUR_DISTANCE)
+    components, _ = ndimage.label(blend | core)
+    return np.isin(components, np.unique(components[core]))
+
+
+SILHOUETTES = ("coverage", "nearest")
+
+
+def detect(image: np.ndarray, region: np.ndarray, silhouette: str = "coverage") -> Detection | None:
+    """The dominant object inside ``region`` (bool HxW), or None when only background is there.
+
+    ``silhouette="nearest"`` keeps only the pixels nearest the object's colour (the rule before coverage was
+    solved for; it shrinks high-contrast objects and cuts their tips), for comparing evaluations."""
+    if silhouette not in SILHOUETTES:
+        raise ValueError(f"unknown silhouette rule {silhouette!r}; expected one of {', '.join(SILHOUETTES)}")
     from scipy import ndimage
 
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[:2] != region.shape:
@@ -110,7 +140,8 @@ def detect(image: np.ndarray, region: np.ndarray) -> Detection | None:
             best, best_area, best_colour = components == biggest + 1, int(sizes[biggest]), int(index)
     if best is None or best_area < min_area or _NAMES[best_colour] not in COLOURS:
         return None
-    # Anti-aliased edges blend into the background; closing the blob keeps the outline's geometry.
+    if silhouette == "coverage":
+        best = _half_covered(image, region, best, best_colour, labels, background)
     blob = ndimage.binary_fill_holes(best)
     rows, cols = np.nonzero(blob)
     side = image.shape[0]
