@@ -12,7 +12,7 @@ from glide_studio.app.engine import Engine
 from glide_studio.app.errors import StudioError
 from glide_studio.app.history import HistoryTree
 from glide_studio.app.images import load_image, load_image_bytes, read_parameters, save_png
-from glide_studio.app.params import GenerationParams, build_request, choose_seed, model_ids
+from glide_studio.app.params import GenerationParams, build_request, choose_seed, request_models
 from glide_studio.app.project import ProjectData, load_project, save_project
 from glide_studio.app.worker import Job, JobResult, JobRunner, Progress
 from glide_studio.pipelines.request import Mode, Request
@@ -93,9 +93,8 @@ class StudioController(QObject):
         """Loads and warms the current model family's networks in the background (the window calls this when
         it opens), so the first Ctrl+Enter starts at full speed."""
         params = self._params
-        base_model, upsample_model = model_ids(params.model, params.mode)
-        request = Request(mode=params.mode, base_model=base_model,
-                          upsample_model=upsample_model if params.upsample else None,
+        base_model, upsample_model = request_models(params)
+        request = Request(mode=params.mode, base_model=base_model, upsample_model=upsample_model,
                           sampler=params.sampler, guidance_scale=params.guidance_scale)
         return self.runner.prepare(Job(request, params.model, params.device))
 

@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
+from glide_studio.diffusion.samplers import SAMPLERS as SAMPLER_TABLE
 from glide_studio.pipelines.request import EditBox, Mode, Request
 
-SAMPLERS = ("dpm++2m", "dpm++2m-sde", "ddim", "ancestral")
+SAMPLERS = tuple(sorted(SAMPLER_TABLE, key=lambda name: name != Request.sampler))  # the default first
 MODES = (Mode.INPAINT, Mode.SDEDIT, Mode.GENERATE, Mode.UPSAMPLE)
 MODE_LABELS = {
     Mode.GENERATE: "Generate",
@@ -90,6 +91,12 @@ def choose_seed(params: GenerationParams) -> int:
     return random.randint(0, MAX_SEED) if params.random_seed else int(params.seed)
 
 
+def request_models(params: GenerationParams) -> tuple[str, str | None]:
+    """(base model, upsampler or None) that a run of these parameters needs."""
+    base_model, upsample_model = model_ids(params.model, params.mode)
+    return base_model, upsample_model if (params.upsample or params.mode == Mode.UPSAMPLE) else None
+
+
 def build_request(
     params: GenerationParams,
     picture: np.ndarray | None,
@@ -98,7 +105,7 @@ def build_request(
     edit_box: EditBox | None,
     seed: int,
 ) -> Request:
-    base_model, upsample_model = model_ids(params.model, params.mode)
+    base_model, upsample_model = request_models(params)
     mode = params.mode
     return Request(
         mode=mode,
@@ -108,7 +115,7 @@ def build_request(
         sketch=sketch if mode == Mode.SDEDIT else None,
         edit_box=edit_box,
         base_model=base_model,
-        upsample_model=upsample_model if (params.upsample or mode == Mode.UPSAMPLE) else None,
+        upsample_model=upsample_model,
         steps=params.steps,
         upsample_steps=params.upsample_steps,
         sampler=params.sampler,

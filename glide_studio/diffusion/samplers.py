@@ -215,6 +215,8 @@ SAMPLERS: dict[str, Callable[..., Iterator[SamplerStep]]] = {
     "dpm++2m": dpmpp_2m_sample,
     "dpm++2m-sde": dpmpp_2m_sde_sample,
 }
+LOG_SNR_GRID_SAMPLERS = frozenset({"dpm++2m", "dpm++2m-sde"})
+"""Samplers that step evenly in log-SNR (`schedules.log_snr_timesteps`) rather than on the reference's respacing."""
 
 
 def get_sampler(name: str) -> Callable[..., Iterator[SamplerStep]]:

@@ -22,6 +22,7 @@ from glide_studio.diffusion import (
     get_sampler,
     paste_known_pixels,
 )
+from glide_studio.diffusion.samplers import LOG_SNR_GRID_SAMPLERS
 from glide_studio.diffusion.schedules import log_snr_timesteps
 from glide_studio.models.precision import Precision
 from glide_studio.models.tokenizers import clip_tokenize_prompts, tokenize_prompts
@@ -70,7 +71,7 @@ def stage_diffusion(model: torch.nn.Module, sampler: str, steps: int, upsampler:
     """The respaced chain for one stage: an even-in-log-SNR grid for DPM-Solver++, the reference's
     respacing otherwise ("fast27" for a 27-step upsample, as GLIDE's notebooks use)."""
     schedule = model.config.noise_schedule
-    if sampler in ("dpm++2m", "dpm++2m-sde"):
+    if sampler in LOG_SNR_GRID_SAMPLERS:
         return Diffusion(schedule, timesteps=log_snr_timesteps(schedule, steps))
     if upsampler and steps == 27:
         return Diffusion(schedule, "fast27")
