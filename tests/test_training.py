@@ -65,6 +65,11 @@ def test_resumed_run_continues_exactly(tmp_path):
     losses_resumed = [r["loss"] for r in resumed.run(progress=False)]
     assert losses_resumed == pytest.approx(losses_straight[3:], rel=1e-5)
 
+    finished = Trainer(_settings(tmp_path / "b", steps=6, high_noise_share=0.9), _fixed_batch)
+    written = (tmp_path / "b" / "settings.json").read_text()
+    assert finished.run(progress=False) == []
+    assert (tmp_path / "b" / "settings.json").read_text() == written  # a finished run is not re-labelled
+
 
 def test_training_examples_cover_every_task():
     rng = np.random.default_rng(0)

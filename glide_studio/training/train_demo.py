@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.reset_text:
             reset_text_pathway(trainer.model, torch.Generator().manual_seed(args.seed))
             trainer.ema.load_state_dict(trainer.model.state_dict())
+    if trainer.step >= settings.steps:
+        print(f"{args.out} is already at step {trainer.step} and --steps is {settings.steps}: nothing to train; "
+              "pass a larger --steps to go on")
+        return 0
     trainer.run()
     return 0
 

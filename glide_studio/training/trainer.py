@@ -190,6 +190,8 @@ class Trainer:
         """Train until settings.steps (or max_steps more), checkpointing as it goes."""
         target = self.settings.steps if max_steps is None else min(self.settings.steps, self.step + max_steps)
         history = []
+        if self.step >= target:
+            return history  # nothing to train: leave the checkpoint and its recorded settings as they are
         log = (self.out_dir / "log.jsonl").open("a")
         bar = ProgressBar(total=target, initial=self.step, disable=not progress, desc=self.settings.name)
         try:
