@@ -5,7 +5,9 @@ Held-out seeded tasks per mode, run through the real pipelines, judged by the or
 - generate: a whole scene from its caption; each named object's colour must be present;
 - sdedit: a rough blob of colour is painted where an object was; the caption names a shape;
 - guidance: the inpaint tasks again at guidance scale 0;
-- timing: one full inpaint (base + upsample) at the default settings.
+- timing: one full inpaint (base + upsample) at the default settings;
+- inpaint_ode, generate_ode, sdedit_ode: the same tasks with the deterministic DPM-Solver++(2M), to compare
+  with the default stochastic one.
 
     python benchmarks/eval_demo.py --tasks 200 --json weights/eval_demo.json
     python benchmarks/eval_demo.py --tasks 25 --suites inpaint --base-run runs/demo-base   # a run's EMA
@@ -62,7 +64,7 @@ def _new_object(rng, background, kept):
     return colours[rng.integers(len(colours))], world.KINDS[rng.integers(len(world.KINDS))]
 
 
-def eval_inpaint(models, tasks: range, guidance, steps, sampler="dpm++2m"):
+def eval_inpaint(models, tasks: range, guidance, steps, sampler=Request.sampler):
     colour_ok = shape_ok = shape_nearest_ok = identical = 0
     n = len(tasks)
     for k in tasks:
@@ -89,14 +91,14 @@ def _palette_fraction(image: np.ndarray, colour: str) -> int:
     return int((nearest == names.index(colour)).sum())
 
 
-def eval_generate(models, tasks: range, guidance, steps):
+def eval_generate(models, tasks: range, guidance, steps, sampler=Request.sampler):
     named = right = 0
     for k in tasks:
         rng = np.random.default_rng(2 * SEED_OFFSET + k)
         scene = world.sample_scene(rng, n_objects=int(rng.integers(1, 3)))
         caption = " and ".join(f"a {o.colour} {o.kind}" for o in scene.objects)
         request = Request(mode=Mode.GENERATE, prompt=caption, steps=steps, guidance_scale=guidance, seed=k,
-                          upsample_model=None)
+                          upsample_model=None, sampler=sampler)
         result = _drain(models, request)
         for obj in scene.objects:
             named += 1
@@ -113,7 +115,7 @@ def _blob_sketch(rng, removed, size=64):
     return (np.hypot(yy - cy, xx - cx) <= r * wobble).astype(np.uint8)
 
 
-def eval_sdedit(models, tasks: range, guidance, steps, strength):
+def eval_sdedit(models, tasks: range, guidance, steps, strength, sampler=Request.sampler):
     colour_ok = shape_ok = shape_nearest_ok = place_ok = identical = 0
     n = len(tasks)
     for k in tasks:
@@ -127,7 +129,8 @@ def eval_sdedit(models, tasks: range, guidance, steps, strength):
         rows, cols = np.nonzero(blob)
         region[max(0, rows.min() - 3):rows.max() + 4, max(0, cols.min() - 3):cols.max() + 4] = 1
         request = Request(mode=Mode.SDEDIT, prompt=f"a {colour} {kind}", image=image, mask=region, sketch=sketch,
-                          steps=steps, guidance_scale=guidance, strength=strength, seed=k, upsample_model=None)
+                          steps=steps, guidance_scale=guidance, strength=strength, seed=k, upsample_model=None,
+                          sampler=sampler)
         result = _drain(models, request)
         found = oracle.detect(result, region.astype(bool))
         if found is not None:
@@ -192,9 +195,11 @@ SUITES = {
     "inpaint": lambda m, a: eval_inpaint(m, _tasks(a), a.guidance, a.steps),
     "inpaint_guidance_0": lambda m, a: eval_inpaint(m, _tasks(a), 0.0, a.steps),
     "inpaint_ancestral_100": lambda m, a: eval_inpaint(m, _tasks(a), a.guidance, 100, sampler="ancestral"),
-    "inpaint_sde": lambda m, a: eval_inpaint(m, _tasks(a), a.guidance, a.steps, sampler="dpm++2m-sde"),
+    "inpaint_ode": lambda m, a: eval_inpaint(m, _tasks(a), a.guidance, a.steps, sampler="dpm++2m"),
     "generate": lambda m, a: eval_generate(m, _tasks(a), a.guidance, a.steps),
     "sdedit": lambda m, a: eval_sdedit(m, _tasks(a), a.guidance, a.steps, a.strength),
+    "sdedit_ode": lambda m, a: eval_sdedit(m, _tasks(a), a.guidance, a.steps, a.strength, sampler="dpm++2m"),
+    "generate_ode": lambda m, a: eval_generate(m, _tasks(a), a.guidance, a.steps, sampler="dpm++2m"),
     "timing": lambda m, a: time_full_inpaint(m),
 }
 
@@ -246,7 +251,7 @@ def main(argv=None) -> int:
     models = ModelSet.prepared(choose_precision("cpu", args.precision), base, upsample)
     n = args.tasks
     results = {"tasks_per_mode": n, "steps": args.steps, "guidance_scale": args.guidance, "strength": args.strength,
-               "precision": models.precision.name}
+               "precision": models.precision.name, "sampler": Request.sampler}
     started = time.perf_counter()
     for suite in args.suites.split(","):
         results[suite] = SUITES[suite](models, args)

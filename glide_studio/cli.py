@@ -66,7 +66,7 @@ def _add_run_options(parser: argparse.ArgumentParser, from_png: bool = True) -> 
     run.add_argument("--prompt", help="the caption")
     run.add_argument("--steps", type=_positive_int, help="base model steps")
     run.add_argument("--upsample-steps", type=_positive_int, help="upsampler steps")
-    run.add_argument("--sampler", help="dpm++2m (the default), dpm++2m-sde, ddim or ancestral")
+    run.add_argument("--sampler", help="dpm++2m-sde (the default), dpm++2m, ddim or ancestral")
     run.add_argument("--guidance-scale", type=float, help="guidance strength (3 is GLIDE's usual)")
     run.add_argument("--guidance", choices=("cfg", "clip"), help="classifier-free (cfg) or CLIP guidance")
     run.add_argument("--strength", type=float, help="SDEdit noise strength in (0, 1]")

@@ -45,7 +45,10 @@ class Request:
     upsample_model: str | None = "demo-upsample-inpaint"
     steps: int = 25
     upsample_steps: int = 15
-    sampler: str = "dpm++2m"
+    sampler: str = "dpm++2m-sde"
+    """The stochastic DPM-Solver++(2M) by default: sketch-to-image (SDEdit) is defined by a stochastic reverse
+    process, and on the demo model's oracle the SDE variant turns a sketch into the captioned shape far more
+    often than the ODE one at the same steps, while inpainting and generation score the same."""
     guidance_scale: float = 3.0
     strength: float = 0.7
     seed: int = 0

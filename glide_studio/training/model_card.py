@@ -112,8 +112,9 @@ def write_card(base_runs: list[Path], upsample_runs: list[Path], eval_json: Path
         "",
         "## Evaluation",
         f"`python benchmarks/eval_demo.py`: {results['tasks_per_mode']} held-out seeded tasks per suite, through",
-        f"the real pipelines at 64 px ({results['steps']} steps, guidance {results['guidance_scale']}, "
-        f"SDEdit strength {results['strength']}, {results['precision']}), judged by the oracle.",
+        f"the real pipelines at 64 px ({results.get('sampler', 'dpm++2m')}, {results['steps']} steps, "
+        f"guidance {results['guidance_scale']}, SDEdit strength {results['strength']}, {results['precision']}),",
+        "judged by the oracle. Suites ending in `_ode` rerun the same tasks with the deterministic dpm++2m.",
         "",
         _eval_table(results),
         "",
