@@ -16,7 +16,7 @@ from glide_studio.diffusion import (
     get_sampler,
     training_losses,
 )
-from glide_studio.diffusion.schedules import log_snr_timesteps
+from glide_studio.diffusion.schedules import log_snr_timesteps, partial_timesteps
 
 SHAPE = (64, 3, 8, 8)
 
@@ -105,9 +105,11 @@ def test_ancestral_sampling_brackets_the_data_distribution():
 def test_partial_start_runs_only_the_tail_of_the_chain():
     mu, std = gaussian_data()
     denoiser = exact_denoiser(mu, std)
-    diffusion = Diffusion("squaredcos_cap_v2", timesteps=log_snr_timesteps("squaredcos_cap_v2", 25))
+    diffusion = Diffusion("squaredcos_cap_v2",
+                          timesteps=partial_timesteps("squaredcos_cap_v2", 12, 0.4, log_snr_grid=True))
     x0 = mu + std * torch.randn(SHAPE, generator=torch.Generator().manual_seed(3))
-    start = diffusion.index_for_strength(0.4)
+    start = diffusion.num_steps - 1
+    assert start == 11 and int(diffusion.timestep_map[start]) == 400
     x_t = diffusion.q_sample(x0, torch.full((SHAPE[0],), start), torch.randn(SHAPE))
     steps = run(dpmpp_2m_sample, diffusion, denoiser, x_t, t_start=start)
     assert [s.t for s in steps] == list(range(start, -1, -1))

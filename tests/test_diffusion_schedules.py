@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from glide_studio.diffusion import Diffusion, DiffusionError, betas_for_schedule, space_timesteps
+from glide_studio.diffusion.schedules import log_snr_timesteps, partial_timesteps, strength_timestep
 
 RESPACINGS = ["100", "50", "27", "fast27", "25", "10", "10,10,3,2,2", "ddim25", "21", "13"]
 FIELDS = [
@@ -72,6 +73,27 @@ def test_unknown_schedule_is_a_clear_error():
         Diffusion("cosine-ish")
 
 
-@pytest.mark.parametrize("strength,expected", [(1.0, 24), (0.04, 1), (0.52, 12), (0.48, 12), (0.45, 11), (0.01, 0)])
-def test_index_for_strength(strength, expected):
-    assert Diffusion("squaredcos_cap_v2", "25").index_for_strength(strength) == expected
+@pytest.mark.parametrize("log_snr_grid", [True, False])
+@pytest.mark.parametrize("strength,count,expected_count", [(1.0, 25, 25), (0.7, 25, 25), (0.3, 7, 7),
+                                                           (0.004, 25, 5), (0.001, 25, 2), (0.0005, 3, 1)])
+def test_partial_chain_runs_the_asked_steps_from_the_strengths_noise_level(strength, count, expected_count,
+                                                                             log_snr_grid):
+    kept = partial_timesteps("squaredcos_cap_v2", count, strength, log_snr_grid=log_snr_grid)
+    assert len(kept) == expected_count and kept[-1] == round(strength * 999) == strength_timestep(strength)
+    assert kept == sorted(set(kept)) and kept[0] == 0
+
+
+def test_partial_log_snr_chain_is_even_in_log_snr_and_the_full_one_unchanged():
+    kept = partial_timesteps("squaredcos_cap_v2", 25, 0.7, log_snr_grid=True)
+    acp = np.cumprod(1 - betas_for_schedule("squaredcos_cap_v2", 1000))
+    lambda_steps = -np.diff(0.5 * np.log(acp[kept] / (1 - acp[kept])))
+    # even in lambda, away from t = 0 where whole timesteps are too coarse to follow the grid
+    assert np.allclose(lambda_steps[5:], np.median(lambda_steps), rtol=0.15) and (lambda_steps > 0).all()
+    full = log_snr_timesteps("squaredcos_cap_v2", 25)
+    assert partial_timesteps("squaredcos_cap_v2", 25, 1.0, log_snr_grid=True) == full
+
+
+@pytest.mark.parametrize("strength", [0.0, -0.1, 1.01])
+def test_strength_outside_its_range_is_a_clear_error(strength):
+    with pytest.raises(DiffusionError, match="strength"):
+        strength_timestep(strength)

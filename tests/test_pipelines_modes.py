@@ -37,7 +37,7 @@ def request_for(mode, **changes):
 EXPECTED_STAGES = {
     Mode.GENERATE: ["base"] * 4 + ["upsample"] * 3,
     Mode.INPAINT: ["base"] * 4 + ["upsample"] * 3,
-    Mode.SDEDIT: ["base"] * 3 + ["upsample"] * 3,  # strength 0.75 of 4 steps
+    Mode.SDEDIT: ["base"] * 4 + ["upsample"] * 3,  # 4 steps from strength 0.75
     Mode.UPSAMPLE: ["upsample"] * 3,
 }
 

@@ -117,18 +117,6 @@ class Diffusion:
             raise DiffusionError(f"respaced index {t} out of range 0..{self.num_steps - 1}")
         return t
 
-    def index_for_strength(self, strength: float) -> int:
-        """The respaced index to start SDEdit from: the kept timestep nearest to strength * (T - 1).
-
-        Strength is a noise level (diffusion time), not a share of the steps, so it means the same on
-        evenly-in-t and evenly-in-log-SNR grids; 1 starts from pure noise.
-        """
-        if not 0.0 < strength <= 1.0:
-            raise DiffusionError(f"strength must be in (0, 1], got {strength}")
-        target = strength * (self.num_base_steps - 1)
-        distances = (self.timestep_map.double() - target).abs()
-        return int(torch.argmin(distances).item())
-
     # -- forward process -----------------------------------------------------------------------------
 
     def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

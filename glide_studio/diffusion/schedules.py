@@ -101,18 +101,21 @@ def respaced_betas(alphas_cumprod: np.ndarray, kept: list[int]) -> np.ndarray:
 
 
 def log_snr_timesteps(schedule: str, count: int, num_base_steps: int = 1000,
-                      log_snr_floor: float = -3.5) -> list[int]:
+                      log_snr_floor: float = -3.5, last_timestep: int | None = None) -> list[int]:
     """`count` original timesteps evenly spaced in half-log-SNR lambda = log(alpha / sigma), for
     high-order solvers (DPM-Solver++), whose error depends on the step size in lambda.
 
     The reference's evenly-in-t spacing leaves one huge lambda step next to the data (t=42 -> 0 for
     "25"), where a multistep solver extrapolates badly. The chain always starts at the last timestep
     (pure noise); the cosine schedule's capped last beta puts that at lambda ~ -9.9, so the even grid
-    stops at `log_snr_floor` and the first step jumps from pure noise onto it.
+    stops at `log_snr_floor` and the first step jumps from pure noise onto it. A chain that starts
+    part-way (SDEdit) ends at `last_timestep` instead.
     """
-    if not 1 <= count <= num_base_steps:
-        raise DiffusionError(f"step count must be in 1..{num_base_steps}, got {count}")
-    last = num_base_steps - 1
+    last = num_base_steps - 1 if last_timestep is None else last_timestep
+    if not 0 <= last < num_base_steps:
+        raise DiffusionError(f"last timestep must be in 0..{num_base_steps - 1}, got {last}")
+    if not 1 <= count <= last + 1:
+        raise DiffusionError(f"step count must be in 1..{last + 1}, got {count}")
     if count == 1:
         return [last]
     alphas_cumprod = np.cumprod(1.0 - betas_for_schedule(schedule, num_base_steps))
@@ -129,3 +132,23 @@ def log_snr_timesteps(schedule: str, count: int, num_base_steps: int = 1000,
     for k in range(count - 1, -1, -1):
         kept[k] = min(kept[k], last - (count - 1 - k))
     return kept
+
+
+def strength_timestep(strength: float, num_base_steps: int = 1000) -> int:
+    """The original timestep a run from a given image (SDEdit) starts at. Strength is a noise level (diffusion
+    time), not a share of the steps, so it means the same for every sampler; 1 is pure noise."""
+    if not 0.0 < strength <= 1.0:
+        raise DiffusionError(f"strength must be in (0, 1], got {strength}")
+    return int(round(strength * (num_base_steps - 1)))
+
+
+def partial_timesteps(schedule: str, count: int, strength: float, *, log_snr_grid: bool,
+                      num_base_steps: int = 1000) -> list[int]:
+    """`count` timesteps from the noise level `strength` down to the data, for a run that starts from a
+    given image: the steps the user asks for are the steps that run, as for a run from pure noise.
+    Evenly in log-SNR for DPM-Solver++, evenly in t otherwise; fewer when the range holds fewer."""
+    top = strength_timestep(strength, num_base_steps)
+    count = min(count, top + 1)
+    if log_snr_grid:
+        return log_snr_timesteps(schedule, count, num_base_steps, last_timestep=top)
+    return sorted({int(round(t)) for t in np.linspace(0, top, count)})

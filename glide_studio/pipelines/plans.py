@@ -67,9 +67,10 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
     (uint8, base size) noised to `request.strength`."""
     model = models.require_base()
     size, batch, device = models.base_size, request.batch, models.device
-    diffusion = stage_diffusion(model, request.sampler, request.steps, upsampler=False)
-    t_start = None if start_image is None else diffusion.index_for_strength(request.strength)
-    num_steps = diffusion.num_steps if t_start is None else t_start + 1
+    strength = 1.0 if start_image is None else request.strength
+    diffusion = stage_diffusion(model, request.sampler, request.steps, upsampler=False, strength=strength)
+    t_start = None if start_image is None else diffusion.num_steps - 1
+    num_steps = diffusion.num_steps
     use_clip = request.guidance == "clip"
     if use_clip and not models.has_clip:
         raise PipelineError(NO_CLIP_MESSAGE)

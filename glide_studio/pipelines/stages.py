@@ -23,7 +23,7 @@ from glide_studio.diffusion import (
     paste_known_pixels,
 )
 from glide_studio.diffusion.samplers import LOG_SNR_GRID_SAMPLERS
-from glide_studio.diffusion.schedules import log_snr_timesteps
+from glide_studio.diffusion.schedules import log_snr_timesteps, partial_timesteps
 from glide_studio.models.precision import Precision
 from glide_studio.models.tokenizers import clip_tokenize_prompts, tokenize_prompts
 from glide_studio.pipelines.errors import PipelineError
@@ -67,10 +67,15 @@ def keep_known_pixels(generated: np.ndarray, known: np.ndarray, regenerate: np.n
 
 # -- per-stage diffusion and conditioning -----------------------------------------------------------
 
-def stage_diffusion(model: torch.nn.Module, sampler: str, steps: int, upsampler: bool) -> Diffusion:
+def stage_diffusion(model: torch.nn.Module, sampler: str, steps: int, upsampler: bool,
+                    strength: float = 1.0) -> Diffusion:
     """The respaced chain for one stage: an even-in-log-SNR grid for DPM-Solver++, the reference's
-    respacing otherwise ("fast27" for a 27-step upsample, as GLIDE's notebooks use)."""
+    respacing otherwise ("fast27" for a 27-step upsample, as GLIDE's notebooks use). Below strength 1 the
+    chain starts part-way, at that noise level, and still has `steps` steps."""
     schedule = model.config.noise_schedule
+    if strength < 1.0:
+        return Diffusion(schedule, timesteps=partial_timesteps(
+            schedule, steps, strength, log_snr_grid=sampler in LOG_SNR_GRID_SAMPLERS))
     if sampler in LOG_SNR_GRID_SAMPLERS:
         return Diffusion(schedule, timesteps=log_snr_timesteps(schedule, steps))
     if upsampler and steps == 27:
