@@ -155,7 +155,7 @@ def test_mask_digest_ignores_the_mask_encoding(inputs):
 
 
 def test_text_for_generate_without_upsampler():
-    request = Request(mode=Mode.GENERATE, prompt="p", upsample_model=None, seed=1)
+    request = Request(mode=Mode.GENERATE, prompt="p", upsample_model=None, seed=1, sampler="dpm++2m")
     text = a1111_text(request, (64, 64))
     assert text.startswith("p\nSteps: 25, Sampler: dpm++2m, CFG scale: 3, Seed: 1, Size: 64x64")
     assert "Hires" not in text and "Denoising" not in text and "Mode: generate" in text
