@@ -7,6 +7,7 @@ import pytest
 import torch
 from pipeline_helpers import BASE_SIZE, UPSAMPLE_SIZE, picture, rect_mask, strokes, tiny_model_set
 
+from glide_studio.diffusion.samplers import SAMPLERS
 from glide_studio.pipelines import PipelineError, run
 from glide_studio.pipelines.request import EditBox, Mode, Request
 
@@ -84,11 +85,12 @@ def test_same_request_and_seed_give_the_same_pixels(models, first_runs, mode):
 
 def test_every_sampler_runs_and_they_differ(models):
     finals = []
-    for name in ("ancestral", "ddim", "dpm++2m"):
+    for name in SAMPLERS:
         steps = list(run(models, request_for(Mode.GENERATE, sampler=name, upsample_model=None, batch=1)))
         assert len(steps) == 4 and steps[-1].final.shape == (1, BASE_SIZE, BASE_SIZE, 3)
         finals.append(steps[-1].final)
-    assert not np.array_equal(finals[0], finals[1]) and not np.array_equal(finals[1], finals[2])
+    assert len(finals) == 4
+    assert all(not np.array_equal(a, b) for i, a in enumerate(finals) for b in finals[i + 1:])
 
 
 def test_closing_after_a_few_steps_then_running_again(models, first_runs):
