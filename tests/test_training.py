@@ -146,3 +146,19 @@ def test_model_card_chains_a_warm_started_run_onto_its_parent(tmp_path):
     log = chained_log([first, second])
     assert [r["step"] for r in log] == list(range(1, 13))
     assert {r["run"] for r in log if r["step"] >= 7} == {"second"}
+
+
+def test_model_card_describes_the_shipped_step_not_the_runs_latest(tmp_path):
+    import json
+
+    from glide_studio.training.model_card import _run_summary, _shipped_step
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text("".join(json.dumps({"step": s, "mse": float(s), "seconds": 1.0}) + "\n"
+                                           for s in range(1, 21)))
+    info = tmp_path / "demo.json"
+    info.write_text(json.dumps({"training_steps": 12}))
+    summary = _run_summary([run], _shipped_step(info))
+    assert summary["steps"] == 12 and summary["seconds"] == 12.0 and summary["log"][-1]["mse"] == 12.0
+    assert _shipped_step(tmp_path / "absent.json") is None and _run_summary([run])["steps"] == 20

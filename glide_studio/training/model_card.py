@@ -31,8 +31,9 @@ def chained_log(runs: list[Path]) -> list[dict]:
     return log
 
 
-def _run_summary(runs: list[Path]) -> dict:
-    log = chained_log(runs)
+def _run_summary(runs: list[Path], shipped_step: int | None = None) -> dict:
+    """The runs' training up to the shipped weights' step (a run may have gone on after the export)."""
+    log = [r for r in chained_log(runs) if shipped_step is None or r["step"] <= shipped_step]
     tail = log[-200:]
     return {"steps": log[-1]["step"], "final_mse": float(np.median([r["mse"] for r in tail])),
             "seconds": float(sum(r["seconds"] for r in log)), "log": log}
@@ -69,10 +70,17 @@ def _eval_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def _shipped_step(info_path: Path) -> int | None:
+    if not info_path.is_file():
+        return None
+    return json.loads(info_path.read_text()).get("training_steps")
+
+
 def write_card(base_runs: list[Path], upsample_runs: list[Path], eval_json: Path, dest: Path,
                notes: Path | None = None) -> Path:
     """The card; ``notes``: hand-written markdown (training history, status) placed after the measurements."""
-    runs = {"demo-base-inpaint": _run_summary(base_runs), "demo-upsample-inpaint": _run_summary(upsample_runs)}
+    runs = {name: _run_summary(name_runs, _shipped_step(dest / f"{name}.json"))
+            for name, name_runs in (("demo-base-inpaint", base_runs), ("demo-upsample-inpaint", upsample_runs))}
     for name, summary in runs.items():
         plot_losses(summary["log"], name, dest / f"loss-{name}.png")
     results = json.loads(eval_json.read_text())
