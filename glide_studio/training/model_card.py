@@ -122,7 +122,8 @@ def write_card(base_runs: list[Path], upsample_runs: list[Path], eval_json: Path
         "`python benchmarks/eval_demo.py`: held-out seeded tasks (how many per suite in the table), through",
         f"the real pipelines at 64 px ({results.get('sampler', 'dpm++2m')}, {results['steps']} steps, "
         f"guidance {results['guidance_scale']}, SDEdit strength {results['strength']}, {results['precision']}),",
-        "judged by the oracle. Suites ending in `_ode` rerun the same tasks with the deterministic dpm++2m.",
+        "judged by the oracle." + (" Suites ending in `_ode` rerun the same tasks with the deterministic dpm++2m."
+                                   if any(suite.endswith("_ode") for suite in results) else ""),
         "",
         _eval_table(results),
         "",
