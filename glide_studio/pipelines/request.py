@@ -50,7 +50,10 @@ class Request:
     process, and on the demo model's oracle the SDE variant turns a sketch into the captioned shape far more
     often than the ODE one at the same steps, while inpainting and generation score the same."""
     guidance_scale: float = 3.0
-    strength: float = 0.7
+    strength: float = 0.75
+    """SDEdit's noise level (1 is pure noise). 0.75 is img2img's usual default (InvokeAI's too); on the demo
+    model's held-out tuning tasks it turned the sketch into the captioned shape in 75 % of them against 62 %
+    at 0.7, for a few points of overlap with the sketch."""
     seed: int = 0
     batch: int = 1
     guidance: str = "cfg"
