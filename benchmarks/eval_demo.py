@@ -36,6 +36,9 @@ SEED_OFFSET = 1_000_000  # far from every seed the trainer draws from
 # The shape verdict under the oracle's earlier nearest-colour silhouette, printed beside the current one so
 # that figures from before the coverage rule stay comparable.
 NEAREST_RULE_SHAPE = "shape (nearest-colour silhouette)"
+# Where a suite judges shape, what the oracle saw per captioned kind: {suite: {asked: {seen: count}}}, kept
+# apart from the rates (results[DRAWN]) so that the card can show which shapes turn into which.
+DRAWN = "shapes_drawn"
 
 
 def _drain(models: ModelSet, request: Request) -> np.ndarray:
@@ -65,8 +68,16 @@ def _new_object(rng, background, kept):
     return colours[rng.integers(len(colours))], world.KINDS[rng.integers(len(world.KINDS))]
 
 
+def _tally_drawn(drawn: dict, asked: str, found) -> None:
+    """Count what the oracle saw where `asked` was captioned ("nothing": no object in the region)."""
+    row = drawn.setdefault(asked, {})
+    seen = found.kind if found is not None else "nothing"
+    row[seen] = row.get(seen, 0) + 1
+
+
 def eval_inpaint(models, tasks: range, guidance, steps, sampler=Request.sampler):
     colour_ok = shape_ok = shape_nearest_ok = identical = 0
+    drawn: dict = {}
     n = len(tasks)
     for k in tasks:
         rng = np.random.default_rng(SEED_OFFSET + k)
@@ -76,13 +87,14 @@ def eval_inpaint(models, tasks: range, guidance, steps, sampler=Request.sampler)
                           guidance_scale=guidance, seed=k, upsample_model=None, sampler=sampler)
         result = _drain(models, request)
         found = oracle.detect(result, box.astype(bool))
+        _tally_drawn(drawn, kind, found)
         colour_ok += bool(found and found.colour == colour)
         shape_ok += bool(found and found.kind == kind)
         nearest = oracle.detect(result, box.astype(bool), silhouette="nearest")
         shape_nearest_ok += bool(nearest and nearest.kind == kind)
         identical += bool(np.array_equal(result[box == 0], image[box == 0]))
     return {"colour": colour_ok / n, "shape": shape_ok / n, "unmasked_identical": identical / n,
-            NEAREST_RULE_SHAPE: shape_nearest_ok / n}
+            NEAREST_RULE_SHAPE: shape_nearest_ok / n, DRAWN: drawn}
 
 
 def _palette_fraction(image: np.ndarray, colour: str) -> int:
@@ -136,6 +148,7 @@ def eval_sdedit(models, tasks: range, guidance, steps, strength, sampler=Request
     always reach (a triangle of the blob's radius covers too little of it, so the ideal answer's own rate is
     printed beside it), and the IoU of their bounding boxes (where and how large), which it can."""
     counts = dict.fromkeys(("colour", "shape", "mask", "box", "all", "ideal", "nearest", "identical"), 0)
+    drawn: dict = {}
     n = len(tasks)
     for k in tasks:
         rng = np.random.default_rng(3 * SEED_OFFSET + k)
@@ -154,6 +167,7 @@ def eval_sdedit(models, tasks: range, guidance, steps, strength, sampler=Request
         ideal = world.object_mask(world.Scene(background, (replace(removed, kind=kind),)), 0, 64)
         counts["ideal"] += _mask_iou(ideal, blob) >= 0.6
         found = oracle.detect(result, region.astype(bool))
+        _tally_drawn(drawn, kind, found)
         if found is not None:
             verdicts = {"colour": found.colour == colour, "shape": found.kind == kind,
                         "mask": _mask_iou(found.mask, blob) >= 0.6, "box": _box_iou(found.mask, blob) >= 0.6}
@@ -166,7 +180,7 @@ def eval_sdedit(models, tasks: range, guidance, steps, strength, sampler=Request
     names = {"colour": "colour", "shape": "shape", "box": "box iou>=0.6", "all": "colour+shape+box iou>=0.6",
              "mask": "iou>=0.6", "ideal": "iou>=0.6 of the ideal answer", "identical": "unmasked_identical",
              "nearest": NEAREST_RULE_SHAPE}
-    return {label: counts[key] / n for key, label in names.items()}
+    return {**{label: counts[key] / n for key, label in names.items()}, DRAWN: drawn}
 
 
 def time_full_inpaint(models, repeats=3):
@@ -197,7 +211,7 @@ def merge(paths: list[str]) -> dict:
     weighted by what it counts; the first file's settings and any timing are kept."""
     parts = [json.loads(Path(path).read_text()) for path in paths]
     merged = dict(parts[0])
-    suites = {k for part in parts for k, v in part.items() if isinstance(v, dict) and k != "timing"}
+    suites = {k for part in parts for k, v in part.items() if isinstance(v, dict) and k not in ("timing", DRAWN)}
     for suite in suites:
         having = [part for part in parts if suite in part]
         weights = [part[suite].get("objects", part["tasks_per_mode"]) for part in having]
@@ -211,6 +225,15 @@ def merge(paths: list[str]) -> dict:
     timing = next((part["timing"] for part in parts if "timing" in part), None)
     if timing:
         merged["timing"] = timing
+    drawn: dict = {}
+    for part in parts:
+        for suite, table in part.get(DRAWN, {}).items():
+            for asked, seen_counts in table.items():
+                row = drawn.setdefault(suite, {}).setdefault(asked, {})
+                for seen, count in seen_counts.items():
+                    row[seen] = row.get(seen, 0) + count
+    if drawn:
+        merged[DRAWN] = drawn
     return merged
 
 
@@ -278,6 +301,8 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     for suite in args.suites.split(","):
         results[suite] = SUITES[suite](models, args)
+        if DRAWN in results[suite]:
+            results.setdefault(DRAWN, {})[suite] = results[suite].pop(DRAWN)
     results["eval_seconds"] = time.perf_counter() - started
     print(f"{'mode':<22}{'metric':<36}{'value':>8}")
     for suite in args.suites.split(","):
@@ -287,6 +312,10 @@ def main(argv=None) -> int:
         for metric, value in results[suite].items():
             if metric not in COUNTS:
                 print(f"{suite:<22}{metric:<36}{value:>8.1%}")
+    for suite, table in results.get(DRAWN, {}).items():
+        for asked, seen_counts in sorted(table.items()):
+            seen = ", ".join(f"{kind} {count}" for kind, count in sorted(seen_counts.items(), key=lambda kv: -kv[1]))
+            print(f"{suite:<22}{'asked ' + asked + ', drew':<36}  {seen}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -162,3 +162,15 @@ def test_model_card_describes_the_shipped_step_not_the_runs_latest(tmp_path):
     summary = _run_summary([run], _shipped_step(info))
     assert summary["steps"] == 12 and summary["seconds"] == 12.0 and summary["log"][-1]["mse"] == 12.0
     assert _shipped_step(tmp_path / "absent.json") is None and _run_summary([run])["steps"] == 20
+
+
+def test_model_card_tables_what_each_captioned_kind_turned_into():
+    from glide_studio.training.model_card import _eval_table, shapes_drawn_tables
+
+    results = {"precision": "fp32", "sdedit": {"shape": 0.5, "tasks": 4},
+               "shapes_drawn": {"sdedit": {"circle": {"square": 2, "circle": 1, "nothing": 1},
+                                           "star": {"star": 4}}}}
+    table = shapes_drawn_tables(results).splitlines()
+    assert "| sdedit: captioned | right | circle | square | star | nothing |" in table
+    assert "| circle | 25.0 % | 1 | 2 | 0 | 1 |" in table and "| star | 100.0 % | 0 | 0 | 4 | 0 |" in table
+    assert "shapes_drawn" not in _eval_table(results) and shapes_drawn_tables({"precision": "fp32"}) == ""

@@ -51,10 +51,13 @@ def _mark(met: bool) -> str:
     return "met" if met else "**not met**"
 
 
+SHAPES_DRAWN = "shapes_drawn"  # the evaluation's {suite: {captioned kind: {kind the oracle saw: count}}}
+
+
 def _eval_table(results: dict) -> str:
     rows = ["| suite | metric | value | tasks | target |", "|---|---|---:|---:|---|"]
     for suite, metrics in results.items():
-        if not isinstance(metrics, dict) or suite == "timing":
+        if not isinstance(metrics, dict) or suite in ("timing", SHAPES_DRAWN):
             continue
         for name, value in metrics.items():
             if name in ("tasks", "objects"):
@@ -69,6 +72,23 @@ def _eval_table(results: dict) -> str:
                     f"({timing['sampler']}, {timing.get('precision', results['precision'])}) | {seconds:.2f} s | | "
                     f"<= {TIMING_TARGET_SECONDS:.0f} s: {_mark(seconds <= TIMING_TARGET_SECONDS)} |")
     return "\n".join(rows)
+
+
+def shapes_drawn_tables(results: dict) -> str:
+    """Per suite, what was drawn where each kind was captioned: which shapes turn into which."""
+    blocks = []
+    for suite, table in results.get(SHAPES_DRAWN, {}).items():
+        seen_kinds = sorted({kind for row in table.values() for kind in row} - {"nothing"}) + ["nothing"]
+        rows = [f"| {suite}: captioned | right | " + " | ".join(seen_kinds) + " |",
+                "|---|---:|" + "---:|" * len(seen_kinds)]
+        for asked, row in sorted(table.items()):
+            total = sum(row.values())
+            rows.append(f"| {asked} | {_percent(row.get(asked, 0) / total)} | "
+                        + " | ".join(str(row.get(kind, 0)) for kind in seen_kinds) + " |")
+        blocks.append("\n".join(rows))
+    if not blocks:
+        return ""
+    return "\n\n".join(["What the oracle saw in the region, per captioned kind (counts):", *blocks])
 
 
 def _shipped_step(info_path: Path) -> int | None:
@@ -127,6 +147,8 @@ def write_card(base_runs: list[Path], upsample_runs: list[Path], eval_json: Path
                                    if any(suite.endswith("_ode") for suite in results) else ""),
         "",
         _eval_table(results),
+        "",
+        shapes_drawn_tables(results),
         "",
         notes.read_text().strip() if notes else "",
         "",
