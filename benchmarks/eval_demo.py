@@ -20,6 +20,7 @@ import json
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,14 +32,15 @@ from glide_studio.models import choose_precision
 from glide_studio.pipelines import Mode, Request, run
 from glide_studio.pipelines.models import ModelSet
 from glide_studio.shapes import oracle, world
+from glide_studio.training.model_card import SHAPES_DRAWN
 
 SEED_OFFSET = 1_000_000  # far from every seed the trainer draws from
 # The shape verdict under the oracle's earlier nearest-colour silhouette, printed beside the current one so
 # that figures from before the coverage rule stay comparable.
 NEAREST_RULE_SHAPE = "shape (nearest-colour silhouette)"
-# Where a suite judges shape, what the oracle saw per captioned kind: {suite: {asked: {seen: count}}}, kept
-# apart from the rates (results[DRAWN]) so that the card can show which shapes turn into which.
-DRAWN = "shapes_drawn"
+# Where a suite judges shape, what the oracle saw per captioned kind is kept apart from the rates, under the key
+# the model card reads, so that the card can show which shapes turn into which.
+DRAWN = SHAPES_DRAWN
 
 
 def _drain(models: ModelSet, request: Request) -> np.ndarray:
@@ -70,9 +72,7 @@ def _new_object(rng, background, kept):
 
 def _tally_drawn(drawn: dict, asked: str, found) -> None:
     """Count what the oracle saw where `asked` was captioned ("nothing": no object in the region)."""
-    row = drawn.setdefault(asked, {})
-    seen = found.kind if found is not None else "nothing"
-    row[seen] = row.get(seen, 0) + 1
+    drawn.setdefault(asked, Counter())[found.kind if found is not None else "nothing"] += 1
 
 
 def eval_inpaint(models, tasks: range, guidance, steps, sampler=Request.sampler):
@@ -229,9 +229,7 @@ def merge(paths: list[str]) -> dict:
     for part in parts:
         for suite, table in part.get(DRAWN, {}).items():
             for asked, seen_counts in table.items():
-                row = drawn.setdefault(suite, {}).setdefault(asked, {})
-                for seen, count in seen_counts.items():
-                    row[seen] = row.get(seen, 0) + count
+                drawn.setdefault(suite, {}).setdefault(asked, Counter()).update(seen_counts)
     if drawn:
         merged[DRAWN] = drawn
     return merged
@@ -314,7 +312,7 @@ def main(argv=None) -> int:
                 print(f"{suite:<22}{metric:<36}{value:>8.1%}")
     for suite, table in results.get(DRAWN, {}).items():
         for asked, seen_counts in sorted(table.items()):
-            seen = ", ".join(f"{kind} {count}" for kind, count in sorted(seen_counts.items(), key=lambda kv: -kv[1]))
+            seen = ", ".join(f"{kind} {count}" for kind, count in Counter(seen_counts).most_common())
             print(f"{suite:<22}{'asked ' + asked + ', drew':<36}  {seen}")
     if args.json:
         with open(args.json, "w") as f:
