@@ -79,9 +79,8 @@ def _add_run_options(parser: argparse.ArgumentParser, from_png: bool = True) -> 
     run.add_argument("--guidance", choices=("cfg", "clip"), help="classifier-free (cfg) or CLIP guidance")
     run.add_argument("--strength", type=float, help="SDEdit noise strength in (0, 1]")
     run.add_argument("--refine-steps", type=_non_negative_int,
-                     help="SDEdit: steps of a refine pass after the base stage (Restart sampling), 0 for none")
-    run.add_argument("--refine-strength", type=float,
-                     help="SDEdit: the noise level in (0, 1) that the refine pass restarts from")
+                     help="steps of a refine pass after the base stage (Restart sampling); 0 turns it off")
+    run.add_argument("--refine-strength", type=float, help="noise level the refine pass restarts from, in (0, 1)")
     run.add_argument("--eta", type=float, help="DDIM stochasticity (sampler ddim only)")
     run.add_argument("--seed", type=int, help="random seed")
     run.add_argument("--candidates", type=_positive_int, help="how many results to draw")

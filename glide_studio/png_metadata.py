@@ -109,9 +109,6 @@ def a1111_text(request: Request, size: tuple[int, int], candidate: int = 0) -> s
     ]
     if request.mode in (Mode.SDEDIT,):
         pairs.append(("Denoising strength", _format_number(request.strength)))
-        if request.refine_steps:
-            pairs += [("Refine steps", request.refine_steps),
-                      ("Refine strength", _format_number(request.refine_strength))]
     if request.upsample_model:
         pairs += [("Hires upscaler", request.upsample_model), ("Hires steps", request.upsample_steps)]
     guidance = getattr(request, "guidance", None)
@@ -185,8 +182,6 @@ _A1111_TO_FIELD = {
     "Seed": ("seed", int),
     "Model": ("base_model", str),
     "Denoising strength": ("strength", float),
-    "Refine steps": ("refine_steps", int),
-    "Refine strength": ("refine_strength", float),
     "Hires upscaler": ("upsample_model", str),
     "Hires steps": ("upsample_steps", int),
     "Batch size": ("batch", int),

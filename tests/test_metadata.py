@@ -48,8 +48,6 @@ def request_(inputs):
         sampler="ddim",
         guidance_scale=4.5,
         strength=0.55,
-        refine_steps=6,
-        refine_strength=0.3,
         seed=1234,
         batch=3,
     )
@@ -85,13 +83,6 @@ def test_a1111_parameters_text(tmp_path, request_):
     assert prompt == request_.prompt
     assert settings.startswith("Steps: 17, Sampler: ddim, CFG scale: 4.5, Seed: 1234, Size: 64x48, Model: ")
     assert "Denoising strength: 0.55" in settings and "Batch pos: 1" in settings
-    assert "Refine steps: 6, Refine strength: 0.3" in settings
-    foreign = tmp_path / "foreign.png"  # the A1111 text alone, as another tool would keep it
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", text)
-    Image.new("RGB", (8, 8)).save(foreign, pnginfo=info)
-    again = request_from_metadata(read_parameters(foreign))
-    assert (again.refine_steps, again.refine_strength, again.strength) == (6, 0.3, 0.55)
 
 
 def test_foreign_a1111_file_is_read_as_best_effort(tmp_path):

@@ -41,7 +41,7 @@ def assert_unmasked_identical(final, image, mask):
 
 @pytest.mark.parametrize("mode", [Mode.INPAINT, Mode.SDEDIT])
 @pytest.mark.parametrize("upsample", [False, True], ids=["base-size", "upsample-size"])
-@pytest.mark.parametrize("refine_steps", [0, 2], ids=["plain", "refined"])  # SDEdit refines
+@pytest.mark.parametrize("refine_steps", [0, 2], ids=["plain", "refined"])
 def test_unmasked_pixels_bit_identical(models, mode, upsample, refine_steps):
     size = UPSAMPLE_SIZE if upsample else BASE_SIZE
     request = make_request(mode, size, upsample, refine_steps=refine_steps, refine_strength=0.3)
@@ -67,8 +67,7 @@ def test_edit_box_on_a_larger_picture_keeps_everything_outside_the_mask(models, 
 
 def test_sdedit_strength_sets_the_starting_noise_and_stays_near_the_sketch(models):
     size = BASE_SIZE
-    request = make_request(Mode.SDEDIT, size, False, steps=10, refine_steps=0,
-                           mask=rect_mask(size, size, 0, 0, size, size))
+    request = make_request(Mode.SDEDIT, size, False, steps=10, mask=rect_mask(size, size, 0, 0, size, size))
     composite = composite_sketch(request.image, request.sketch).astype(np.float32)
     distance = {}
     for strength in (0.2, 0.6, 1.0):

@@ -38,7 +38,7 @@ def request_for(mode, **changes):
 EXPECTED_STAGES = {
     Mode.GENERATE: ["base"] * 4 + ["upsample"] * 3,
     Mode.INPAINT: ["base"] * 4 + ["upsample"] * 3,
-    Mode.SDEDIT: ["base"] * 14 + ["upsample"] * 3,  # 4 steps from strength 0.75, 10 refining from 0.2
+    Mode.SDEDIT: ["base"] * 4 + ["upsample"] * 3,  # 4 steps from strength 0.75
     Mode.UPSAMPLE: ["upsample"] * 3,
 }
 
@@ -175,23 +175,17 @@ def test_upsampler_asked_for_but_not_loaded(reference_dir):
         run(models, request_for(Mode.GENERATE))
 
 
-def test_a_refine_pass_adds_its_steps_to_sdedit_base_stage_and_changes_the_result(models):
-    plain = list(run(models, request_for(Mode.SDEDIT, refine_steps=0)))
-    steps = list(run(models, request_for(Mode.SDEDIT, refine_steps=2, refine_strength=0.3)))
-    assert [s.stage for s in plain] == ["base"] * 4 + ["upsample"] * 3
+@pytest.mark.parametrize("mode", [Mode.GENERATE, Mode.INPAINT, Mode.SDEDIT])
+def test_a_refine_pass_adds_its_steps_to_the_base_stage_and_changes_the_result(models, first_runs, mode):
+    steps = list(run(models, request_for(mode, refine_steps=2, refine_strength=0.3)))
     assert [s.stage for s in steps] == ["base"] * 6 + ["upsample"] * 3
     assert [s.index for s in steps] == list(range(9)) and all(s.total == 9 for s in steps)
     base = steps[:6]
     assert [s.stage_index for s in base] == list(range(6)) and all(s.stage_total == 6 for s in base)
-    for refined_step, plain_step in zip(base[:4], plain[:4], strict=True):
+    unrefined = first_runs(mode)
+    for refined_step, plain_step in zip(base[:4], unrefined[:4], strict=True):
         assert torch.equal(refined_step.x_t, plain_step.x_t)  # the first pass is the plain run
-    assert not np.array_equal(steps[-1].final, plain[-1].final)
-
-
-@pytest.mark.parametrize("mode", [Mode.GENERATE, Mode.INPAINT])
-def test_modes_that_start_from_noise_are_not_refined(models, first_runs, mode):
-    steps = list(run(models, request_for(mode, refine_steps=2)))
-    assert np.array_equal(steps[-1].final, first_runs(mode)[-1].final)
+    assert not np.array_equal(steps[-1].final, unrefined[-1].final)
 
 
 def test_sdedit_starting_below_the_refine_strength_is_not_refined(models):

@@ -174,10 +174,3 @@ def test_model_card_tables_what_each_captioned_kind_turned_into():
     assert "| sdedit: captioned | right | circle | square | star | nothing |" in table
     assert "| circle | 25.0 % | 1 | 2 | 0 | 1 |" in table and "| star | 100.0 % | 0 | 0 | 4 | 0 |" in table
     assert "shapes_drawn" not in _eval_table(results) and shapes_drawn_tables({"precision": "fp32"}) == ""
-
-
-def test_model_card_says_whether_sdedit_was_refined():
-    from glide_studio.training.model_card import _refine
-
-    assert _refine({"refine_steps": 10, "refine_strength": 0.2}) == " and a 10-step refine pass from 0.2"
-    assert _refine({"refine_steps": 0, "refine_strength": 0.2}) == "" and _refine({}) == ""

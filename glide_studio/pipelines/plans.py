@@ -61,22 +61,16 @@ def wants_upsample(models: ModelSet, request: Request) -> bool:
     return True
 
 
-def _noised_to_top(diffusion, x_start: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
-    """x_start drawn forward to the top of a chain that starts part-way (SDEdit, the refine pass)."""
-    t = torch.full((x_start.shape[0],), diffusion.num_steps - 1, dtype=torch.int64, device=x_start.device)
-    return diffusion.q_sample(x_start, t, noise.draw(x_start.shape, device=x_start.device))
-
-
 def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known: BoxedInput | None = None,
                start_image: np.ndarray | None = None) -> StagePlan:
     """Text -> base-size image, optionally inpainting `known` and/or starting from `start_image`
-    (uint8, base size) noised to `request.strength`, then refined (`request.refine_steps`)."""
+    (uint8, base size) noised to `request.strength`."""
     model = models.require_base()
     size, batch, device = models.base_size, request.batch, models.device
     strength = 1.0 if start_image is None else request.strength
     diffusion = stage_diffusion(model, request.sampler, request.steps, upsampler=False, strength=strength)
     t_start = None if start_image is None else diffusion.num_steps - 1
-    refine = start_image is not None and request.refine_steps > 0 and request.refine_strength < strength
+    refine = request.refine_steps > 0 and request.refine_strength < strength
     refine_diffusion = stage_diffusion(model, request.sampler, request.refine_steps, upsampler=False,
                                        strength=request.refine_strength) if refine else None
     num_steps = diffusion.num_steps + (refine_diffusion.num_steps if refine else 0)
@@ -96,7 +90,9 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
         cond_fn = clip_cond_fn(models, request.prompt, batch, request.guidance_scale) if use_clip else None
         x_T = None
         if start_image is not None:
-            x_T = _noised_to_top(diffusion, image_to_tensor(start_image, device).expand(batch, -1, -1, -1), noise)
+            x_start = image_to_tensor(start_image, device).expand(batch, -1, -1, -1)
+            t = torch.full((batch,), t_start, dtype=torch.int64, device=device)
+            x_T = diffusion.q_sample(x_start, t, noise.draw(x_start.shape, device=device))
         denoised_fn = paste_fn(known_pixels.image, known_pixels.regenerate)
         steps = sample_stage(request, denoiser, diffusion, noise, x_T=x_T, shape=(batch, 3, size, size),
                              t_start=t_start, device=device, denoised_fn=denoised_fn, cond_fn=cond_fn,
@@ -105,10 +101,11 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
             return steps
 
         def refine_pass(result: torch.Tensor):
-            x_top = _noised_to_top(refine_diffusion, result, noise)
-            return sample_stage(request, denoiser, refine_diffusion, noise, x_T=x_top,
-                                t_start=refine_diffusion.num_steps - 1, device=device, denoised_fn=denoised_fn,
-                                cond_fn=cond_fn, model_kwargs=kwargs)
+            top = refine_diffusion.num_steps - 1
+            t = torch.full((batch,), top, dtype=torch.int64, device=device)
+            x_top = refine_diffusion.q_sample(result, t, noise.draw(result.shape, device=device))
+            return sample_stage(request, denoiser, refine_diffusion, noise, x_T=x_top, t_start=top, device=device,
+                                denoised_fn=denoised_fn, cond_fn=cond_fn, model_kwargs=kwargs)
 
         return restarted(steps, refine_pass)
 

@@ -54,16 +54,13 @@ class Request:
     """SDEdit's noise level (1 is pure noise). 0.75 is img2img's usual default (InvokeAI's too); on the demo
     model's held-out tuning tasks it turned the sketch into the captioned shape in 75 % of them against 62 %
     at 0.7, for a few points of overlap with the sketch."""
-    refine_steps: int = 10
-    """Sketch to image only: steps of a refine pass after its base stage (0: none). It is Restart sampling
-    (Xu et al. 2023): the result is re-noised to `refine_strength` and sampled down again under the same
-    caption, mask and guidance. Started from a sketch, the first pass often ends between the sketch's blob
-    and the captioned shape (a square core in a round halo); the second settles it. On the demo model's
-    held-out tuning tasks it took SDEdit's captioned-shape rate from 74 % to 98 % with 10 steps (5 steps:
-    no gain). Inpainting's rate did not move (74 % either way), so the other modes are left without it."""
+    refine_steps: int = 0
+    """Steps of a refine pass after the base stage (0: none): Restart sampling (Xu et al. 2023), which
+    re-noises the base result to `refine_strength` and samples down again, under the same caption, mask and
+    guidance. It resolves objects the first pass leaves between two shapes."""
     refine_strength: float = 0.2
-    """How far up the chain the refine pass re-noises (as `strength`). Skipped when `strength` is no
-    higher."""
+    """How far up the chain the refine pass re-noises (as SDEdit's strength). Skipped when an SDEdit run
+    starts no higher than this."""
     seed: int = 0
     batch: int = 1
     guidance: str = "cfg"

@@ -54,11 +54,6 @@ def _mark(met: bool) -> str:
 SHAPES_DRAWN = "shapes_drawn"  # the evaluation's {suite: {captioned kind: {kind the oracle saw: count}}}
 
 
-def _refine(results: dict) -> str:
-    steps = results.get("refine_steps", 0)
-    return f" and a {steps}-step refine pass from {results['refine_strength']}" if steps else ""
-
-
 def _eval_table(results: dict) -> str:
     rows = ["| suite | metric | value | tasks | target |", "|---|---|---:|---:|---|"]
     for suite, metrics in results.items():
@@ -147,8 +142,7 @@ def write_card(base_runs: list[Path], upsample_runs: list[Path], eval_json: Path
         "## Evaluation",
         "`python benchmarks/eval_demo.py`: held-out seeded tasks (how many per suite in the table), through",
         f"the real pipelines at 64 px ({results.get('sampler', 'dpm++2m')}, {results['steps']} steps, "
-        f"guidance {results['guidance_scale']}, SDEdit strength {results['strength']}{_refine(results)}, "
-        f"{results['precision']}),",
+        f"guidance {results['guidance_scale']}, SDEdit strength {results['strength']}, {results['precision']}),",
         "judged by the oracle." + (" Suites ending in `_ode` rerun the same tasks with the deterministic dpm++2m."
                                    if any(suite.endswith("_ode") for suite in results) else ""),
         "",

@@ -79,9 +79,8 @@ class ControlsPanel(QWidget):
         self.strength = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, decimals=2)
         self.refine_steps = QSpinBox(minimum=0, maximum=1000, specialValueText="Off", suffix=" steps")
         self.refine_steps.setToolTip(
-            "Sketch to image: steps of a refine pass. The result is re-noised and denoised again under the "
-            "same caption, which settles shapes the first pass left between the sketch and the caption "
-            "(Restart sampling). Off skips it.")
+            "Steps of a refine pass: the result is re-noised and denoised again under the same caption, "
+            "which settles objects the first pass left undecided (Restart sampling). 0 turns it off.")
         self.refine_strength = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, decimals=2)
         self.refine_strength.setToolTip("How much noise the refine pass starts from (like Strength)")
         refine_row = QHBoxLayout()
@@ -213,8 +212,8 @@ class ControlsPanel(QWidget):
     def _sync_enabled(self) -> None:
         mode = Mode(self.mode.currentData())
         self.strength.setEnabled(mode == Mode.SDEDIT)
-        self.refine_steps.setEnabled(mode == Mode.SDEDIT)
-        self.refine_strength.setEnabled(mode == Mode.SDEDIT and self.refine_steps.value() > 0)
+        self.refine_steps.setEnabled(mode != Mode.UPSAMPLE)
+        self.refine_strength.setEnabled(mode != Mode.UPSAMPLE and self.refine_steps.value() > 0)
         self.seed.setEnabled(not self.random_seed.isChecked())
         self.upsample.setEnabled(mode != Mode.UPSAMPLE)
         self.mode_hint.setText(MODE_HINTS[mode])
