@@ -43,13 +43,9 @@ NEAREST_RULE_SHAPE = "shape (nearest-colour silhouette)"
 DRAWN = SHAPES_DRAWN
 
 
-# Sampling settings every suite shares beyond steps and guidance (the refine pass), from the command line.
-REQUEST_OVERRIDES: dict = {}
-
-
 def _drain(models: ModelSet, request: Request) -> np.ndarray:
     final = None
-    for step in run(models, request.with_(**REQUEST_OVERRIDES)):
+    for step in run(models, request):
         final = step.final if step.final is not None else final
     return final[0]
 
@@ -200,8 +196,7 @@ def time_full_inpaint(models, repeats=3):
         times.append(time.perf_counter() - started)
     return {"full_inpaint_seconds_median": statistics.median(times), "runs": times,
             "precision": models.precision.name, "threads": torch.get_num_threads(),
-            "base_steps": request.steps, "upsample_steps": request.upsample_steps, "sampler": request.sampler,
-            "refine_steps": request.with_(**REQUEST_OVERRIDES).refine_steps}
+            "base_steps": request.steps, "upsample_steps": request.upsample_steps, "sampler": request.sampler}
 
 
 def _tasks(args) -> range:
@@ -272,8 +267,6 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=Request.steps)
     parser.add_argument("--guidance", type=float, default=Request.guidance_scale)
     parser.add_argument("--strength", type=float, default=Request.strength)
-    parser.add_argument("--refine-steps", type=int, default=Request.refine_steps)
-    parser.add_argument("--refine-strength", type=float, default=Request.refine_strength)
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
@@ -288,7 +281,6 @@ def main(argv=None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
         return 0
-    REQUEST_OVERRIDES.update(refine_steps=args.refine_steps, refine_strength=args.refine_strength)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -303,7 +295,6 @@ def main(argv=None) -> int:
     models = ModelSet.prepared(choose_precision("cpu", args.precision), base, upsample)
     n = args.tasks
     results = {"tasks_per_mode": n, "steps": args.steps, "guidance_scale": args.guidance, "strength": args.strength,
-               "refine_steps": args.refine_steps, "refine_strength": args.refine_strength,
                "precision": models.precision.name, "sampler": Request.sampler}
     started = time.perf_counter()
     for suite in args.suites.split(","):

@@ -42,22 +42,14 @@ def parse_box(text: str):
     return EditBox(x, y, width, height)
 
 
-def _whole_number(text: str, minimum: int) -> int:
+def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected a number of at least {minimum}, got {value}")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
     return value
-
-
-def _positive_int(text: str) -> int:
-    return _whole_number(text, 1)
-
-
-def _non_negative_int(text: str) -> int:
-    return _whole_number(text, 0)
 
 
 def _add_run_options(parser: argparse.ArgumentParser, from_png: bool = True) -> None:
@@ -78,9 +70,6 @@ def _add_run_options(parser: argparse.ArgumentParser, from_png: bool = True) -> 
     run.add_argument("--guidance-scale", type=float, help="guidance strength (3 is GLIDE's usual)")
     run.add_argument("--guidance", choices=("cfg", "clip"), help="classifier-free (cfg) or CLIP guidance")
     run.add_argument("--strength", type=float, help="SDEdit noise strength in (0, 1]")
-    run.add_argument("--refine-steps", type=_non_negative_int,
-                     help="steps of a refine pass after the base stage (Restart sampling); 0 turns it off")
-    run.add_argument("--refine-strength", type=float, help="noise level the refine pass restarts from, in (0, 1)")
     run.add_argument("--eta", type=float, help="DDIM stochasticity (sampler ddim only)")
     run.add_argument("--seed", type=int, help="random seed")
     run.add_argument("--candidates", type=_positive_int, help="how many results to draw")

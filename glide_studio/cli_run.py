@@ -20,8 +20,6 @@ _OPTION_FIELDS = {
     "guidance_scale": "guidance_scale",
     "guidance": "guidance",
     "strength": "strength",
-    "refine_steps": "refine_steps",
-    "refine_strength": "refine_strength",
     "seed": "seed",
     "candidates": "batch",
     "model": "base_model",

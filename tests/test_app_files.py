@@ -162,5 +162,3 @@ def test_requests_follow_the_mode(qapp):
     assert generate.base_model == "base"
     sdedit = build_request(params.with_(mode=Mode.SDEDIT, model="demo"), picture, mask, sketch, None, seed=5)
     assert sdedit.sketch is sketch and sdedit.mask is mask and sdedit.base_model == "demo-base-inpaint"
-    refined = build_request(params.with_(refine_steps=6, refine_strength=0.25), picture, mask, sketch, None, seed=5)
-    assert (refined.refine_steps, refined.refine_strength) == (6, 0.25)

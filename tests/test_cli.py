@@ -59,18 +59,6 @@ def test_bad_box_is_an_argument_error(capsys):
     assert "x,y,width,height" in capsys.readouterr().err
 
 
-def test_refine_options_reach_the_request_and_negative_steps_are_refused(tmp_path, fake_models, capsys):
-    out = tmp_path / "r.png"
-    args = ["generate", "--prompt", "x", "--refine-steps", "6", "--refine-strength", "0.3", "-q", "-o", str(out)]
-    assert cli.main(args) == 0
-    recorded = read_parameters(out)["request"]
-    assert (recorded["refine_steps"], recorded["refine_strength"]) == (6, 0.3)
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["generate", "--prompt", "x", "--refine-steps", "-1"])
-    assert exit_info.value.code == 2
-    assert "at least 0" in capsys.readouterr().err
-
-
 def test_output_paths():
     paths = cli.output_paths("out.png", "generate", 3, "a red circle", 1)
     assert [str(p) for p in paths] == ["out.png"]

@@ -9,13 +9,11 @@ from glide_studio.diffusion import (
     Diffusion,
     DiffusionError,
     NoiseSource,
-    SamplerStep,
     ancestral_sample,
     ddim_sample,
     dpmpp_2m_sample,
     dpmpp_2m_sde_sample,
     get_sampler,
-    restarted,
     training_losses,
 )
 from glide_studio.diffusion.schedules import log_snr_timesteps, partial_timesteps
@@ -218,48 +216,3 @@ def test_a_one_step_chain_returns_the_denoised_prediction(name):
         assert (steps[0].pred_xstart.mean(0) - mu).abs().mean() < 0.02
     else:
         assert grid.timestep_map.tolist() == [0]
-
-
-def _restart_from(diffusion, denoiser, seed):
-    top = diffusion.num_steps - 1
-    noise = NoiseSource.from_generator(torch.Generator().manual_seed(seed))
-
-    def restart(final):
-        x_top = diffusion.q_sample(final, torch.full((final.shape[0],), top), noise.draw(final.shape))
-        return dpmpp_2m_sde_sample(denoiser, diffusion, noise, x_T=x_top, t_start=top, clip_denoised=False)
-
-    return restart
-
-
-def test_a_restart_continues_the_numbering_from_the_first_pass_final_sample():
-    mu, std = gaussian_data()
-    denoiser = exact_denoiser(mu, std)
-    grid = Diffusion("squaredcos_cap_v2", timesteps=log_snr_timesteps("squaredcos_cap_v2", 6))
-    short = Diffusion("squaredcos_cap_v2", timesteps=partial_timesteps("squaredcos_cap_v2", 3, 0.2,
-                                                                       log_snr_grid=True))
-    first = dpmpp_2m_sde_sample(denoiser, grid, NoiseSource.from_generator(torch.Generator().manual_seed(0)),
-                                shape=SHAPE, clip_denoised=False)
-    seen = []
-    restart = _restart_from(short, denoiser, seed=1)
-    steps = list(restarted(first, lambda final: seen.append(final) or restart(final)))
-    assert [s.index for s in steps] == list(range(9))
-    assert [s.t for s in steps] == [5, 4, 3, 2, 1, 0, 2, 1, 0]
-    assert seen[0] is steps[5].sample  # the restart began from the first pass's result
-    with pytest.raises(DiffusionError, match="no steps"):
-        list(restarted(iter(()), restart))
-
-
-def test_a_restart_spreads_a_result_collapsed_onto_the_mean_back_towards_the_data():
-    """A first pass that ends between the modes (every sample at the data mean, as a small network's
-    undecided blend) is what restarting corrects: fresh noise over [0, 0.3] and an exact denoiser bring the
-    spread most of the way back while the mean stays right."""
-    mu, std = gaussian_data()
-    denoiser = exact_denoiser(mu, std)
-    short = Diffusion("squaredcos_cap_v2", timesteps=partial_timesteps("squaredcos_cap_v2", 10, 0.3,
-                                                                       log_snr_grid=True))
-    collapsed = mu.expand(512, *SHAPE[1:]).clone()
-    first = iter([SamplerStep(0, 0, collapsed, collapsed)])
-    *_, last = restarted(first, _restart_from(short, denoiser, seed=2))
-    assert (last.sample.mean(0) - mu).abs().mean() < 0.02
-    spread = (last.sample.std(0) / std).mean().item()
-    assert 0.5 < spread < 1.05, spread

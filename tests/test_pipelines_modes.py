@@ -159,10 +159,6 @@ def test_clip_guidance_without_clip_models_is_a_clear_error(reference_dir):
     (dict(guidance="both"), "guidance"),
     (dict(mask=None), "mask"),
     (dict(guidance_scale=float("nan")), "finite"),
-    (dict(refine_steps=-1), "refine_steps"),
-    (dict(refine_steps=2.5), "refine_steps"),
-    (dict(refine_strength=1.0), "refine_strength"),
-    (dict(refine_strength=float("nan")), "refine_strength"),
 ])
 def test_bad_requests_are_clear_errors(models, changes, match):
     with pytest.raises(PipelineError, match=match):
@@ -173,21 +169,3 @@ def test_upsampler_asked_for_but_not_loaded(reference_dir):
     models = tiny_model_set(reference_dir, upsample=None)
     with pytest.raises(PipelineError, match="upsampler"):
         run(models, request_for(Mode.GENERATE))
-
-
-@pytest.mark.parametrize("mode", [Mode.GENERATE, Mode.INPAINT, Mode.SDEDIT])
-def test_a_refine_pass_adds_its_steps_to_the_base_stage_and_changes_the_result(models, first_runs, mode):
-    steps = list(run(models, request_for(mode, refine_steps=2, refine_strength=0.3)))
-    assert [s.stage for s in steps] == ["base"] * 6 + ["upsample"] * 3
-    assert [s.index for s in steps] == list(range(9)) and all(s.total == 9 for s in steps)
-    base = steps[:6]
-    assert [s.stage_index for s in base] == list(range(6)) and all(s.stage_total == 6 for s in base)
-    unrefined = first_runs(mode)
-    for refined_step, plain_step in zip(base[:4], unrefined[:4], strict=True):
-        assert torch.equal(refined_step.x_t, plain_step.x_t)  # the first pass is the plain run
-    assert not np.array_equal(steps[-1].final, unrefined[-1].final)
-
-
-def test_sdedit_starting_below_the_refine_strength_is_not_refined(models):
-    steps = list(run(models, request_for(Mode.SDEDIT, strength=0.3, refine_steps=2, refine_strength=0.3)))
-    assert [s.stage for s in steps] == ["base"] * 4 + ["upsample"] * 3

@@ -197,8 +197,6 @@ def test_save_and_reopen_restore_picture_and_parameters(qtbot, window, tmp_path,
     controller = window.controller
     paint_stroke(qtbot, window, [(20, 20), (30, 30)])
     window.controls.steps.setValue(7)
-    window.controls.refine_steps.setValue(9)
-    window.controls.refine_strength.setValue(0.35)
     window.controls.random_seed.setChecked(False)
     window.controls.seed.setValue(1234)
     with qtbot.waitSignal(controller.run_finished, timeout=10000):
@@ -219,7 +217,6 @@ def test_save_and_reopen_restore_picture_and_parameters(qtbot, window, tmp_path,
         assert np.array_equal(other.controller.document.picture, controller.document.picture)
         restored = other.controls.params()
         assert (restored.prompt, restored.steps, restored.seed) == ("a purple triangle", 7, 1234)
-        assert (restored.refine_steps, restored.refine_strength) == (9, 0.35)
         assert not restored.random_seed
 
         assert other.files.open_path(project)

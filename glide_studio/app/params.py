@@ -48,8 +48,6 @@ class GenerationParams:
     sampler: str = _REQUEST_DEFAULTS.sampler
     guidance_scale: float = _REQUEST_DEFAULTS.guidance_scale
     strength: float = _REQUEST_DEFAULTS.strength
-    refine_steps: int = _REQUEST_DEFAULTS.refine_steps
-    refine_strength: float = _REQUEST_DEFAULTS.refine_strength
     seed: int = 0
     random_seed: bool = True
     candidates: int = 2
@@ -123,8 +121,6 @@ def build_request(
         sampler=params.sampler,
         guidance_scale=params.guidance_scale,
         strength=params.strength,
-        refine_steps=params.refine_steps,
-        refine_strength=params.refine_strength,
         seed=seed,
         batch=params.candidates,
     )
@@ -142,8 +138,6 @@ def params_from_request_fields(fields_: dict) -> dict:
             "sampler",
             "guidance_scale",
             "strength",
-            "refine_steps",
-            "refine_strength",
             "seed",
         )
         if key in fields_

@@ -20,7 +20,6 @@ from glide_studio.diffusion.samplers import (
     dpmpp_2m_sample,
     dpmpp_2m_sde_sample,
     get_sampler,
-    restarted,
 )
 from glide_studio.diffusion.schedules import betas_for_schedule, space_timesteps
 
@@ -43,7 +42,6 @@ __all__ = [
     "get_sampler",
     "paired_classifier_free_guidance",
     "paste_known_pixels",
-    "restarted",
     "space_timesteps",
     "training_losses",
 ]

@@ -209,29 +209,6 @@ def _dpmpp_2m(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource | Non
         yield SamplerStep(index, t, x, x0)
 
 
-def restarted(first: Iterator[SamplerStep],
-              restart: Callable[[torch.Tensor], Iterator[SamplerStep]]) -> Iterator[SamplerStep]:
-    """Restart sampling (Xu et al. 2023) with its interval ending at t = 0: run `first` to the end, then
-    `restart(final sample)`, which re-noises that sample part-way up the chain and samples down again.
-
-    Fresh noise over a short interval contracts the errors the first pass accumulated; a small network's
-    reverse chain tends to end between two answers (a soft square-and-circle blend) that a second, short
-    chain resolves. Steps are numbered across both passes.
-    """
-    final = None
-    index = 0
-    for step in first:
-        final = step.sample
-        yield step
-        index += 1
-    if final is None:
-        raise DiffusionError("the first pass yielded no steps to restart from")
-    for step in restart(final):
-        step.index = index
-        yield step
-        index += 1
-
-
 SAMPLERS: dict[str, Callable[..., Iterator[SamplerStep]]] = {
     "ancestral": ancestral_sample,
     "ddim": ddim_sample,

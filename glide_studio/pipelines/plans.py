@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from glide_studio.diffusion import NoiseSource, paired_classifier_free_guidance, restarted
+from glide_studio.diffusion import NoiseSource, paired_classifier_free_guidance
 from glide_studio.pipelines.editbox import BoxedInput
 from glide_studio.pipelines.errors import PipelineError
 from glide_studio.pipelines.models import ModelSet
@@ -70,10 +70,7 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
     strength = 1.0 if start_image is None else request.strength
     diffusion = stage_diffusion(model, request.sampler, request.steps, upsampler=False, strength=strength)
     t_start = None if start_image is None else diffusion.num_steps - 1
-    refine = request.refine_steps > 0 and request.refine_strength < strength
-    refine_diffusion = stage_diffusion(model, request.sampler, request.refine_steps, upsampler=False,
-                                       strength=request.refine_strength) if refine else None
-    num_steps = diffusion.num_steps + (refine_diffusion.num_steps if refine else 0)
+    num_steps = diffusion.num_steps
     use_clip = request.guidance == "clip"
     if use_clip and not models.has_clip:
         raise PipelineError(NO_CLIP_MESSAGE)
@@ -93,21 +90,10 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
             x_start = image_to_tensor(start_image, device).expand(batch, -1, -1, -1)
             t = torch.full((batch,), t_start, dtype=torch.int64, device=device)
             x_T = diffusion.q_sample(x_start, t, noise.draw(x_start.shape, device=device))
-        denoised_fn = paste_fn(known_pixels.image, known_pixels.regenerate)
-        steps = sample_stage(request, denoiser, diffusion, noise, x_T=x_T, shape=(batch, 3, size, size),
-                             t_start=t_start, device=device, denoised_fn=denoised_fn, cond_fn=cond_fn,
-                             model_kwargs=kwargs)
-        if not refine:
-            return steps
-
-        def refine_pass(result: torch.Tensor):
-            top = refine_diffusion.num_steps - 1
-            t = torch.full((batch,), top, dtype=torch.int64, device=device)
-            x_top = refine_diffusion.q_sample(result, t, noise.draw(result.shape, device=device))
-            return sample_stage(request, denoiser, refine_diffusion, noise, x_T=x_top, t_start=top, device=device,
-                                denoised_fn=denoised_fn, cond_fn=cond_fn, model_kwargs=kwargs)
-
-        return restarted(steps, refine_pass)
+        return sample_stage(request, denoiser, diffusion, noise, x_T=x_T, shape=(batch, 3, size, size),
+                            t_start=t_start, device=device,
+                            denoised_fn=paste_fn(known_pixels.image, known_pixels.regenerate),
+                            cond_fn=cond_fn, model_kwargs=kwargs)
 
     return StagePlan("base", num_steps, start, known_pixels.finish)
 

@@ -54,13 +54,6 @@ class Request:
     """SDEdit's noise level (1 is pure noise). 0.75 is img2img's usual default (InvokeAI's too); on the demo
     model's held-out tuning tasks it turned the sketch into the captioned shape in 75 % of them against 62 %
     at 0.7, for a few points of overlap with the sketch."""
-    refine_steps: int = 0
-    """Steps of a refine pass after the base stage (0: none): Restart sampling (Xu et al. 2023), which
-    re-noises the base result to `refine_strength` and samples down again, under the same caption, mask and
-    guidance. It resolves objects the first pass leaves between two shapes."""
-    refine_strength: float = 0.2
-    """How far up the chain the refine pass re-noises (as SDEdit's strength). Skipped when an SDEdit run
-    starts no higher than this."""
     seed: int = 0
     batch: int = 1
     guidance: str = "cfg"

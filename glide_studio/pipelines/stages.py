@@ -208,10 +208,6 @@ def check_request(request: Request) -> None:
             raise PipelineError(f"{name} must be a whole number from 1 to {MAX_STEPS}, got {value!r}")
     if not isinstance(request.batch, int) or not 1 <= request.batch <= 64:
         raise PipelineError(f"batch must be a whole number from 1 to 64, got {request.batch!r}")
-    if not isinstance(request.refine_steps, int) or not 0 <= request.refine_steps <= MAX_STEPS:
-        raise PipelineError(f"refine_steps must be a whole number from 0 to {MAX_STEPS}, got {request.refine_steps!r}")
-    if not 0.0 < request.refine_strength < 1.0:
-        raise PipelineError(f"refine_strength must be in (0, 1), got {request.refine_strength!r}")
     if not math.isfinite(request.guidance_scale):
         raise PipelineError(f"guidance_scale must be a finite number, got {request.guidance_scale!r}")
     if request.guidance not in ("cfg", "clip"):

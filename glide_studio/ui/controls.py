@@ -77,23 +77,12 @@ class ControlsPanel(QWidget):
         self.sampler.addItems(list(SAMPLERS))
         self.guidance = QDoubleSpinBox(minimum=0.0, maximum=30.0, singleStep=0.5, decimals=1)
         self.strength = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, decimals=2)
-        self.refine_steps = QSpinBox(minimum=0, maximum=1000, specialValueText="Off", suffix=" steps")
-        self.refine_steps.setToolTip(
-            "Steps of a refine pass: the result is re-noised and denoised again under the same caption, "
-            "which settles objects the first pass left undecided (Restart sampling). 0 turns it off.")
-        self.refine_strength = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, decimals=2)
-        self.refine_strength.setToolTip("How much noise the refine pass starts from (like Strength)")
-        refine_row = QHBoxLayout()
-        refine_row.addWidget(self.refine_steps, 1)
-        refine_row.addWidget(QLabel("at"))
-        refine_row.addWidget(self.refine_strength, 1)
         self.candidates = QSpinBox(minimum=1, maximum=8)
         self.upsample = QCheckBox("Upsample to 256 px")
         form.addRow("Steps", self.steps)
         form.addRow("Sampler", self.sampler)
         form.addRow("Guidance", self.guidance)
         form.addRow("Strength", self.strength)
-        form.addRow("Refine", refine_row)
         form.addRow("Candidates", self.candidates)
         form.addRow("", self.upsample)
 
@@ -133,9 +122,9 @@ class ControlsPanel(QWidget):
         layout.addLayout(buttons)
 
         self.set_params(params)
-        for widget in (self.steps, self.seed, self.candidates, self.refine_steps):
+        for widget in (self.steps, self.seed, self.candidates):
             widget.valueChanged.connect(self._emit)
-        for widget in (self.guidance, self.strength, self.refine_strength):
+        for widget in (self.guidance, self.strength):
             widget.valueChanged.connect(self._emit)
         for combo in (self.mode, self.sampler, self.model, self.device):
             combo.currentIndexChanged.connect(self._emit)
@@ -171,8 +160,6 @@ class ControlsPanel(QWidget):
             self.sampler.setCurrentText(params.sampler)
             self.guidance.setValue(params.guidance_scale)
             self.strength.setValue(params.strength)
-            self.refine_steps.setValue(params.refine_steps)
-            self.refine_strength.setValue(params.refine_strength)
             self.candidates.setValue(params.candidates)
             self.seed.setValue(params.seed)
             self.random_seed.setChecked(params.random_seed)
@@ -195,8 +182,6 @@ class ControlsPanel(QWidget):
             sampler=self.sampler.currentText(),
             guidance_scale=self.guidance.value(),
             strength=self.strength.value(),
-            refine_steps=self.refine_steps.value(),
-            refine_strength=self.refine_strength.value(),
             seed=self.seed.value(),
             random_seed=self.random_seed.isChecked(),
             candidates=self.candidates.value(),
@@ -212,8 +197,6 @@ class ControlsPanel(QWidget):
     def _sync_enabled(self) -> None:
         mode = Mode(self.mode.currentData())
         self.strength.setEnabled(mode == Mode.SDEDIT)
-        self.refine_steps.setEnabled(mode != Mode.UPSAMPLE)
-        self.refine_strength.setEnabled(mode != Mode.UPSAMPLE and self.refine_steps.value() > 0)
         self.seed.setEnabled(not self.random_seed.isChecked())
         self.upsample.setEnabled(mode != Mode.UPSAMPLE)
         self.mode_hint.setText(MODE_HINTS[mode])

@@ -17,8 +17,7 @@ NODE_ROLE = Qt.ItemDataRole.UserRole
 def describe(parameters: dict) -> str:
     if not parameters:
         return ""
-    keys = ("mode", "steps", "sampler", "guidance_scale", "strength", "refine_steps", "refine_strength", "seed",
-            "candidate", "model")
+    keys = ("mode", "steps", "sampler", "guidance_scale", "strength", "seed", "candidate", "model")
     return "\n".join(f"{key}: {parameters[key]}" for key in keys if key in parameters)
 
 
