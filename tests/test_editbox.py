@@ -10,6 +10,7 @@ from glide_studio.pipelines.editbox import (
     EditBoxError,
     EmptyMaskError,
     default_box,
+    default_feather_px,
     feather_weights,
     paste_back,
     prepare,
@@ -190,3 +191,24 @@ def test_large_downscale_matches_a_direct_lanczos_resize():
     assert np.abs(boxed.image.astype(int) - direct.astype(int)).max() <= 2
     edge = boxed.sketch[32]
     assert 0 < edge[0, 3] < 255 and tuple(edge[0, :3]) == (255, 0, 0)  # no dark fringe from alpha
+
+
+@pytest.mark.parametrize("picture_side,result_side,feather", [(64, 64, 2), (64, 256, 1), (256, 256, 2),
+                                                              (256, 64, 8), (1024, 256, 8)])
+def test_the_default_ramp_is_two_of_the_results_pixels_deep(picture_side, result_side, feather):
+    painted = np.zeros((picture_side, picture_side), np.uint8)
+    painted[picture_side // 4:picture_side // 2, picture_side // 4:picture_side // 2] = 255
+    boxed = prepare(np.zeros((picture_side, picture_side, 3), np.uint8), painted, None, None, result_side)
+    assert default_feather_px(boxed, result_side) == feather
+
+
+def test_a_small_edit_on_a_model_size_picture_keeps_its_new_content_at_full_strength():
+    """A 20 px object regenerated on a 64 px picture: past the two-pixel ramp, the result is what the model
+    drew, not a blend with what the user painted over."""
+    white = np.full((64, 64, 3), 255, np.uint8)
+    painted = np.zeros((64, 64), np.uint8)
+    painted[20:40, 22:42] = 255
+    boxed = prepare(white, painted, None, None, 64)
+    out = paste_back(white, np.zeros((64, 64, 3), np.uint8), boxed, painted)
+    assert np.all(out[22:38, 24:40] == 0)
+    assert np.all(out[20, 22:42] > 0) and np.array_equal(out[painted == 0], white[painted == 0])
