@@ -47,13 +47,14 @@ class Request:
     upsample_steps: int = 15
     sampler: str = "dpm++2m-sde"
     """The stochastic DPM-Solver++(2M) by default: sketch-to-image (SDEdit) is defined by a stochastic reverse
-    process, and on the demo model's oracle the SDE variant turns a sketch into the captioned shape far more
-    often than the ODE one at the same steps, while inpainting and generation score the same."""
+    process. On the demo model's held-out tuning tasks it turns a sketch into the captioned shape in 98 % of
+    them, against 97 % for the deterministic variant at the same steps."""
     guidance_scale: float = 3.0
     strength: float = 0.75
-    """SDEdit's noise level (1 is pure noise). 0.75 is img2img's usual default (InvokeAI's too); on the demo
+    """SDEdit's noise level (1 is pure noise). 0.75 is img2img's usual default (InvokeAI's too). On the demo
     model's held-out tuning tasks it turned the sketch into the captioned shape in 75 % of them against 62 %
-    at 0.7, for a few points of overlap with the sketch."""
+    at 0.7, for a few points of overlap with the sketch; both were measured before the paste-back fix, and it
+    now reaches 98 %."""
     seed: int = 0
     batch: int = 1
     guidance: str = "cfg"
