@@ -51,7 +51,9 @@ FEATHER_RESULT_PX = 2
 """The default blend ramp is this many of the result's pixels deep (in picture pixels: 2 for a 256 px picture
 and a 256 px result, 8 for a 1024 px box and a 256 px result). It hides resampling seams at the mask's edge;
 the model already saw the known pixels, so a deeper ramp would only blend in what the user painted over
-(an 8 px ramp half-faded every edge of a 20 px object on a 64 px picture)."""
+(an 8 px ramp half-faded every edge of a 20 px object on a 64 px picture). The cost: where the model's new
+background differs in tone from the old one, a faint step can show along a straight mask edge, which the
+wider ramp used to smear out."""
 MASK_COVERAGE_THRESHOLD = 0
 """A model-size mask pixel is set when more than this share (out of 255) of it was painted."""
 
