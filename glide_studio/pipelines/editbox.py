@@ -39,7 +39,6 @@ API (all sizes in picture pixels unless said otherwise; arrays are numpy, RGB ui
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -320,7 +319,7 @@ def feather_weights(inside: np.ndarray, feather_px: int, open_edges: tuple[bool,
 
 def default_feather_px(boxed: BoxedInput, result_size: int) -> int:
     """`FEATHER_RESULT_PX` pixels of a `result_size` result, in picture pixels (at least 1)."""
-    return max(1, math.ceil(FEATHER_RESULT_PX * boxed.square.width / result_size - 1e-9))
+    return max(1, -(-FEATHER_RESULT_PX * boxed.square.width // result_size))  # ceil, in whole numbers
 
 
 def paste_back(
