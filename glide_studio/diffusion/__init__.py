@@ -13,6 +13,7 @@ from glide_studio.diffusion.losses import training_losses
 from glide_studio.diffusion.noise import NoiseSource
 from glide_studio.diffusion.samplers import (
     SAMPLERS,
+    Sampler,
     SamplerStep,
     ancestral_sample,
     ddim_reverse_step,
@@ -25,6 +26,7 @@ from glide_studio.diffusion.schedules import betas_for_schedule, space_timesteps
 
 __all__ = [
     "SAMPLERS",
+    "Sampler",
     "Diffusion",
     "DiffusionError",
     "MeanVariance",

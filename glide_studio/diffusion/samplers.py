@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 
@@ -209,18 +210,31 @@ def _dpmpp_2m(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource | Non
         yield SamplerStep(index, t, x, x0)
 
 
-SAMPLERS: dict[str, Callable[..., Iterator[SamplerStep]]] = {
-    "ancestral": ancestral_sample,
-    "ddim": ddim_sample,
-    "dpm++2m": dpmpp_2m_sample,
-    "dpm++2m-sde": dpmpp_2m_sde_sample,
+class Sampler(str, Enum):
+    """The samplers by their recorded names (a str enum: it compares and hashes as its name)."""
+
+    DPMPP_2M_SDE = "dpm++2m-sde"
+    DPMPP_2M = "dpm++2m"
+    DDIM = "ddim"
+    ANCESTRAL = "ancestral"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+SAMPLERS: dict[Sampler, Callable[..., Iterator[SamplerStep]]] = {
+    Sampler.ANCESTRAL: ancestral_sample,
+    Sampler.DDIM: ddim_sample,
+    Sampler.DPMPP_2M: dpmpp_2m_sample,
+    Sampler.DPMPP_2M_SDE: dpmpp_2m_sde_sample,
 }
-LOG_SNR_GRID_SAMPLERS = frozenset({"dpm++2m", "dpm++2m-sde"})
+LOG_SNR_GRID_SAMPLERS = frozenset({Sampler.DPMPP_2M, Sampler.DPMPP_2M_SDE})
 """Samplers that step evenly in log-SNR (`schedules.log_snr_timesteps`) rather than on the reference's respacing."""
 
 
 def get_sampler(name: str) -> Callable[..., Iterator[SamplerStep]]:
     try:
-        return SAMPLERS[name]
-    except KeyError:
-        raise DiffusionError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLERS)}") from None
+        return SAMPLERS[Sampler(name)]
+    except ValueError:
+        known = ", ".join(sampler.value for sampler in Sampler)
+        raise DiffusionError(f"unknown sampler {name!r}; expected one of {known}") from None

@@ -13,7 +13,7 @@ from glide_studio.diffusion import NoiseSource, paired_classifier_free_guidance
 from glide_studio.pipelines.editbox import BoxedInput
 from glide_studio.pipelines.errors import PipelineError
 from glide_studio.pipelines.models import ModelSet
-from glide_studio.pipelines.request import Request
+from glide_studio.pipelines.request import Guidance, Request
 from glide_studio.pipelines.stages import (
     NO_CLIP_MESSAGE,
     UPSAMPLE_TEMPERATURE,
@@ -71,7 +71,7 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
     diffusion = stage_diffusion(model, request.sampler, request.steps, upsampler=False, strength=strength)
     t_start = None if start_image is None else diffusion.num_steps - 1
     num_steps = diffusion.num_steps
-    use_clip = request.guidance == "clip"
+    use_clip = request.guidance == Guidance.CLIP
     if use_clip and not models.has_clip:
         raise PipelineError(NO_CLIP_MESSAGE)
     guided = not use_clip and request.guidance_scale != 1.0

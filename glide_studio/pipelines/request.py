@@ -1,12 +1,24 @@
-"""The two objects every pipeline speaks: a frozen request in, a stream of steps out."""
+"""The two objects every pipeline speaks: a frozen request in, a stream of steps out.
+
+Every field of `Request` is defined once, here, with what the layers above need to show and check it
+(its label and help text, its command-line flag, its A1111 key, its range, when it matters). The record
+codec (`glide_studio.runs.record`), the CLI, the PNG metadata and the GUI controls all map fields
+generically from this metadata; a new field needs no edit elsewhere.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
+from typing import Any
 
 import numpy as np
 import torch
+
+from glide_studio.diffusion.samplers import Sampler
+from glide_studio.pipelines.errors import PipelineError
 
 
 class Mode(str, Enum):
@@ -14,6 +26,19 @@ class Mode(str, Enum):
     INPAINT = "inpaint"
     SDEDIT = "sdedit"
     UPSAMPLE = "upsample"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Guidance(str, Enum):
+    """Classifier-free guidance, or the noised-CLIP gradient (both scaled by `guidance_scale`)."""
+
+    CFG = "cfg"
+    CLIP = "clip"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -26,44 +51,106 @@ class EditBox:
     height: int
 
 
+class RequestError(PipelineError):
+    """A request field holds a value no run can use."""
+
+
+def setting(default: Any, *, label: str, help: str, cli: str | None = None, a1111: str | None = None,
+            minimum: float | None = None, maximum: float | None = None, step: float | None = None,
+            relevant: Callable[[Request], bool] | None = None, control: bool = True) -> Any:
+    """A request field with what the layers above need to show it.
+
+    cli: the flag's name (default: the field's, dashed; "" for none); a1111: its key in A1111's parameters
+    text (None: not written there); minimum/maximum: the accepted range, checked by every run; step: the GUI
+    control's increment; relevant: when the field changes the result (otherwise the GUI greys it out and the
+    A1111 text leaves it out); control: whether the GUI shows a generic control for it.
+    """
+    return field(default=default, metadata={
+        "label": label, "help": help, "cli": cli, "a1111": a1111, "minimum": minimum, "maximum": maximum,
+        "step": step, "relevant": relevant, "control": control,
+    })
+
+
+def pixels(help: str) -> Any:
+    """A picture array: recorded by its digest, never inside the record."""
+    return field(default=None, compare=False, repr=False, metadata={"pixels": True, "help": help})
+
+
+MAX_STEPS = 1000
+MAX_SEED = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class Request:
-    """Everything that determines a result. Same request + same device + same seed -> same pixels.
+    """Everything that determines a result. Same request + same device + same precision -> same pixels.
 
     Images are uint8 HxWx3 numpy arrays (RGB) of any size; masks are HxW uint8/bool arrays where
     nonzero means "regenerate this pixel" (the user's painted region); the sketch is an HxWx4 RGBA
     uint8 layer whose alpha marks painted strokes.
     """
 
-    mode: Mode
-    prompt: str = ""
-    image: np.ndarray | None = field(default=None, compare=False, repr=False)
-    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
-    sketch: np.ndarray | None = field(default=None, compare=False, repr=False)
-    edit_box: EditBox | None = None
-    base_model: str = "demo-base-inpaint"
-    upsample_model: str | None = "demo-upsample-inpaint"
-    steps: int = 25
-    upsample_steps: int = 15
-    sampler: str = "dpm++2m-sde"
-    """The stochastic DPM-Solver++(2M) by default: sketch-to-image (SDEdit) is defined by a stochastic reverse
-    process. On the demo model's held-out tuning tasks it turns a sketch into the captioned shape in 98 % of
-    them, against 97 % for the deterministic variant at the same steps."""
-    guidance_scale: float = 3.0
-    strength: float = 0.75
-    """SDEdit's noise level (1 is pure noise). 0.75 is img2img's usual default (InvokeAI's too). On the demo
-    model's held-out tuning tasks it turned the sketch into the captioned shape in 75 % of them against 62 %
-    at 0.7, for a few points of overlap with the sketch; both were measured before the paste-back fix, and it
-    now reaches 98 %."""
-    seed: int = 0
-    batch: int = 1
-    guidance: str = "cfg"
-    """"cfg" (classifier-free, scale `guidance_scale`) or "clip" (noised-CLIP gradient of that scale)."""
-    eta: float = 0.0
-    """DDIM stochasticity (sampler "ddim" only)."""
+    mode: Mode = setting(Mode.INPAINT, label="Mode", help="what the run does", cli="", a1111="Mode",
+                         control=False)
+    prompt: str = setting("", label="Caption", help="the caption", a1111=None, control=False)
+    image: np.ndarray | None = pixels("the picture to edit (any size)")
+    mask: np.ndarray | None = pixels("mask image: white or opaque = regenerate")
+    sketch: np.ndarray | None = pixels("RGBA sketch layer (SDEdit): alpha marks strokes")
+    edit_box: EditBox | None = setting(
+        None, label="Edit box", help="edit box x,y,width,height in picture pixels (what the model sees)",
+        cli="box", a1111="Edit box", control=False)
+    base_model: str = setting("demo-base-inpaint", label="Model", help="base model name", cli="model",
+                              a1111="Model", control=False)
+    upsample_model: str | None = setting(
+        "demo-upsample-inpaint", label="Upsampler", help="upsampler model name, or 'none' to stop at 64 px",
+        a1111="Hires upscaler", control=False)
+    steps: int = setting(25, label="Steps", help="base model steps", a1111="Steps", minimum=1, maximum=MAX_STEPS)
+    upsample_steps: int = setting(
+        15, label="Upsample steps", help="upsampler steps", a1111="Hires steps", minimum=1, maximum=MAX_STEPS,
+        relevant=lambda request: request.upsample_model is not None)
+    sampler: Sampler = setting(
+        Sampler.DPMPP_2M_SDE, label="Sampler", a1111="Sampler",
+        help="the stochastic DPM-Solver++(2M) by default: SDEdit is defined by a stochastic reverse process")
+    guidance: Guidance = setting(Guidance.CFG, label="Guidance", a1111="Guidance",
+                                 help="classifier-free (cfg) or noised-CLIP (clip) guidance")
+    guidance_scale: float = setting(3.0, label="Guidance scale", help="guidance strength (3 is GLIDE's usual)",
+                                    a1111="CFG scale", minimum=0.0, maximum=100.0, step=0.5)
+    strength: float = setting(
+        0.75, label="Strength", help="SDEdit noise strength in (0, 1]: 1 is plain inpainting",
+        a1111="Denoising strength", minimum=0.01, maximum=1.0, step=0.05, relevant=lambda request: request.mode == Mode.SDEDIT)
+    eta: float = setting(0.0, label="Eta", help="DDIM stochasticity (sampler ddim only)", a1111="Eta",
+                         minimum=0.0, maximum=1.0, step=0.1, relevant=lambda request: request.sampler == Sampler.DDIM)
+    seed: int = setting(0, label="Seed", help="random seed", a1111="Seed", minimum=0, maximum=MAX_SEED)
+    batch: int = setting(1, label="Candidates", help="how many results to draw", cli="candidates",
+                         a1111="Batch size", minimum=1, maximum=64)
+
+    def __post_init__(self) -> None:
+        for name, kind in (("mode", Mode), ("sampler", Sampler), ("guidance", Guidance)):
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                try:
+                    object.__setattr__(self, name, kind(value))
+                except ValueError:
+                    known = ", ".join(member.value for member in kind)
+                    what = "sampler" if kind is Sampler else name
+                    raise RequestError(f"unknown {what} {value!r}; expected one of {known}") from None
 
     def with_(self, **changes) -> Request:
         return replace(self, **changes)
+
+    def check(self) -> None:
+        """Every field's type and range, as its metadata states them."""
+        if not isinstance(self.prompt, str):
+            raise RequestError("the prompt must be text")
+        for spec in fields(self):
+            low, high = spec.metadata.get("minimum"), spec.metadata.get("maximum")
+            if low is None and high is None:
+                continue
+            value = getattr(self, spec.name)
+            whole = isinstance(spec.default, int)
+            number = isinstance(value, int) if whole else isinstance(value, (int, float))
+            if not number or isinstance(value, bool) or not math.isfinite(value) or not low <= value <= high:
+                kind = "a whole number" if whole else "a finite number"
+                raise RequestError(f"{spec.name} must be {kind} from {low:g} to {high:g}, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ and the driver that runs stages one after another and numbers their steps across
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -14,8 +13,8 @@ import torch.nn.functional as F
 
 from glide_studio.diffusion import (
     Diffusion,
-    DiffusionError,
     NoiseSource,
+    Sampler,
     SamplerStep,
     clip_guidance,
     clip_text_embedding,
@@ -32,8 +31,6 @@ from glide_studio.pipelines.request import Request, Step
 
 UPSAMPLE_TEMPERATURE = 0.997
 """GLIDE's notebooks scale the upsampler's starting noise (only x_T) by this."""
-
-MAX_STEPS = 1000
 
 NO_CLIP_MESSAGE = "CLIP guidance needs the noised CLIP image and text encoders, which are not loaded"
 
@@ -189,33 +186,14 @@ def sample_stage(request: Request, denoiser, diffusion: Diffusion, noise: NoiseS
                  shape=None, t_start=None, device="cpu", denoised_fn=None, cond_fn=None,
                  model_kwargs=None) -> Iterator[SamplerStep]:
     sampler = get_sampler(request.sampler)
-    extra = {"eta": request.eta} if request.sampler == "ddim" else {}
+    extra = {"eta": request.eta} if request.sampler == Sampler.DDIM else {}
     return sampler(denoiser, diffusion, noise, shape=shape, x_T=x_T, t_start=t_start, device=device,
                    denoised_fn=denoised_fn, cond_fn=cond_fn, model_kwargs=model_kwargs, **extra)
 
 
 def check_request(request: Request) -> None:
-    """Settings every mode shares; each mode checks its own inputs."""
-    if not isinstance(request.prompt, str):
-        raise PipelineError("the prompt must be text")
-    try:
-        get_sampler(request.sampler)
-    except DiffusionError as error:
-        raise PipelineError(str(error)) from None
-    for name in ("steps", "upsample_steps"):
-        value = getattr(request, name)
-        if not isinstance(value, int) or not 1 <= value <= MAX_STEPS:
-            raise PipelineError(f"{name} must be a whole number from 1 to {MAX_STEPS}, got {value!r}")
-    if not isinstance(request.batch, int) or not 1 <= request.batch <= 64:
-        raise PipelineError(f"batch must be a whole number from 1 to 64, got {request.batch!r}")
-    if not math.isfinite(request.guidance_scale):
-        raise PipelineError(f"guidance_scale must be a finite number, got {request.guidance_scale!r}")
-    if request.guidance not in ("cfg", "clip"):
-        raise PipelineError(f"guidance must be 'cfg' or 'clip', got {request.guidance!r}")
-    if not 0.0 <= request.eta <= 1.0:
-        raise PipelineError(f"eta must be in [0, 1], got {request.eta!r}")
-    if not isinstance(request.seed, int):
-        raise PipelineError(f"the seed must be a whole number, got {request.seed!r}")
+    """Settings every mode shares (each field's range, from its metadata); each mode checks its own inputs."""
+    request.check()
 
 
 def noise_for(request: Request) -> NoiseSource:
