@@ -184,11 +184,3 @@ class Diffusion:
         pred_xstart = self.predict_xstart_from_eps(x_t, t, eps)
         mean, _, _ = self.q_posterior_mean_variance(pred_xstart, x_t, t)
         return MeanVariance(mean, out.variance, out.log_variance, pred_xstart, eps)
-
-    # -- training ------------------------------------------------------------------------------------
-
-    def training_losses(self, denoiser: Denoiser, x0, t, noise=None, model_kwargs=None):
-        """Per-sample {"mse", "vb", "loss"}; see glide_studio.diffusion.losses.training_losses."""
-        from glide_studio.diffusion.losses import training_losses
-
-        return training_losses(denoiser, self, x0, t, noise, model_kwargs)
