@@ -33,8 +33,9 @@ from .registry import (
     demo_paths,
     demo_weights_dir,
     get_spec,
+    local_path,
 )
-from .store import ModelStatus, checkpoint_options, ensure_checkpoint, list_models, local_path
+from .store import ModelStatus, checkpoint_options, ensure_checkpoint, list_models
 
 __all__ = [
     "load_network",

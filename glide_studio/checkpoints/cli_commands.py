@@ -10,8 +10,8 @@ from ..progress import ProgressBar
 from .convert import convert_to_safetensors
 from .download import DEFAULT_TIMEOUT, DownloadProgress
 from .errors import CheckpointError
-from .registry import DEMO_NAMES, OFFICIAL_NAMES, REGISTRY, demo_weights_dir, get_spec
-from .store import ModelStatus, cached_paths, ensure_checkpoint, list_models
+from .registry import DEMO_NAMES, OFFICIAL_NAMES, REGISTRY, cached_paths, demo_weights_dir, get_spec
+from .store import ModelStatus, ensure_checkpoint, list_models
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -12,8 +12,8 @@ from torch import nn
 
 from ..models import WeightsError, build_clip_image_encoder, build_clip_text_encoder, build_model, load_weights
 from .errors import CheckpointFormatError
-from .registry import demo_options, get_spec
-from .store import CacheArg, checkpoint_options, ensure_checkpoint
+from .registry import CacheArg, demo_options, get_spec
+from .store import checkpoint_options, ensure_checkpoint
 
 _BUILDERS = {"unet": build_model, "clip-image": build_clip_image_encoder, "clip-text": build_clip_text_encoder}
 

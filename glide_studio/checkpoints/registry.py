@@ -1,4 +1,5 @@
-"""The checkpoints GLIDE Studio knows: OpenAI's six released GLIDE ("filtered") files and our demo models.
+"""The checkpoints GLIDE Studio knows: OpenAI's six released GLIDE ("filtered") files and our demo models,
+and where each one's file is on this machine (the per-user cache, or the shipped demo weights folder).
 
 The facts (URLs, option dicts, parameter counts) are OpenAI's published values, kept here in code so that
 nothing outside the package is read at runtime. ``use_fp16`` is False in every options dict: precision is
@@ -16,7 +17,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from .errors import CheckpointFormatError, MissingWeightsError, UnknownCheckpointError
+from .cache import cache_dir
+from .convert import SAFETENSORS_SUFFIX
+from .errors import CheckpointError, CheckpointFormatError, MissingWeightsError, UnknownCheckpointError
 
 ModelKind = Literal["unet", "clip-image", "clip-text"]
 Source = Literal["official", "demo"]
@@ -24,6 +27,8 @@ Source = Literal["official", "demo"]
 _OPENAI_BASE_URL = "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/"
 
 DEMO_WEIGHTS_ENV = "GLIDE_STUDIO_DEMO_WEIGHTS"
+
+CacheArg = str | os.PathLike[str] | None
 
 
 @dataclass(frozen=True)
@@ -262,8 +267,31 @@ def demo_options(name: str) -> dict[str, Any]:
     return options
 
 
+def cached_paths(name: str, cache: CacheArg = None) -> tuple[Path, Path]:
+    """(.pt, .safetensors) locations of an official checkpoint in the cache (they need not exist)."""
+    spec = get_spec(name)
+    if spec.source != "official":
+        raise CheckpointError(f"{name!r} is a shipped demo model, it is not downloaded into the cache")
+    folder = cache_dir(cache)
+    pt = folder / spec.filename
+    return pt, pt.with_suffix(SAFETENSORS_SUFFIX)
+
+
+def local_path(name: str, cache: CacheArg = None) -> Path | None:
+    """The file of ``name`` on disk (a converted .safetensors is preferred over the .pt), or None."""
+    spec = get_spec(name)
+    if spec.source == "demo":
+        try:
+            return demo_paths(name)[0]
+        except MissingWeightsError:
+            return None
+    pt, safetensors = cached_paths(name, cache)
+    for path in (safetensors, pt):
+        if path.is_file():
+            return path
+    return None
+
+
 def is_downloaded(name: str) -> bool:
     """Whether ``name``'s weights are on disk (cache or shipped folder); quick, does not hash the file."""
-    from .store import local_path  # store builds on the registry, so import it only when asked
-
     return local_path(name) is not None

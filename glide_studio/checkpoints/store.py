@@ -1,23 +1,21 @@
-"""Where each registered checkpoint lives, getting it on demand, and a status overview of all of them."""
+"""Getting each registered checkpoint on demand (download, verify), and a status overview of all of them.
+
+Where a checkpoint's file is, or would be, is the registry's to say (`cached_paths`, `local_path`)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cache import cache_dir
-from .convert import SAFETENSORS_SUFFIX
 from .download import DEFAULT_TIMEOUT, DownloadProgress, download_steps, is_offline
-from .errors import CheckpointError, IntegrityError, MissingWeightsError, OfflineError
+from .errors import IntegrityError, MissingWeightsError, OfflineError
 from .integrity import read_record, verify
-from .registry import REGISTRY, CheckpointSpec, demo_paths, get_spec
+from .registry import REGISTRY, CacheArg, CheckpointSpec, cached_paths, demo_paths, get_spec, local_path
 
 ProgressCallback = Callable[[DownloadProgress], None]
-CacheArg = str | os.PathLike[str] | None
 
 
 @dataclass(frozen=True)
@@ -37,31 +35,6 @@ class ModelStatus:
     source: str = "official"
     approx_size: int | None = None  # expected download size, for the UI
     problem: str | None = None
-
-
-def cached_paths(name: str, cache: CacheArg = None) -> tuple[Path, Path]:
-    """(.pt, .safetensors) locations of an official checkpoint in the cache (they need not exist)."""
-    spec = get_spec(name)
-    if spec.source != "official":
-        raise CheckpointError(f"{name!r} is a shipped demo model, it is not downloaded into the cache")
-    folder = cache_dir(cache)
-    pt = folder / spec.filename
-    return pt, pt.with_suffix(SAFETENSORS_SUFFIX)
-
-
-def local_path(name: str, cache: CacheArg = None) -> Path | None:
-    """The file of ``name`` on disk (a converted .safetensors is preferred over the .pt), or None."""
-    spec = get_spec(name)
-    if spec.source == "demo":
-        try:
-            return demo_paths(name)[0]
-        except MissingWeightsError:
-            return None
-    pt, safetensors = cached_paths(name, cache)
-    for path in (safetensors, pt):
-        if path.is_file():
-            return path
-    return None
 
 
 def checkpoint_options(name: str) -> dict[str, Any]:
