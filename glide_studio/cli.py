@@ -14,82 +14,69 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import re
 import sys
 from pathlib import Path
-from typing import Any
 
 from glide_studio import __version__
+from glide_studio.cli_run import DEFAULT_OUTPUT
 
 MODES = ("generate", "inpaint", "sdedit", "upsample")
-DEFAULT_OUTPUT = "glide-{mode}-{seed}-{candidate}.png"
-PATTERN_FIELDS = ("mode", "seed", "candidate", "prompt")
 
 
-class CliError(Exception):
-    """A command line that cannot be run as given."""
+def _text_parser(found):
+    from glide_studio.runs.codec import RecordError, parse_text
 
+    def parse(text: str):
+        try:
+            return parse_text(found, text)
+        except (RecordError, ValueError) as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
-def parse_box(text: str):
-    from glide_studio.pipelines.request import EditBox
-
-    parts = [part.strip() for part in text.split(",")]
-    if len(parts) != 4 or not all(re.fullmatch(r"-?\d+", part) for part in parts):
-        raise argparse.ArgumentTypeError(f"expected x,y,width,height as four integers, got {text!r}")
-    x, y, width, height = (int(part) for part in parts)
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError(f"the box width and height must be positive, got {width}x{height}")
-    return EditBox(x, y, width, height)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
-    return value
+    parse.__name__ = found.name  # argparse names the option's type in its error messages
+    return parse
 
 
 def _add_run_options(parser: argparse.ArgumentParser, from_png: bool = True) -> None:
-    # Every default is None so that an option not given falls back to the PNG being repeated, then to
-    # the Request's own default.
+    """One flag per Request field, from the field's own metadata. No flag has a default, so that an option
+    not given falls back to the PNG being repeated, then to the Request's own default."""
+    from enum import Enum
+
+    from glide_studio.pipelines.request import Request
+    from glide_studio.runs.codec import format_text, specs
+
     inputs = parser.add_argument_group("inputs")
-    inputs.add_argument("--image", type=Path, help="the picture to edit (any size)")
-    inputs.add_argument("--mask", type=Path, help="mask image: white or opaque = regenerate")
-    inputs.add_argument("--sketch", type=Path, help="RGBA sketch layer (SDEdit): alpha marks strokes")
-    inputs.add_argument("--box", type=parse_box, help="edit box x,y,width,height in picture pixels")
+    settings = parser.add_argument_group("run settings")
+    for found in specs(Request):
+        if found.is_pixels:
+            inputs.add_argument(f"--{found.name}", type=Path, default=argparse.SUPPRESS, help=found.metadata["help"])
+            continue
+        if not found.flag:
+            continue
+        help_text = found.metadata["help"]
+        if found.default not in (None, ""):
+            help_text += f" (default {format_text(found.default)})"
+        choices = list(found.kind) if isinstance(found.kind, type) and issubclass(found.kind, Enum) else None
+        metavar = None if choices else found.flag[2:].upper().replace("-", "_")
+        settings.add_argument(found.flag, dest=found.name, type=_text_parser(found), choices=choices,
+                              metavar=metavar, default=argparse.SUPPRESS, help=help_text)
     if from_png:
         inputs.add_argument("--from-png", type=Path, help="repeat the run recorded in this PNG's metadata")
-    run = parser.add_argument_group("sampling")
-    run.add_argument("--prompt", help="the caption")
-    run.add_argument("--steps", type=_positive_int, help="base model steps")
-    run.add_argument("--upsample-steps", type=_positive_int, help="upsampler steps")
-    run.add_argument("--sampler", help="dpm++2m-sde (the default), dpm++2m, ddim or ancestral")
-    run.add_argument("--guidance-scale", type=float, help="guidance strength (3 is GLIDE's usual)")
-    run.add_argument("--guidance", choices=("cfg", "clip"), help="classifier-free (cfg) or CLIP guidance")
-    run.add_argument("--strength", type=float, help="SDEdit noise strength in (0, 1]")
-    run.add_argument("--eta", type=float, help="DDIM stochasticity (sampler ddim only)")
-    run.add_argument("--seed", type=int, help="random seed")
-    run.add_argument("--candidates", type=_positive_int, help="how many results to draw")
-    models = parser.add_argument_group("models and output")
-    models.add_argument("--model", help="base model name")
-    models.add_argument("--upsample-model", help="upsampler model name, or 'none' to stop at 64 px")
-    models.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    models.add_argument(
+    context = parser.add_argument_group("where it runs, and output")
+    context.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the recorded one, else cuda when "
+                         "available)")
+    context.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16", "fp16"),
-        default="auto",
-        help="auto: fp16 on CUDA, bf16 on CPUs that support it, else fp32 (the reference's numbers)",
+        help="auto: fp16 on CUDA, bf16 on CPUs that support it, else fp32 (the reference's numbers); "
+        "repeat uses the recorded one",
     )
-    models.add_argument(
+    context.add_argument(
         "--output",
         "-o",
         help=f"output file, or a pattern with {{mode}} {{seed}} {{candidate}} {{prompt}} "
         f"(default {DEFAULT_OUTPUT}); a directory gets the default name",
     )
-    models.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    context.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,34 +178,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(error: BaseException) -> bool:
-    if isinstance(error, (CliError, FileNotFoundError, PermissionError, IsADirectoryError)):
+    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
         return True
     return type(error).__module__.startswith("glide_studio.")
-
-
-def output_paths(pattern: str | None, mode: str, seed: int, prompt: str, count: int) -> list[Path]:
-    """One .png path per candidate from ``--output`` (a file, a directory or a pattern)."""
-    pattern = pattern or DEFAULT_OUTPUT
-    if Path(pattern).is_dir():
-        pattern = str(Path(pattern) / DEFAULT_OUTPUT)
-    if Path(pattern).suffix.lower() != ".png":
-        raise CliError(f"--output must name .png files (the run is stored in PNG text), got {pattern!r}")
-    if count > 1 and "{candidate}" not in pattern:
-        path = Path(pattern)
-        pattern = str(path.with_name(path.stem + "-{candidate}" + path.suffix))
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", prompt).strip("-")[:40] or "untitled"
-    values: dict[str, Any] = {"mode": mode, "seed": seed, "prompt": slug}
-    paths = []
-    for candidate in range(count):
-        try:
-            name = pattern.format(**values, candidate=candidate)
-        except (KeyError, IndexError, ValueError) as error:
-            fields = ", ".join("{" + field + "}" for field in PATTERN_FIELDS)
-            raise CliError(f"--output pattern {pattern!r} is not valid ({error}); use {fields}") from None
-        paths.append(Path(name))
-    if len(set(paths)) != len(paths):
-        raise CliError(f"--output pattern {pattern!r} gives the same file name to several candidates")
-    return paths
 
 
 def _run_command(args: argparse.Namespace) -> int:

@@ -1,113 +1,116 @@
 """Executing one headless run: inputs from files, the request, models, the Step stream, PNGs out.
 
-Split from ``glide_studio.cli`` (which parses the command line); everything heavy is imported here.
+``glide_studio.cli`` parses the command line and calls `run_command`; this module never imports it back.
+Everything heavy is imported inside the functions, so the parser answers ``--help`` quickly.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from glide_studio.cli import CliError, output_paths
-
-_OPTION_FIELDS = {
-    "prompt": "prompt",
-    "steps": "steps",
-    "upsample_steps": "upsample_steps",
-    "sampler": "sampler",
-    "guidance_scale": "guidance_scale",
-    "guidance": "guidance",
-    "strength": "strength",
-    "seed": "seed",
-    "candidates": "batch",
-    "model": "base_model",
-    "upsample_model": "upsample_model",
-    "box": "edit_box",
-    "eta": "eta",
-}
-def _explicit_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """Request fields the user gave on the command line, converted to the field's type."""
-    import dataclasses
-    from enum import Enum
-
-    from glide_studio.pipelines.request import Request
-
-    defaults = {f.name: f.default for f in dataclasses.fields(Request)}
-    fields: dict[str, Any] = {}
-    for option, name in _OPTION_FIELDS.items():
-        value = getattr(args, option, None)
-        if value is None:
-            continue
-        if name not in defaults:
-            if option == "guidance" and value == "cfg":
-                continue  # classifier-free guidance is what this build always does
-            raise CliError(f"--{option.replace('_', '-')} {value} is not supported by this build")
-        if option == "upsample_model" and value.lower() == "none":
-            value = None
-        if isinstance(defaults[name], Enum):
-            value = type(defaults[name])(value)
-        fields[name] = value
-    return fields
+DEFAULT_OUTPUT = "glide-{mode}-{seed}-{candidate}.png"
+PATTERN_FIELDS = ("mode", "seed", "candidate", "prompt")
 
 
-def _load_inputs(args: argparse.Namespace, meta: dict | None) -> tuple[dict, dict, set[str]]:
-    """The pixel arrays, the file each came from, and which of them the recorded run named."""
+class CliError(Exception):
+    """A command line that cannot be run as given."""
+
+
+def output_paths(pattern: str | None, mode: str, seed: int, prompt: str, count: int) -> list[Path]:
+    """One .png path per candidate from ``--output`` (a file, a directory or a pattern)."""
+    pattern = pattern or DEFAULT_OUTPUT
+    if Path(pattern).is_dir():
+        pattern = str(Path(pattern) / DEFAULT_OUTPUT)
+    if Path(pattern).suffix.lower() != ".png":
+        raise CliError(f"--output must name .png files (the run is stored in PNG text), got {pattern!r}")
+    if count > 1 and "{candidate}" not in pattern:
+        path = Path(pattern)
+        pattern = str(path.with_name(path.stem + "-{candidate}" + path.suffix))
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", prompt).strip("-")[:40] or "untitled"
+    values: dict[str, Any] = {"mode": mode, "seed": seed, "prompt": slug}
+    paths = []
+    for candidate in range(count):
+        try:
+            name = pattern.format(**values, candidate=candidate)
+        except (KeyError, IndexError, ValueError) as error:
+            fields = ", ".join("{" + field + "}" for field in PATTERN_FIELDS)
+            raise CliError(f"--output pattern {pattern!r} is not valid ({error}); use {fields}") from None
+        paths.append(Path(name))
+    if len(set(paths)) != len(paths):
+        raise CliError(f"--output pattern {pattern!r} gives the same file name to several candidates")
+    return paths
+
+
+def _recorded_input(name: str, record, store) -> tuple[Any, Path | None]:
+    """A recorded input: from its file when that still holds the same pixels, else from the input store."""
     from glide_studio.imageio import load_image, load_mask, load_sketch
+    from glide_studio.png_metadata import InputMismatchError
+    from glide_studio.runs.record import array_digest
 
-    recorded = (meta or {}).get("inputs") or {}
+    recorded = record.inputs[name]
+    path = Path(recorded.path) if recorded.path else None
+    changed = False
+    if path is not None and path.is_file():
+        loader = {"image": load_image, "mask": lambda p: load_mask(p, None), "sketch": load_sketch}[name]
+        array = loader(path)
+        if array_digest(array, name) == recorded.sha256:
+            return array, path
+        changed = True
+    array = store.get(name, recorded.sha256)
+    if array is not None:
+        return array, path
+    if changed:
+        raise InputMismatchError(f"the input {name} differs from the one the recorded run used ({path}): "
+                                 "its pixels changed, so the result would not be repeated")
+    where = f"at {path} nor " if path is not None else ""
+    raise CliError(f"the recorded run's {name} is neither {where}kept in {store.root}; pass --{name}")
+
+
+def _load_inputs(args: argparse.Namespace, record) -> tuple[dict, dict]:
+    """The pixel arrays (given on the command line, else recorded) and the file each came from."""
+    from glide_studio.imageio import load_image, load_mask, load_sketch
+    from glide_studio.runs.inputs import InputStore
+    from glide_studio.runs.record import pixel_fields
+
+    arrays: dict[str, Any] = {}
     paths: dict[str, Path] = {}
-    from_record: set[str] = set()
-    for name in ("image", "mask", "sketch"):
+    store = InputStore()
+    for name in pixel_fields():
         given = getattr(args, name, None)
         if given is not None:
             paths[name] = given
-        elif isinstance(recorded.get(name), dict):
-            path = recorded[name].get("path")
-            if not path:
-                raise CliError(f"the recorded run used an input {name} but not its file name; pass --{name}")
-            if not Path(path).is_file():
-                raise CliError(f"the recorded run's {name} {path} no longer exists; pass --{name}")
-            paths[name] = Path(path)
-            from_record.add(name)
-    image = load_image(paths["image"]) if "image" in paths else None
+        elif record is not None and name in record.inputs:
+            arrays[name], path = _recorded_input(name, record, store)
+            if path is not None:
+                paths[name] = path
+    if "image" not in arrays and "image" in paths:
+        arrays["image"] = load_image(paths["image"])
+    image = arrays.get("image")
     size = None if image is None else (image.shape[1], image.shape[0])
-    mask = load_mask(paths["mask"], size) if "mask" in paths else None
-    sketch = load_sketch(paths["sketch"]) if "sketch" in paths else None
+    if "mask" not in arrays and "mask" in paths:
+        arrays["mask"] = load_mask(paths["mask"], size)
+    if "sketch" not in arrays and "sketch" in paths:
+        arrays["sketch"] = load_sketch(paths["sketch"])
+    sketch = arrays.get("sketch")
     if sketch is not None and size is not None and (sketch.shape[1], sketch.shape[0]) != size:
         raise CliError(
             f"the sketch is {sketch.shape[1]}x{sketch.shape[0]} but the picture is {size[0]}x{size[1]}: "
             "it must be a layer of the same size"
         )
-    return {"image": image, "mask": mask, "sketch": sketch}, paths, from_record
-
-
-_REQUIRED_INPUTS = {"inpaint": ("image", "mask"), "sdedit": ("image", "sketch"), "upsample": ("image",)}
+    return arrays, {name: str(Path(path).resolve()) for name, path in paths.items()}
 
 
 def _check_mode_inputs(request) -> None:
-    for name in _REQUIRED_INPUTS.get(request.mode.value, ()):
-        if getattr(request, name) is None:
-            raise CliError(f"{request.mode.value} needs --{name}")
+    from glide_studio.runs.codec import specs
 
-
-def _with_default_box(request):
-    """Inpaint and SDEdit on a big picture: a box around the painted region, as the editor would place."""
-    from glide_studio.pipelines.editbox import default_box
-
-    if request.edit_box is not None or request.image is None:
-        return request
-    if request.mode.value not in ("inpaint", "sdedit"):
-        return request
-    painted = request.mask
-    if painted is None and request.sketch is not None:
-        painted = request.sketch[..., 3] > 0
-    if painted is None:
-        return request
-    height, width = request.image.shape[:2]
-    model_size = 256 if request.upsample_model else 64
-    return request.with_(edit_box=default_box((width, height), painted, model_size=model_size))
+    for found in specs(type(request)):
+        needed = found.is_pixels and request.mode.value in found.metadata["required"]
+        if needed and getattr(request, found.name) is None:
+            raise CliError(f"{request.mode.value} needs --{found.name}")
 
 
 def resolve_device(name: str | None) -> str:
@@ -118,102 +121,96 @@ def resolve_device(name: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _recorded_device(meta: dict | None) -> str | None:
-    """The device a repeated run used, when this machine has it (pixels can differ across devices)."""
-    recorded = ((meta or {}).get("extra") or {}).get("device")
-    if not isinstance(recorded, str) or recorded == "cpu":
-        return recorded
+def run_context(args: argparse.Namespace, record) -> tuple[str, str]:
+    """(device, precision) to run on: the command line's, else the recorded run's, which must be possible here:
+    other hardware gives other pixels, so a repeat that cannot match says so instead of running."""
+    from glide_studio.models.precision import cpu_supports_bf16
+    from glide_studio.runs.errors import PrecisionUnavailableError
+
+    context = record.context if record is not None else None
+    device = resolve_device(args.device or (context.device if context else None))
+    precision = args.precision or (context.precision if context and context.precision else "auto")
+    if context is None or (args.device and args.precision):
+        return device, precision
     import torch
 
-    if recorded.startswith("cuda") and torch.cuda.is_available():
-        return recorded
-    print(f"glide-studio: the run used {recorded}; running on cpu (pixels may differ)", file=sys.stderr)
-    return "cpu"
+    recorded = f"{context.device} in {context.precision or 'an unrecorded precision'}"
+    if device.startswith("cuda") and not torch.cuda.is_available() and not args.device:
+        raise PrecisionUnavailableError(
+            f"the run used {recorded} and this machine has no CUDA device, so its pixels cannot be repeated "
+            "here; pass --device cpu to run it anyway (the pixels will differ)")
+    if device == "cpu" and precision == "bf16" and not cpu_supports_bf16() and not args.precision:
+        raise PrecisionUnavailableError(
+            f"the run used {recorded}, and this CPU has no native bf16 (AVX512-BF16 or AMX), so its pixels "
+            "cannot be repeated here; pass --precision bf16 (emulated, slow) or fp32 to run it anyway "
+            "(the pixels will differ)")
+    return device, precision
 
 
-def load_model_set(request, device: str, precision: str = "auto"):
-    """The networks the request needs (base, upsampler, CLIP encoders for CLIP guidance), loaded once."""
-    from glide_studio.pipelines.models import ModelSet
+def _progress(quiet: bool):
+    """An on_step callback that draws one tqdm bar per stage, and the bar to close at the end."""
+    from glide_studio.progress import ProgressBar
 
-    needs_base = request.mode.value != "upsample"
-    base = _network(request.base_model, device) if needs_base else None
-    upsample = _network(request.upsample_model, device) if request.upsample_model else None
-    clip_image = clip_text = None
-    if request.guidance == "clip":
-        clip_image, clip_text = _network("clip-image-enc", device), _network("clip-text-enc", device)
-    from glide_studio.models import choose_precision
+    state: dict[str, Any] = {"bar": None, "stage": None}
 
-    return ModelSet.prepared(choose_precision(device, precision), base, upsample, clip_image, clip_text)
+    def on_step(step) -> None:
+        bar = state["bar"]
+        if bar is None or bar.total != step.total:
+            if bar is not None:
+                bar.close()
+            bar = state["bar"] = ProgressBar(total=step.total, unit="step", disable=quiet, file=sys.stderr)
+        if step.stage != state["stage"]:
+            state["stage"] = step.stage
+            bar.set_description(step.stage)
+        bar.update(max(step.index + 1 - bar.n, 0))
 
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
 
-def _network(name: str, device: str):
-    from glide_studio import checkpoints
-
-    try:
-        return checkpoints.load_network(name, device)
-    except checkpoints.OfflineError:
-        raise CliError(f"the checkpoint {name!r} is not downloaded: glide-studio download {name}") from None
-
-
-def pipeline_steps(models, request):
-    """The Step stream for the request's mode."""
-    from glide_studio import pipelines
-
-    return pipelines.run(models, request)
-
-
-def drain_with_progress(steps, quiet: bool = False):
-    """Run the pipeline to the end under one tqdm bar named after the current stage; returns the final
-    N x H x W x 3 uint8 results."""
-    from .progress import ProgressBar as StepBar
-
-    final, bar, stage = None, None, None
-    try:
-        for step in steps:
-            if bar is None or bar.total != step.total:
-                if bar is not None:
-                    bar.close()
-                bar = StepBar(total=step.total, unit="step", disable=quiet, file=sys.stderr)
-            if step.stage != stage:
-                stage = step.stage
-                bar.set_description(stage)
-            bar.update(max(step.index + 1 - bar.n, 0))
-            if step.final is not None:
-                final = step.final
-    finally:
-        if bar is not None:
-            bar.close()
-    if final is None:
-        raise CliError("the pipeline finished without producing an image")
-    return final
+    return on_step, close
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from glide_studio import pipelines
     from glide_studio import png_metadata as metadata
+    from glide_studio.pipelines.editbox import with_default_box
     from glide_studio.pipelines.request import Mode, Request
+    from glide_studio.runs.codec import specs
+    from glide_studio.runs.drain import drain
+    from glide_studio.runs.models import load_model_set
+    from glide_studio.runs.record import RunContext, RunRecord
 
     png = args.png if args.command == "repeat" else args.from_png
-    meta = metadata.read_parameters(png) if png is not None else None
-    fields = _explicit_fields(args)
+    record = metadata.read_record(png).record if png is not None else None
+    fields = {found.name: getattr(args, found.name) for found in specs(Request)
+              if not found.is_pixels and hasattr(args, found.name)}
     if args.command != "repeat":
         fields["mode"] = Mode(args.command)
-    arrays, paths, from_record = _load_inputs(args, meta)
-    if meta is not None:
-        request = metadata.request_from_metadata(meta, verify=False, **arrays, **fields)
-        metadata.check_inputs(meta, {name: arrays[name] for name in from_record})
+    arrays, paths = _load_inputs(args, record)
+    if record is not None:
+        request = record.request.with_(**fields, **arrays)
+        metadata.check_inputs(record, {name: arrays.get(name) for name in record.inputs
+                                       if getattr(args, name, None) is None})
     else:
-        request = _with_default_box(Request(**fields, **arrays))
+        request = with_default_box(Request(**fields, **arrays))
+    request = request.without_unused_inputs()
     _check_mode_inputs(request)
     # A bad --output is refused before minutes of sampling, not after.
     outputs = output_paths(args.output, request.mode.value, request.seed, request.prompt, request.batch)
 
-    device = resolve_device(args.device or _recorded_device(meta))
-    models = load_model_set(request, device, args.precision)
-    final = drain_with_progress(pipeline_steps(models, request), quiet=args.quiet)
+    device, precision = run_context(args, record)
+    models = load_model_set(request, device, precision)
+    on_step, close_bar = _progress(args.quiet)
+    try:
+        final = drain(pipelines.run(models, request), on_step)
+    finally:
+        close_bar()
     if len(final) != len(outputs):
         raise CliError(f"the pipeline returned {len(final)} pictures for {len(outputs)} candidates")
+    ran = RunRecord.of(request, RunContext.here(device, models.precision.name), paths=paths)
     for candidate, (path, picture) in enumerate(zip(outputs, final, strict=True)):
         path.parent.mkdir(parents=True, exist_ok=True)
-        metadata.write_png(path, picture, request, candidate, paths, extra={"device": device})
+        metadata.write_png(path, picture, ran.for_candidate(candidate))
         print(path)
     return 0

@@ -14,7 +14,7 @@ def _request(steps: int = 5, batch: int = 2) -> Request:
     picture = np.full((32, 32, 3), 90, np.uint8)
     mask = np.zeros((32, 32), np.uint8)
     mask[8:20, 8:20] = 255
-    return Request(Mode.INPAINT, "a red circle", image=picture, mask=mask, steps=steps, batch=batch, seed=3)
+    return Request(mode=Mode.INPAINT, prompt="a red circle", image=picture, mask=mask, steps=steps, batch=batch, seed=3)
 
 
 @pytest.fixture

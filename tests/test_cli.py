@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 import types
@@ -12,10 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from glide_studio import __version__, cli, cli_run
+from glide_studio import __version__, cli, cli_run, pipelines
+from glide_studio.models.precision import Precision
 from glide_studio.pipelines.editbox import paste_back, prepare
-from glide_studio.pipelines.request import Mode, Request, Step
-from glide_studio.png_metadata import read_parameters
+from glide_studio.pipelines.request import Guidance, Request, Step
+from glide_studio.png_metadata import read_record
+from glide_studio.runs import models as run_models
+from glide_studio.runs.codec import encode
 
 
 def test_version_and_help_in_a_subprocess():
@@ -60,22 +62,25 @@ def test_bad_box_is_an_argument_error(capsys):
 
 
 def test_output_paths():
-    paths = cli.output_paths("out.png", "generate", 3, "a red circle", 1)
+    paths = cli_run.output_paths("out.png", "generate", 3, "a red circle", 1)
     assert [str(p) for p in paths] == ["out.png"]
-    paths = cli.output_paths("runs/out.png", "generate", 3, "a red circle", 2)
+    paths = cli_run.output_paths("runs/out.png", "generate", 3, "a red circle", 2)
     assert [str(p) for p in paths] == ["runs/out-0.png", "runs/out-1.png"]
-    paths = cli.output_paths("{prompt}_{seed}_{candidate}.png", "inpaint", 7, "a red circle!", 2)
+    paths = cli_run.output_paths("{prompt}_{seed}_{candidate}.png", "inpaint", 7, "a red circle!", 2)
     assert [str(p) for p in paths] == ["a-red-circle_7_0.png", "a-red-circle_7_1.png"]
-    assert str(cli.output_paths(None, "sdedit", 1, "", 1)[0]) == "glide-sdedit-1-0.png"
-    with pytest.raises(cli.CliError, match=".png"):
-        cli.output_paths("out.jpg", "generate", 1, "", 1)
-    with pytest.raises(cli.CliError, match="not valid"):
-        cli.output_paths("{colour}.png", "generate", 1, "", 1)
+    assert str(cli_run.output_paths(None, "sdedit", 1, "", 1)[0]) == "glide-sdedit-1-0.png"
+    with pytest.raises(cli_run.CliError, match=".png"):
+        cli_run.output_paths("out.jpg", "generate", 1, "", 1)
+    with pytest.raises(cli_run.CliError, match="not valid"):
+        cli_run.output_paths("{colour}.png", "generate", 1, "", 1)
+
+
+FAKE_MODELS = types.SimpleNamespace(precision=Precision(torch.device("cpu")))
 
 
 def _fake_pipeline(models, request: Request):
     """Deterministic in the request, like the real pipelines: 3 steps, then the final pictures."""
-    assert models == "fake-models"
+    assert models is FAKE_MODELS
     rng = np.random.default_rng([request.seed, len(request.prompt), request.steps])
     results = rng.integers(0, 256, (request.batch, 64, 64, 3), dtype=np.uint8)
     if request.image is not None:
@@ -91,11 +96,11 @@ def fake_models(monkeypatch):
     loaded = []
 
     def load(request, device, precision):
-        loaded.append((request.base_model, request.upsample_model, device))
-        return "fake-models"
+        loaded.append((request.base_model, request.upsample_model, device, precision))
+        return FAKE_MODELS
 
-    monkeypatch.setattr(cli_run, "load_model_set", load)
-    monkeypatch.setattr(cli_run, "pipeline_steps", _fake_pipeline)
+    monkeypatch.setattr(run_models, "load_model_set", load)
+    monkeypatch.setattr(pipelines, "run", _fake_pipeline)
     return loaded
 
 
@@ -121,9 +126,9 @@ def test_inpaint_run_writes_pngs_that_repeat_to_the_same_pixels(tmp_path, fake_m
     untouched = mask == 0
     assert np.array_equal(first[0][untouched], picture[untouched])
 
-    meta = read_parameters(written[1])
-    assert meta["candidate"] == 1 and meta["extra"]["device"] == "cpu"
-    recorded = meta["request"]
+    meta = read_record(written[1]).record
+    assert meta.candidate == 1 and meta.context.device == "cpu" and meta.context.precision == "fp32"
+    recorded = encode(meta.request)
     assert (recorded["mode"], recorded["prompt"], recorded["seed"], recorded["steps"]) == (
         "inpaint",
         "a red circle",
@@ -131,13 +136,13 @@ def test_inpaint_run_writes_pngs_that_repeat_to_the_same_pixels(tmp_path, fake_m
         7,
     )
     assert recorded["batch"] == 2 and recorded["edit_box"] is not None  # the default box, recorded
-    assert meta["inputs"]["image"]["path"] == str(picture_path.resolve())
+    assert meta.inputs["image"].path == str(picture_path.resolve())
 
     assert cli.main(["repeat", str(written[1]), "--quiet", "--output", str(tmp_path / "again.png")]) == 0
     again = [np.asarray(Image.open(tmp_path / f"again-{i}.png")) for i in range(2)]
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
-    repeated = read_parameters(tmp_path / "again-1.png")["request"]
-    assert repeated == recorded
+    repeated = read_record(tmp_path / "again-1.png").record
+    assert encode(repeated.request) == recorded and repeated.context == meta.context
 
     changed = picture.copy()
     changed[0, 0] ^= 255
@@ -151,7 +156,7 @@ def test_from_png_with_overrides_changes_only_what_is_given(tmp_path, fake_model
     assert cli.main(["generate", "--prompt", "a blue square", "--seed", "1", "-q", "-o", str(first_png)]) == 0
     args = ["generate", "--from-png", str(first_png), "--seed", "2", "-q", "-o", str(second_png)]
     assert cli.main(args) == 0
-    first, second = read_parameters(first_png)["request"], read_parameters(second_png)["request"]
+    first, second = (encode(read_record(path).record.request) for path in (first_png, second_png))
     assert second["seed"] == 2 and first["seed"] == 1
     assert {k: v for k, v in first.items() if k != "seed"} == {k: v for k, v in second.items() if k != "seed"}
 
@@ -175,25 +180,12 @@ def test_missing_and_broken_inputs_are_clear_errors(tmp_path, fake_models, pictu
 
 def test_guidance_option_reaches_the_request(tmp_path, fake_models, capsys):
     args = ["generate", "--prompt", "x", "--guidance", "clip", "-q", "-o", str(tmp_path / "g.png")]
-    if "guidance" in {field.name for field in dataclasses.fields(Request)}:
-        assert cli.main(args) == 0
-        assert read_parameters(tmp_path / "g.png")["request"]["guidance"] == "clip"
-    else:
-        assert cli.main(args) == 2
-        assert "not supported" in capsys.readouterr().err
-
-
-def _real_models_or_skip():
-    pytest.importorskip("glide_studio.pipelines.generate", reason="the mode pipelines have not landed")
-    try:
-        cli_run.load_model_set(Request(mode=Mode.INPAINT), "cpu")
-    except (FileNotFoundError, cli.CliError) as error:  # the demo weights are not trained/shipped yet
-        pytest.skip(f"demo weights unavailable: {error}")
+    assert cli.main(args) == 0
+    assert read_record(tmp_path / "g.png").record.request.guidance is Guidance.CLIP
 
 
 @pytest.mark.parametrize("mode", ["generate", "inpaint"])
 def test_real_pipeline_run_repeats_to_identical_pixels(tmp_path, picture_files, mode):
-    _real_models_or_skip()
     picture_path, mask_path, picture, mask = picture_files
     args = [mode, "--prompt", "a red circle above a blue square", "--seed", "3", "--candidates", "2"]
     args += ["--steps", "3", "--upsample-steps", "2", "--device", "cpu", "-q"]
@@ -213,7 +205,6 @@ def test_real_pipeline_run_repeats_to_identical_pixels(tmp_path, picture_files, 
 @pytest.fixture
 def tiny_reference_models(reference_dir, monkeypatch):
     """OpenAI-format tiny random networks from the reference data, at small sizes, as the CLI's models."""
-    pytest.importorskip("glide_studio.pipelines.inpaint", reason="the mode pipelines have not landed")
     import json
 
     from glide_studio.models import build_model, load_weights
@@ -225,7 +216,7 @@ def tiny_reference_models(reference_dir, monkeypatch):
 
     base, upsample = network("tiny-base-inpaint"), network("tiny-upsample-inpaint")
     model_set = ModelSet(base=base, upsample=upsample, base_size=16, upsample_size=32)
-    monkeypatch.setattr(cli_run, "load_model_set", lambda request, device, precision: model_set)
+    monkeypatch.setattr(run_models, "load_model_set", lambda request, device, precision: model_set)
 
 
 def test_tiny_reference_inpaint_repeats_to_identical_pixels(tmp_path, picture_files, tiny_reference_models):

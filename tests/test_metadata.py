@@ -1,24 +1,29 @@
-"""PNGs carrying their run: written, read back, and turned into the same request."""
+"""PNGs carrying their run: written, read back, and turned into the same record."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
 from glide_studio import __version__
-from glide_studio.pipelines.request import EditBox, Mode, Request
+from glide_studio.pipelines.request import EditBox, Guidance, Mode, Request
 from glide_studio.png_metadata import (
     InputMismatchError,
     MetadataError,
     a1111_text,
-    array_digest,
-    read_parameters,
-    request_from_metadata,
+    check_inputs,
+    read_record,
+    record_from_json,
     write_png,
 )
+from glide_studio.runs.codec import encode
+from glide_studio.runs.record import RunContext, RunRecord, array_digest
+
+CONTEXT = RunContext("cpu", "bf16", {"torch": "x"})
 
 
 @pytest.fixture
@@ -55,34 +60,35 @@ def request_(inputs):
 
 def test_round_trip_gives_the_same_request(tmp_path, request_, inputs):
     result = np.full((64, 64, 3), 77, dtype=np.uint8)
-    path = write_png(tmp_path / "out.png", result, request_, candidate=2, input_paths={"image": "pic.png"})
+    record = RunRecord.of(request_, CONTEXT, candidate=2, paths={"image": "pic.png"})
+    path = write_png(tmp_path / "out.png", result, record)
     assert np.array_equal(np.asarray(Image.open(path)), result)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary file left behind
 
-    meta = read_parameters(path)
-    assert meta["source"] == "glide_studio" and meta["app_version"] == __version__
-    assert meta["candidate"] == 2
-    assert meta["inputs"]["image"]["path"].endswith("pic.png")
-    assert meta["inputs"]["mask"]["sha256"] == array_digest(inputs[1], "mask")
-    assert "path" not in meta["inputs"]["mask"]
-
-    image, mask, sketch = inputs
-    given = {"image": image, "mask": mask > 0, "sketch": sketch}
-    again = request_from_metadata(meta, **given)
-    for field in dataclasses.fields(Request):
-        if field.name in given:
-            assert getattr(again, field.name) is given[field.name]
-        else:
-            assert getattr(again, field.name) == getattr(request_, field.name), field.name
-    assert again == request_ and isinstance(again.mode, Mode) and isinstance(again.edit_box, EditBox)
+    read = read_record(path)
+    assert read.source == "glide_studio" and read.app_version == __version__
+    again = read.record
+    assert again.candidate == 2 and again.context == CONTEXT and again.context.versions == {"torch": "x"}
+    assert again.inputs["image"].path == "pic.png"
+    assert again.inputs["mask"].sha256 == array_digest(inputs[1], "mask")
+    assert again.inputs["mask"].path is None and again.inputs["sketch"].shape == (48, 64, 4)
+    assert again == record
+    pixel_fields = [field.name for field in dataclasses.fields(Request) if field.metadata.get("pixels")]
+    assert pixel_fields and all(getattr(again.request, name) is None for name in pixel_fields)  # digests only
+    assert again.request == request_ and isinstance(again.request.mode, Mode)
+    assert isinstance(again.request.edit_box, EditBox) and again.request.sampler == "ddim"
 
 
 def test_a1111_parameters_text(tmp_path, request_):
-    path = write_png(tmp_path / "out.png", np.zeros((48, 64, 3), np.uint8), request_, candidate=1)
+    record = RunRecord.of(request_, CONTEXT, candidate=1)
+    path = write_png(tmp_path / "out.png", np.zeros((48, 64, 3), np.uint8), record)
     text = Image.open(path).text["parameters"]
     prompt, settings = text.rsplit("\n", 1)
     assert prompt == request_.prompt
-    assert settings.startswith("Steps: 17, Sampler: ddim, CFG scale: 4.5, Seed: 1234, Size: 64x48, Model: ")
-    assert "Denoising strength: 0.55" in settings and "Batch pos: 1" in settings
+    assert settings.startswith("Steps: 17, Sampler: ddim, CFG scale: 4.5, Seed: 1234, Denoising strength: 0.55")
+    assert "Size: 64x48" in settings and "Batch pos: 1" in settings and 'Edit box: "3,4,40,30"' in settings
+    assert "Eta: 0" in settings  # ddim's eta matters
+    assert "Hires" not in settings  # no upsampler
 
 
 def test_foreign_a1111_file_is_read_as_best_effort(tmp_path):
@@ -95,40 +101,48 @@ def test_foreign_a1111_file_is_read_as_best_effort(tmp_path):
     )
     path = tmp_path / "a1111.png"
     Image.new("RGB", (8, 8)).save(path, pnginfo=info)
-    meta = read_parameters(path)
-    assert meta["source"] == "a1111"
-    assert meta["negative_prompt"] == "blurry"
-    assert meta["raw"]["Lora hashes"] == "a: 1, b: 2"
-    request = request_from_metadata(meta)
-    assert (request.prompt, request.steps, request.sampler) == ("a castle on a hill", 30, "Euler a")
-    assert request.seed == 42
+    read = read_record(path)
+    assert read.source == "a1111"
+    assert read.negative_prompt == "blurry"
+    assert read.raw["Lora hashes"] == "a: 1, b: 2" and read.raw["Sampler"] == "Euler a"
+    request = read.record.request
+    assert (request.prompt, request.steps, request.seed) == ("a castle on a hill", 30, 42)
+    assert request.sampler == Request().sampler  # a sampler we do not have is left at ours
     assert request.guidance_scale == 7.0 and request.base_model == "sd15" and request.mode is Mode.GENERATE
+
+
+def test_our_own_a1111_text_reads_back_to_the_same_request(request_):
+    from glide_studio.png_metadata import parse_a1111
+
+    request = request_.with_(upsample_model="demo-upsample-inpaint", guidance=Guidance.CLIP)
+    read = parse_a1111(a1111_text(RunRecord(request, candidate=2), (64, 48)))
+    assert read.record.request == request and read.record.candidate == 2
 
 
 def test_inputs_are_checked_against_the_recorded_digests(tmp_path, request_, inputs):
     image, mask, sketch = inputs
-    meta = read_parameters(write_png(tmp_path / "out.png", np.zeros((8, 8, 3), np.uint8), request_))
+    path = write_png(tmp_path / "out.png", np.zeros((8, 8, 3), np.uint8), RunRecord.of(request_, CONTEXT))
+    record = read_record(path).record
     changed = image.copy()
     changed[0, 0, 0] ^= 1
     with pytest.raises(InputMismatchError, match="input image differs"):
-        request_from_metadata(meta, image=changed, mask=mask, sketch=sketch)
+        check_inputs(record, {"image": changed, "mask": mask, "sketch": sketch})
     with pytest.raises(InputMismatchError, match="must be given"):
-        request_from_metadata(meta, image=image, mask=mask)
-    unchecked = request_from_metadata(meta, image=changed, verify=False, seed=9)
-    assert unchecked.seed == 9 and unchecked.mask is None
+        check_inputs(record, {"image": image, "mask": mask, "sketch": None})
+    check_inputs(record, {"image": image, "mask": mask > 0, "sketch": sketch})
 
 
 def test_files_without_parameters_are_refused(tmp_path):
     plain = tmp_path / "plain.png"
     Image.new("RGB", (4, 4)).save(plain)
     with pytest.raises(MetadataError, match="no generation parameters"):
-        read_parameters(plain)
+        read_record(plain)
     junk = tmp_path / "junk.png"
     junk.write_text("nope")
     with pytest.raises(MetadataError, match="not an image"):
-        read_parameters(junk)
+        read_record(junk)
     with pytest.raises(MetadataError, match="no such file"):
-        read_parameters(tmp_path / "missing.png")
+        read_record(tmp_path / "missing.png")
 
 
 def test_broken_or_foreign_json_is_handled(tmp_path):
@@ -137,14 +151,33 @@ def test_broken_or_foreign_json_is_handled(tmp_path):
     broken = tmp_path / "broken.png"
     Image.new("RGB", (4, 4)).save(broken, pnginfo=info)
     with pytest.raises(MetadataError, match="not valid JSON"):
-        read_parameters(broken)
+        read_record(broken)
 
-    future = {"request": {"mode": "inpaint", "prompt": "x", "a_future_field": 1}, "inputs": {}}
-    assert request_from_metadata(future).mode is Mode.INPAINT
-    with pytest.raises(MetadataError, match="unknown mode"):
-        request_from_metadata({"request": {"mode": "teleport"}})
-    with pytest.raises(MetadataError, match="edit box"):
-        request_from_metadata({"request": {"mode": "inpaint", "edit_box": {"x": 1}}})
+    future = {"format": 3, "request": {"mode": "inpaint", "prompt": "x", "a_future_field": 1}, "inputs": {}}
+    assert record_from_json(future).record.request.mode is Mode.INPAINT
+    with pytest.raises(MetadataError, match="unknown value 'teleport'"):
+        record_from_json({"request": {"mode": "teleport"}})
+    with pytest.raises(MetadataError, match="edit_box"):
+        record_from_json({"request": {"mode": "inpaint", "edit_box": {"x": 1}}})
+    with pytest.raises(MetadataError, match="steps should be a whole number"):
+        record_from_json({"request": {"mode": "inpaint", "steps": "many"}})
+    with pytest.raises(MetadataError, match="no request"):
+        record_from_json({"request": []})
+
+
+def test_first_format_files_still_read(tmp_path):
+    """Files written before the run record: the request, and the device under "extra"."""
+    old = {"format": 1, "app_version": "0.1.0", "candidate": 1, "extra": {"device": "cuda"},
+           "request": {"mode": "sdedit", "prompt": "p", "sampler": "ddim", "seed": 3, "edit_box": None},
+           "inputs": {"image": {"sha256": "ab", "shape": [4, 4, 3]}}}
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("glide_studio", json.dumps(old), zip=True)
+    path = tmp_path / "old.png"
+    Image.new("RGB", (4, 4)).save(path, pnginfo=info)
+    record = read_record(path).record
+    assert record.context == RunContext("cuda", None) and record.candidate == 1
+    assert record.request == Request(mode=Mode.SDEDIT, prompt="p", sampler="ddim", seed=3)
+    assert record.inputs["image"].shape == (4, 4, 3)
 
 
 def test_mask_digest_ignores_the_mask_encoding(inputs):
@@ -156,6 +189,7 @@ def test_mask_digest_ignores_the_mask_encoding(inputs):
 
 def test_text_for_generate_without_upsampler():
     request = Request(mode=Mode.GENERATE, prompt="p", upsample_model=None, seed=1, sampler="dpm++2m")
-    text = a1111_text(request, (64, 64))
-    assert text.startswith("p\nSteps: 25, Sampler: dpm++2m, CFG scale: 3, Seed: 1, Size: 64x64")
-    assert "Hires" not in text and "Denoising" not in text and "Mode: generate" in text
+    text = a1111_text(RunRecord(request), (64, 64))
+    assert text.startswith("p\nSteps: 25, Sampler: dpm++2m, CFG scale: 3, Seed: 1, Guidance: cfg")
+    assert "Hires" not in text and "Denoising" not in text and "Eta" not in text and "Mode: generate" in text
+    assert encode(request)["sampler"] == "dpm++2m"

@@ -12,6 +12,11 @@ API (all sizes in picture pixels unless said otherwise; arrays are numpy, RGB ui
     not square only when the picture is too small in one direction). ``mask=None`` gives the whole
     picture. An all-zero mask raises ``EmptyMaskError``.
 
+``with_default_box(request) -> Request``
+    The one rule for where the box goes when the user has not placed it, shared by the editor and the
+    command line: for inpaint and sketch to image, ``default_box`` around the painted region (the mask, or
+    the strokes when there is no mask) at the size of the run's last stage; otherwise the whole picture.
+
 ``prepare(image, mask, sketch, box, model_size, require_mask=False) -> BoxedInput``
     ``image`` HxWx3 uint8, ``mask`` HxW (nonzero = regenerate) or None, ``sketch`` HxWx4 RGBA uint8 or
     None, ``box`` an ``EditBox`` or None (the whole picture). The box is clipped to the picture
@@ -44,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from glide_studio.pipelines.request import EditBox
+from glide_studio.pipelines.request import EditBox, Mode, Request
 
 FEATHER_RESULT_PX = 2
 """The default blend ramp is this many of the result's pixels deep (in picture pixels: 2 for a 256 px picture
@@ -171,6 +176,19 @@ def default_box(
     x = _place_square_axis(x0, x1 - x0, side_x, width)
     y = _place_square_axis(y0, y1 - y0, side_y, height)
     return EditBox(x, y, side_x, side_y)
+
+
+def with_default_box(request: Request) -> Request:
+    if request.edit_box is not None or request.image is None or request.mode not in (Mode.INPAINT, Mode.SDEDIT):
+        return request
+    painted = request.mask
+    if painted is None and request.sketch is not None:
+        painted = request.sketch[..., 3] > 0
+    if painted is None:
+        return request
+    height, width = request.image.shape[:2]
+    model_size = 256 if request.upsample_model else 64
+    return request.with_(edit_box=default_box((width, height), np.asarray(painted) != 0, model_size=model_size))
 
 
 _BAND_BLOCKS = 32

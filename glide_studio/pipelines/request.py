@@ -71,9 +71,11 @@ def setting(default: Any, *, label: str, help: str, cli: str | None = None, a111
     })
 
 
-def pixels(help: str) -> Any:
-    """A picture array: recorded by its digest, never inside the record."""
-    return field(default=None, compare=False, repr=False, metadata={"pixels": True, "help": help})
+def pixels(help: str, used: tuple[str, ...], required: tuple[str, ...]) -> Any:
+    """A picture array that the `used` modes read and the `required` modes cannot run without: recorded by its
+    digest, never inside the record."""
+    return field(default=None, compare=False, repr=False,
+                 metadata={"pixels": True, "help": help, "modes": used, "required": required})
 
 
 MAX_STEPS = 1000
@@ -89,39 +91,41 @@ class Request:
     uint8 layer whose alpha marks painted strokes.
     """
 
-    mode: Mode = setting(Mode.INPAINT, label="Mode", help="what the run does", cli="", a1111="Mode",
-                         control=False)
     prompt: str = setting("", label="Caption", help="the caption", a1111=None, control=False)
-    image: np.ndarray | None = pixels("the picture to edit (any size)")
-    mask: np.ndarray | None = pixels("mask image: white or opaque = regenerate")
-    sketch: np.ndarray | None = pixels("RGBA sketch layer (SDEdit): alpha marks strokes")
-    edit_box: EditBox | None = setting(
-        None, label="Edit box", help="edit box x,y,width,height in picture pixels (what the model sees)",
-        cli="box", a1111="Edit box", control=False)
+    image: np.ndarray | None = pixels("the picture to edit (any size)", ("generate", "inpaint", "sdedit", "upsample"),
+                                      ("inpaint", "sdedit", "upsample"))
+    mask: np.ndarray | None = pixels("mask image: white or opaque = regenerate", ("inpaint", "sdedit"), ("inpaint",))
+    sketch: np.ndarray | None = pixels("RGBA sketch layer (SDEdit): alpha marks strokes", ("sdedit",), ("sdedit",))
+    steps: int = setting(25, label="Steps", help="base model steps", a1111="Steps", minimum=1, maximum=MAX_STEPS)
+    sampler: Sampler = setting(
+        Sampler.DPMPP_2M_SDE, label="Sampler", a1111="Sampler",
+        help="the stochastic DPM-Solver++(2M) by default: SDEdit is defined by a stochastic reverse process")
+    guidance_scale: float = setting(3.0, label="Guidance scale", help="guidance strength (3 is GLIDE's usual)",
+                                    a1111="CFG scale", minimum=0.0, maximum=100.0, step=0.5)
+    seed: int = setting(0, label="Seed", help="random seed", a1111="Seed", minimum=0, maximum=MAX_SEED)
+    strength: float = setting(
+        0.75, label="Strength", help="SDEdit noise strength in (0, 1]: 1 is plain inpainting",
+        a1111="Denoising strength", minimum=0.01, maximum=1.0, step=0.05,
+        relevant=lambda request: request.mode == Mode.SDEDIT)
+    eta: float = setting(0.0, label="Eta", help="DDIM stochasticity (sampler ddim only)", a1111="Eta",
+                         minimum=0.0, maximum=1.0, step=0.1, relevant=lambda request: request.sampler == Sampler.DDIM)
+    guidance: Guidance = setting(Guidance.CFG, label="Guidance", a1111="Guidance",
+                                 help="classifier-free (cfg) or noised-CLIP (clip) guidance")
+    batch: int = setting(1, label="Candidates", help="how many results to draw", cli="candidates",
+                         a1111="Batch size", minimum=1, maximum=64)
     base_model: str = setting("demo-base-inpaint", label="Model", help="base model name", cli="model",
                               a1111="Model", control=False)
     upsample_model: str | None = setting(
         "demo-upsample-inpaint", label="Upsampler", help="upsampler model name, or 'none' to stop at 64 px",
         a1111="Hires upscaler", control=False)
-    steps: int = setting(25, label="Steps", help="base model steps", a1111="Steps", minimum=1, maximum=MAX_STEPS)
     upsample_steps: int = setting(
         15, label="Upsample steps", help="upsampler steps", a1111="Hires steps", minimum=1, maximum=MAX_STEPS,
         relevant=lambda request: request.upsample_model is not None)
-    sampler: Sampler = setting(
-        Sampler.DPMPP_2M_SDE, label="Sampler", a1111="Sampler",
-        help="the stochastic DPM-Solver++(2M) by default: SDEdit is defined by a stochastic reverse process")
-    guidance: Guidance = setting(Guidance.CFG, label="Guidance", a1111="Guidance",
-                                 help="classifier-free (cfg) or noised-CLIP (clip) guidance")
-    guidance_scale: float = setting(3.0, label="Guidance scale", help="guidance strength (3 is GLIDE's usual)",
-                                    a1111="CFG scale", minimum=0.0, maximum=100.0, step=0.5)
-    strength: float = setting(
-        0.75, label="Strength", help="SDEdit noise strength in (0, 1]: 1 is plain inpainting",
-        a1111="Denoising strength", minimum=0.01, maximum=1.0, step=0.05, relevant=lambda request: request.mode == Mode.SDEDIT)
-    eta: float = setting(0.0, label="Eta", help="DDIM stochasticity (sampler ddim only)", a1111="Eta",
-                         minimum=0.0, maximum=1.0, step=0.1, relevant=lambda request: request.sampler == Sampler.DDIM)
-    seed: int = setting(0, label="Seed", help="random seed", a1111="Seed", minimum=0, maximum=MAX_SEED)
-    batch: int = setting(1, label="Candidates", help="how many results to draw", cli="candidates",
-                         a1111="Batch size", minimum=1, maximum=64)
+    edit_box: EditBox | None = setting(
+        None, label="Edit box", help="edit box x,y,width,height in picture pixels (what the model sees)",
+        cli="box", a1111="Edit box", control=False)
+    mode: Mode = setting(Mode.INPAINT, label="Mode", help="what the run does", cli="", a1111="Mode",
+                         control=False)
 
     def __post_init__(self) -> None:
         for name, kind in (("mode", Mode), ("sampler", Sampler), ("guidance", Guidance)):
@@ -136,6 +140,12 @@ class Request:
 
     def with_(self, **changes) -> Request:
         return replace(self, **changes)
+
+    def without_unused_inputs(self) -> Request:
+        """The request with the pictures its mode does not read left out (so they are not recorded either)."""
+        unused = {spec.name: None for spec in fields(self)
+                  if spec.metadata.get("pixels") and self.mode.value not in spec.metadata["modes"]}
+        return replace(self, **unused) if unused else self
 
     def check(self) -> None:
         """Every field's type and range, as its metadata states them."""

@@ -1,0 +1,209 @@
+"""One generic mapping between frozen dataclasses and JSON / text, driven by `dataclasses.fields()`.
+
+Every layer that writes a run down or reads it back (PNG metadata, project files, preferences, the
+command line, the A1111 text, the GUI controls) goes through these functions, so a new `Request` field is
+mapped everywhere by being declared once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import operator
+import types
+import typing
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+
+class RecordError(ValueError):
+    """A recorded value that cannot be read back as its field's type."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """A dataclass field with its resolved type: `kind` is the type without `| None`."""
+
+    name: str
+    kind: type
+    optional: bool
+    default: Any
+    metadata: typing.Mapping[str, Any]
+
+    @property
+    def is_pixels(self) -> bool:
+        return bool(self.metadata.get("pixels"))
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag, or "" when the field has none."""
+        cli = self.metadata.get("cli")
+        if cli == "":
+            return ""
+        return "--" + (cli or self.name).replace("_", "-")
+
+    def relevant(self, obj: Any) -> bool:
+        test = self.metadata.get("relevant")
+        return True if test is None else bool(test(obj))
+
+
+def _unwrap(hint: Any) -> tuple[Any, bool]:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [arg for arg in args if arg is not type(None)]
+        return (rest[0] if len(rest) == 1 else functools.reduce(operator.or_, rest)), True
+    return hint, False
+
+
+@functools.cache
+def specs(cls: type) -> tuple[FieldSpec, ...]:
+    hints = typing.get_type_hints(cls)
+    found = []
+    for spec in dataclasses.fields(cls):
+        kind, optional = _unwrap(hints[spec.name])
+        if spec.default is not dataclasses.MISSING:
+            default = spec.default
+        elif spec.default_factory is not dataclasses.MISSING:
+            default = spec.default_factory()
+        else:
+            default = dataclasses.MISSING
+        found.append(FieldSpec(spec.name, kind, optional, default, spec.metadata))
+    return tuple(found)
+
+
+def spec(cls: type, name: str) -> FieldSpec:
+    return next(found for found in specs(cls) if found.name == name)
+
+
+# -- JSON -------------------------------------------------------------------------------------------
+
+def encode(value: Any) -> Any:
+    """A JSON value: dataclasses as objects of their non-pixel fields, enums by value."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {found.name: encode(getattr(value, found.name)) for found in specs(type(value)) if not found.is_pixels}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (tuple, list)):
+        return [encode(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): encode(item) for key, item in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value
+
+
+def decode(cls: type, data: Any, *, lenient: bool = False, where: str = "", **overrides: Any) -> Any:
+    """A `cls` from its JSON object. Unknown keys (another version's fields) are ignored; a field is also
+    found under its command-line name; missing fields take their defaults. A value of the wrong type raises
+    RecordError, or with `lenient` falls back to the field's default. `overrides` replace decoded fields."""
+    if not isinstance(data, dict):
+        raise RecordError(f"{where or cls.__name__} should be an object, got {data!r}")
+    values: dict[str, Any] = {}
+    for found in specs(cls):
+        if found.is_pixels:
+            continue
+        keys = [found.name] + ([found.metadata["cli"]] if found.metadata.get("cli") else [])
+        key = next((key for key in keys if key in data), None)
+        if key is None:
+            continue
+        try:
+            values[found.name] = decode_value(found.kind, found.optional, data[key], f"{where}{found.name}")
+        except RecordError:
+            if not lenient:
+                raise
+    values.update(overrides)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        if lenient:
+            return cls(**overrides)
+        raise RecordError(f"{where or cls.__name__}: {error}") from None
+
+
+def decode_value(kind: Any, optional: bool, value: Any, where: str) -> Any:
+    if value is None:
+        if optional:
+            return None
+        raise RecordError(f"{where} must not be empty")
+    if dataclasses.is_dataclass(kind):
+        return decode(kind, value, where=f"{where}.")
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        try:
+            return kind(value)
+        except ValueError:
+            known = ", ".join(str(member.value) for member in kind)
+            raise RecordError(f"{where}: unknown value {value!r} (known: {known})") from None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise RecordError(f"{where} should be a whole number, got {value!r}")
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise RecordError(f"{where} should be a number, got {value!r}")
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif typing.get_origin(kind) is tuple:
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+    elif typing.get_origin(kind) is dict or kind is dict:
+        if isinstance(value, dict):
+            item_kind = (typing.get_args(kind) or (str, Any))[1]
+            return {str(key): decode_value(item_kind, False, item, f"{where}.{key}") for key, item in value.items()}
+    elif kind is Any:
+        return value
+    else:
+        return value
+    raise RecordError(f"{where} should be {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
+# -- text (command line, A1111 parameters) ----------------------------------------------------------
+
+def parse_text(found: FieldSpec, text: str) -> Any:
+    """A field's value from what a person typed: numbers, enum values, "x,y,w,h" for a box of whole numbers,
+    "none" for an optional field left empty. The field's range is checked."""
+    text = text.strip()
+    if found.optional and text.lower() in ("none", ""):
+        return None
+    kind = found.kind
+    if dataclasses.is_dataclass(kind):
+        parts = [part.strip() for part in text.split(",")]
+        names = [inner.name for inner in specs(kind)]
+        if len(parts) != len(names):
+            raise RecordError(f"expected {','.join(names)} as {len(names)} numbers, got {text!r}")
+        inner = {name: parse_text(spec(kind, name), part) for name, part in zip(names, parts, strict=True)}
+        return kind(**inner)
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return decode_value(kind, False, text, found.name)
+    try:
+        value = kind(text) if kind in (int, float) else text
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise RecordError(f"expected {what}, got {text!r}") from None
+    low, high = found.metadata.get("minimum"), found.metadata.get("maximum")
+    if low is not None and high is not None and not low <= value <= high:
+        raise RecordError(f"expected a number from {low:g} to {high:g}, got {text}")
+    return value
+
+
+def format_text(value: Any) -> str:
+    """The inverse of parse_text."""
+    if value is None:
+        return "none"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return ",".join(format_text(getattr(value, inner.name)) for inner in specs(type(value)))
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

@@ -1,0 +1,84 @@
+"""The one record of a run: the request, the context it ran in, and digests of its input pictures.
+
+`RunRecord` is what PNG metadata, project history, the journal and forks store; `codec.encode` /
+`codec.decode` map it to and from JSON generically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import platform
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from glide_studio import __version__
+from glide_studio.pipelines.request import Request
+from glide_studio.runs.codec import specs
+
+
+@dataclass(frozen=True)
+class InputDigest:
+    """sha256 over an input array's dtype, shape and pixels, and the file it came from when known."""
+
+    sha256: str
+    shape: tuple[int, ...] = ()
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What besides the request decides the pixels: where and in what precision the networks ran."""
+
+    device: str = "cpu"
+    precision: str | None = None
+    """fp32, bf16 or fp16 as run; None in records written before precision was recorded."""
+    versions: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def here(cls, device: str, precision: str) -> RunContext:
+        import torch
+
+        versions = {"glide_studio": __version__, "torch": torch.__version__, "python": platform.python_version()}
+        return cls(str(device), precision, versions)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    request: Request
+    context: RunContext = RunContext()
+    candidate: int = 0
+    inputs: dict[str, InputDigest] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, request: Request, context: RunContext, candidate: int = 0,
+           paths: dict[str, str] | None = None) -> RunRecord:
+        return cls(request, context, candidate, digest_inputs(request, paths))
+
+    def for_candidate(self, candidate: int) -> RunRecord:
+        return dataclasses.replace(self, candidate=candidate)
+
+
+def pixel_fields() -> tuple[str, ...]:
+    return tuple(found.name for found in specs(Request) if found.is_pixels)
+
+
+def array_digest(array: np.ndarray, name: str = "image") -> str:
+    """Masks are hashed as booleans: any nonzero value means painted."""
+    if name == "mask":
+        array = np.asarray(array) != 0
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(memoryview(array.reshape(-1).view(np.uint8)))
+    return digest.hexdigest()
+
+
+def digest_inputs(request: Request, paths: dict[str, str] | None = None) -> dict[str, InputDigest]:
+    found = {}
+    for name in pixel_fields():
+        array = getattr(request, name)
+        if array is not None:
+            path = (paths or {}).get(name)
+            found[name] = InputDigest(array_digest(array, name), tuple(array.shape), path and str(path))
+    return found
