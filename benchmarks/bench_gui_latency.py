@@ -306,9 +306,9 @@ def main() -> None:
         mask[24:124, 40:140] = 255  # over the starter scene's red circle
         window.controller.document.set_mask_array(mask)
         controls = window.controls
-        params = controls.params()
-        print(f"request: {params.mode.value}, {params.candidates} candidates, {params.steps} base steps, "
-              f"{params.upsample_steps} upsample steps, sampler {params.sampler}, picture "
+        params = controls.run_settings().request
+        print(f"request: {params.mode.value}, {params.batch} candidates, {params.steps} base steps, "
+              f"{params.upsample_steps} upsample steps, sampler {params.sampler.value}, picture "
               f"{window.controller.document.width} px, preview throttle 1/20 s (the app's)")
         try:
             if args.prepare:

@@ -121,14 +121,16 @@ def record_json(record: RunRecord) -> str:
     return json.dumps({"format": FORMAT_VERSION, "app_version": __version__, **encode(record)}, sort_keys=True)
 
 
-def write_png(path: str | Path, image: np.ndarray, record: RunRecord) -> Path:
-    """Write an HxWx3 uint8 result with its run record, atomically (a crash leaves the old file or none)."""
+def write_png(path: str | Path, image: np.ndarray, record: RunRecord | None) -> Path:
+    """Write an HxWx3 uint8 result with its run record (None: a plain picture), atomically: a crash leaves the
+    old file or none, never half of one."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise MetadataError(f"expected an HxWx3 uint8 image to write, got {getattr(image, 'shape', image)}")
     path = Path(path)
     info = PngImagePlugin.PngInfo()
-    info.add_text(A1111_KEY, a1111_text(record, (image.shape[1], image.shape[0])))
-    info.add_itxt(METADATA_KEY, record_json(record), zip=True)
+    if record is not None:
+        info.add_text(A1111_KEY, a1111_text(record, (image.shape[1], image.shape[0])))
+        info.add_itxt(METADATA_KEY, record_json(record), zip=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(handle, "wb") as file:
@@ -147,7 +149,7 @@ def record_from_json(meta: Any) -> PngRecord:
     if not isinstance(meta, dict) or not isinstance(meta.get("request"), dict):
         raise MetadataError(f"the {METADATA_KEY} metadata has no request")
     meta = dict(meta)
-    if int(meta.get("format", 1) or 1) < 2:
+    if "context" not in meta:  # format 1
         device = (meta.get("extra") or {}).get("device")
         meta["context"] = {"device": device} if isinstance(device, str) else {}
     meta["request"] = {"mode": Mode.GENERATE.value, **meta["request"]}

@@ -98,3 +98,11 @@ def no_thread_leaks():
     names = [thread.name for thread in leaked] + [f"QThread {thread.objectName()!r}" for thread in leaked_q]
     if names:
         pytest.fail(f"test left threads running: {', '.join(names)}")
+
+
+@pytest.fixture(autouse=True)
+def user_data_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Every test keeps its runs' inputs (and any other per-user data) in a folder of its own."""
+    path = tmp_path_factory.mktemp("user-data")
+    monkeypatch.setenv("GLIDE_STUDIO_DATA", str(path))
+    return path

@@ -9,8 +9,9 @@ from PySide6.QtGui import QColor, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from glide_studio.app.document import Document
-from glide_studio.app.images import array_to_qimage, save_png
+from glide_studio.app.images import array_to_qimage
 from glide_studio.app.starter import starter_scene
+from glide_studio.png_metadata import write_png
 from glide_studio.ui.canvas import Canvas, Tool
 
 LEFT = Qt.MouseButton.LeftButton
@@ -153,7 +154,7 @@ def test_dropped_file_and_pasted_picture_open(qtbot, tmp_path, monkeypatch):
         picture = np.zeros((20, 30, 3), np.uint8)
         picture[:, :, 2] = 200
         path = tmp_path / "blue.png"
-        save_png(path, picture)
+        write_png(path, picture, None)
         mime = QMimeData()
         mime.setUrls([QUrl.fromLocalFile(str(path))])
         event = QDropEvent(

@@ -138,7 +138,7 @@ def test_escape_after_the_first_step_stops_within_one_step(qtbot, window):
 def test_closing_mid_run_leaves_no_running_thread(qtbot, tmp_path, dialogs):
     window = open_window(qtbot, tmp_path, FakeEngine(step_delay=0.05), starter_scene(64))
     window.controls.mode.setCurrentIndex(window.controls.mode.findData("generate"))
-    window.controls.steps.setValue(200)
+    window.controls.fields.widgets["steps"].setValue(200)
     with qtbot.waitSignal(window.controller.run_step, timeout=5000):
         window.run()
     window.close()
@@ -149,7 +149,7 @@ def test_closing_mid_run_leaves_no_running_thread(qtbot, tmp_path, dialogs):
 
 def test_candidates_accept_history_branch_and_stroke_undo(qtbot, window):
     controller, canvas = window.controller, window.canvas
-    window.controls.candidates.setValue(3)
+    window.controls.fields.widgets["batch"].setValue(3)
     canvas.set_brush_size(12)
     paint_stroke(qtbot, window, [(10, 10), (20, 12)])
     paint_stroke(qtbot, window, [(40, 40), (50, 44)])
@@ -174,7 +174,7 @@ def test_candidates_accept_history_branch_and_stroke_undo(qtbot, window):
     chosen = controller.candidates[1].copy()
     qtbot.keyClick(canvas, Qt.Key.Key_Return)
     first = controller.history.current
-    assert first.caption == "first edit" and first.parameters["candidate"] == 1
+    assert first.caption == "first edit" and first.record.candidate == 1
     assert np.array_equal(controller.document.picture, chosen)
     assert window.candidates.count() == 0 and len(controller.history) == 2
 
@@ -196,9 +196,9 @@ def test_candidates_accept_history_branch_and_stroke_undo(qtbot, window):
 def test_save_and_reopen_restore_picture_and_parameters(qtbot, window, tmp_path, dialogs):
     controller = window.controller
     paint_stroke(qtbot, window, [(20, 20), (30, 30)])
-    window.controls.steps.setValue(7)
+    window.controls.fields.widgets["steps"].setValue(7)
     window.controls.random_seed.setChecked(False)
-    window.controls.seed.setValue(1234)
+    window.controls.fields.widgets["seed"].setValue(1234)
     with qtbot.waitSignal(controller.run_finished, timeout=10000):
         run_with_keys(qtbot, window, "a purple triangle")
     window.accept()
@@ -215,8 +215,9 @@ def test_save_and_reopen_restore_picture_and_parameters(qtbot, window, tmp_path,
         assert other.files.open_path(exported)
         assert ("question", "Restore parameters?") == dialogs.shown[-1][:2]
         assert np.array_equal(other.controller.document.picture, controller.document.picture)
-        restored = other.controls.params()
-        assert (restored.prompt, restored.steps, restored.seed) == ("a purple triangle", 7, 1234)
+        restored = other.controls.run_settings()
+        request = restored.request
+        assert (request.prompt, request.steps, request.seed) == ("a purple triangle", 7, 1234)
         assert not restored.random_seed
 
         assert other.files.open_path(project)
@@ -257,7 +258,7 @@ def test_screenshot_mid_run(qtbot, window, qapp):
     apply_dark_theme(qapp)
     window.controls.caption.setText("a yellow star above the red circle")
     window.controller.engine.step_delay = 0.1
-    window.controls.candidates.setValue(3)
+    window.controls.fields.widgets["batch"].setValue(3)
     paint_stroke(qtbot, window, [(14, 14), (24, 20), (30, 30)])
     seen = []
     window.controller.run_step.connect(seen.append)
@@ -309,7 +310,7 @@ def test_sketch_mode_sends_strokes_discard_keeps_the_picture_and_settings_persis
     window.tools.set_colour(QColor(0, 200, 0))
     window.canvas.set_brush_size(6)
     paint_stroke(qtbot, window, [(10, 50), (40, 50)])
-    window.controls.steps.setValue(4)
+    window.controls.fields.widgets["steps"].setValue(4)
     with qtbot.waitSignal(window.controller.run_finished, timeout=10000) as finished:
         run_with_keys(qtbot, window, "a green line")
     request = finished.args[0].request
@@ -323,8 +324,8 @@ def test_sketch_mode_sends_strokes_discard_keeps_the_picture_and_settings_persis
 
     reopened = open_window(qtbot, tmp_path, FakeEngine(), starter_scene(64))
     try:
-        params = reopened.controls.params()
-        assert (params.prompt, params.mode.value, params.steps) == ("a green line", "sdedit", 4)
+        request = reopened.controls.run_settings().request
+        assert (request.prompt, request.mode.value, request.steps) == ("a green line", "sdedit", 4)
     finally:
         reopened.close()
 

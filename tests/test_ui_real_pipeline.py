@@ -67,8 +67,8 @@ def test_mouse_mask_caption_and_ctrl_enter_run_a_real_inpaint(qtbot, tmp_path, m
     window.canvas.fit()
     original = window.controller.document.picture.copy()
     controls = window.controls
-    controls.steps.setValue(3)
-    controls.candidates.setValue(1)
+    controls.fields.widgets["steps"].setValue(3)
+    controls.fields.widgets["batch"].setValue(1)
     controls.upsample.setChecked(False)
     controls.random_seed.setChecked(False)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +12,18 @@ from glide_studio.app.document import Document
 from glide_studio.app.engine import Engine
 from glide_studio.app.errors import StudioError
 from glide_studio.app.history import HistoryTree
-from glide_studio.app.images import load_image, load_image_bytes, read_parameters, save_png
-from glide_studio.app.params import GenerationParams, build_request, choose_seed, request_models
+from glide_studio.app.images import load_image, load_image_bytes
 from glide_studio.app.project import ProjectData, load_project, save_project
+from glide_studio.app.run_settings import RunSettings, choose_seed, run_request
 from glide_studio.app.worker import Job, JobResult, JobRunner, Progress
-from glide_studio.pipelines.request import Mode, Request
+from glide_studio.pipelines.editbox import EditBoxError
+from glide_studio.pipelines.request import EditBox, Mode, Request
+from glide_studio.png_metadata import MetadataError, read_record, write_png
+from glide_studio.runs.record import RunRecord
 
 
 class StudioController(QObject):
-    params_changed = Signal(object)
+    run_settings_changed = Signal(object)
     candidates_changed = Signal()
     candidate_viewed = Signal(int)
     run_started = Signal(object)
@@ -43,9 +47,9 @@ class StudioController(QObject):
         self.document = Document(picture, self)
         self.history = HistoryTree(self)
         self.history.start(picture, caption)
-        self._params = GenerationParams()
+        self._settings = RunSettings()
         self.candidates: np.ndarray | None = None
-        self.candidate_parameters: dict = {}
+        self.candidate_record: RunRecord | None = None
         self.viewed_candidate: int | None = None
         self.runner = JobRunner(engine, min_interval, self)
         self.runner.job_step.connect(self._on_step)
@@ -56,15 +60,25 @@ class StudioController(QObject):
         self.runner.busy_changed.connect(self.busy_changed)
         self.preview_source = "pred_x0"
 
-    # --- parameters -------------------------------------------------------------------------------
+    # --- run settings -----------------------------------------------------------------------------
     @property
-    def params(self) -> GenerationParams:
-        return self._params
+    def run_settings(self) -> RunSettings:
+        return self._settings
 
-    def set_params(self, params: GenerationParams, announce: bool = False) -> None:
-        self._params = params
+    def set_run_settings(self, settings: RunSettings, announce: bool = False) -> None:
+        self._settings = settings
         if announce:
-            self.params_changed.emit(params)
+            self.run_settings_changed.emit(settings)
+
+    def restore_run(self, request: Request, reuse_seed: bool = True) -> None:
+        """The controls set to what a recorded run used (its pictures stay the document's); its edit box too,
+        when it fits this picture."""
+        pictures = {name: None for name in ("image", "mask", "sketch")}
+        settings = replace(self._settings, request=request.with_(**pictures), random_seed=not reuse_seed)
+        self.set_run_settings(settings, announce=True)
+        box = request.edit_box
+        if box is not None and box.x + box.width <= self.document.width and box.y + box.height <= self.document.height:
+            self.document.set_edit_box(box)
 
     # --- running ----------------------------------------------------------------------------------
     @property
@@ -72,19 +86,24 @@ class StudioController(QObject):
         return self.runner.busy
 
     def generate(self) -> Job:
-        """Queues a run of the current parameters on the current picture and layers."""
-        params = self._params
+        """Queues a run of the current settings on the current picture and layers."""
+        settings = self._settings
         document = self.document
+        mode = settings.request.mode
         mask = document.mask_array() if document.has_mask() else None
         sketch = document.sketch_array()
-        if params.mode == Mode.INPAINT and mask is None:
+        if mode == Mode.INPAINT and mask is None:
             raise StudioError("Paint a mask first: it marks the region to regenerate.")
-        if params.mode == Mode.SDEDIT and not sketch[..., 3].any():
+        if mode == Mode.SDEDIT and not sketch[..., 3].any():
             raise StudioError("Sketch some strokes first (sketch brush); a mask around them is optional.")
-        seed = choose_seed(params)
-        request = build_request(params, document.picture, mask, sketch, document.edit_box, seed)
-        job = Job(request, params.model, params.device, self.preview_source)
-        self.candidate_parameters = params.with_(seed=seed, random_seed=False).to_dict()
+        try:
+            request = run_request(settings, document.picture, mask, sketch, document.placed_edit_box(),
+                                  choose_seed(settings))
+        except EditBoxError as error:
+            raise StudioError(f"{str(error)[:1].upper()}{str(error)[1:]}.") from error
+        whole = EditBox(0, 0, document.width, document.height)
+        document.set_edit_box(request.edit_box or whole, automatic=document.box_is_automatic)
+        job = Job(request, settings.device, self.preview_source)
         self.runner.submit(job)
         self.run_started.emit(job)
         return job
@@ -92,11 +111,7 @@ class StudioController(QObject):
     def prepare(self) -> Job:
         """Loads and warms the current model family's networks in the background (the window calls this when
         it opens), so the first Ctrl+Enter starts at full speed."""
-        params = self._params
-        base_model, upsample_model = request_models(params)
-        request = Request(mode=params.mode, base_model=base_model, upsample_model=upsample_model,
-                          sampler=params.sampler, guidance_scale=params.guidance_scale)
-        return self.runner.prepare(Job(request, params.model, params.device))
+        return self.runner.prepare(Job(self._settings.request, self._settings.device))
 
     def cancel(self) -> None:
         self.runner.cancel()
@@ -105,7 +120,10 @@ class StudioController(QObject):
         self.run_step.emit(progress)
 
     def _on_finished(self, result: JobResult) -> None:
+        if result.warning:
+            self.status.emit(result.warning)
         self.candidates = result.images
+        self.candidate_record = result.record
         self.viewed_candidate = None
         self.candidates_changed.emit()
         self.run_finished.emit(result)
@@ -125,8 +143,9 @@ class StudioController(QObject):
         if self.candidates is None or index is None or not 0 <= index < len(self.candidates):
             return
         image = self.candidates[index]
-        parameters = dict(self.candidate_parameters, candidate=index)
-        self.history.add(image, parameters.get("prompt") or parameters.get("mode", "edit"), parameters)
+        record = self.candidate_record.for_candidate(index)
+        request = record.request
+        self.history.add(image, request.prompt or request.mode.value, record)
         self.document.set_picture(image)
         self.document.clear_mask()
         self.document.clear_sketch()
@@ -142,15 +161,20 @@ class StudioController(QObject):
     def go_to_node(self, node_id: int) -> None:
         node = self.history.go_to(node_id)
         self.document.set_picture(node.image)
-        if node.parameters:
-            self.set_params(GenerationParams.from_dict(node.parameters).with_(random_seed=True), True)
+        if node.record is not None:
+            pictures = {name: None for name in ("image", "mask", "sketch")}
+            request = node.record.request.with_(**pictures, edit_box=None)
+            self.set_run_settings(replace(self._settings, request=request, random_seed=True), True)
 
     # --- files ------------------------------------------------------------------------------------
-    def open_image(self, path: str | Path) -> dict | None:
-        """Loads a picture as a new document. Returns the parameters stored in it, if any."""
+    def open_image(self, path: str | Path) -> RunRecord | None:
+        """Loads a picture as a new document. Returns the run recorded in it, if any."""
         picture = load_image(path)
         self._start_document(picture, Path(path).name)
-        return read_parameters(path)
+        try:
+            return read_record(path).record
+        except MetadataError:
+            return None
 
     def open_image_bytes(self, data: bytes, caption: str = "Pasted picture") -> None:
         self._start_document(load_image_bytes(data), caption)
@@ -165,10 +189,10 @@ class StudioController(QObject):
         self.history.start(picture, caption)
 
     def export_png(self, path: str | Path) -> None:
+        """The picture with the run that made it (none for a picture that was opened rather than generated)."""
         node = self.history.current
-        parameters = dict(node.parameters) if node and node.parameters else self._params.to_dict()
         try:
-            save_png(path, self.document.picture, parameters)
+            write_png(path, self.document.picture, node.record if node is not None else None)
         except OSError as error:
             raise StudioError(f"Could not write {path}: {error}") from error
 
@@ -178,8 +202,8 @@ class StudioController(QObject):
             document.picture,
             document.mask_array(),
             document.sketch_array(),
-            document.edit_box,
-            self._params,
+            document.placed_edit_box(),
+            self._settings,
             self.history.nodes(),
             self.history.current.id,
         )
@@ -199,7 +223,7 @@ class StudioController(QObject):
         self.document.set_sketch_array(data.sketch)
         self.document.set_edit_box(data.edit_box)
         self.history.restore(data.nodes, data.current_node)
-        self.set_params(data.params, announce=True)
+        self.set_run_settings(data.settings, announce=True)
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
         return self.runner.shutdown(timeout_ms)

@@ -46,6 +46,7 @@ class Document(QObject):
         self.mask = blank_layer(1, 1)
         self.sketch = blank_layer(1, 1)
         self._edit_box = EditBox(0, 0, 1, 1)
+        self._box_automatic = True
         self.reset(picture)
 
     @property
@@ -61,11 +62,12 @@ class Document(QObject):
         return int(self._picture.shape[0])
 
     def reset(self, picture: np.ndarray) -> None:
-        """A new picture: empty layers, default edit box."""
+        """A new picture: empty layers, an automatic edit box."""
         self._picture = _checked_picture(picture)
         self.mask = blank_layer(self.width, self.height)
         self.sketch = blank_layer(self.width, self.height)
         self._edit_box = default_edit_box(self.width, self.height)
+        self._box_automatic = True
         self.picture_changed.emit()
         self.layers_changed.emit()
         self.edit_box_changed.emit()
@@ -131,12 +133,24 @@ class Document(QObject):
     # --- edit box ---------------------------------------------------------------------------------
     @property
     def edit_box(self) -> EditBox:
+        """The box shown on the canvas: the user's, or where the automatic one went at the last run."""
         return self._edit_box
 
-    def set_edit_box(self, box: EditBox) -> None:
-        box = clamp_edit_box(box, self.width, self.height)
-        if box != self._edit_box:
-            self._edit_box = box
+    @property
+    def box_is_automatic(self) -> bool:
+        """Until the user places the box, each run puts it around the painted region (editbox.with_default_box)."""
+        return self._box_automatic
+
+    def placed_edit_box(self) -> EditBox | None:
+        """The box a run must use, or None to let the run choose it."""
+        return None if self._box_automatic else self._edit_box
+
+    def set_edit_box(self, box: EditBox | None, automatic: bool = False) -> None:
+        """None (or automatic=True) hands the box back to the runs."""
+        automatic = automatic or box is None
+        box = clamp_edit_box(box or self._edit_box, self.width, self.height)
+        if box != self._edit_box or automatic != self._box_automatic:
+            self._edit_box, self._box_automatic = box, automatic
             self.edit_box_changed.emit()
 
 

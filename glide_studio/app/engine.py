@@ -1,7 +1,8 @@
 """The one seam between the app and the models: load them, run a request, list devices and models.
 
 The real engine imports torch and glide_studio.pipelines lazily, inside the worker thread, so the
-GUI starts instantly and tests can inject a fake engine with the same three methods.
+GUI starts instantly and tests can inject a fake engine with the same methods. Loading goes through
+`glide_studio.runs.models.load_model_set`, as it does for the command line.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Protocol
 
 from glide_studio.app.errors import ModelUnavailableError
 from glide_studio.pipelines.request import Mode, Request, Step
+from glide_studio.runs.record import RunContext
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class Engine(Protocol):
         first run starts at full speed. Called off the GUI thread when the window opens."""
 
     def run(self, request: Request) -> Iterator[Step]: ...
+
+    def context(self) -> RunContext:
+        """Where and in what precision the loaded networks run: part of every run's record."""
 
 
 def torch_devices() -> list[str]:
@@ -61,18 +66,6 @@ def _weights_present(names: tuple[str, ...]) -> tuple[bool, str]:
     return not missing, "" if not missing else "not downloaded"
 
 
-def load_unet(name: str, device: str):
-    """One network by registry name (demo or official), verified, loaded strictly, on the device."""
-    from glide_studio import checkpoints
-
-    try:
-        return checkpoints.load_network(name, device)
-    except (checkpoints.MissingWeightsError, checkpoints.OfflineError) as error:
-        raise ModelUnavailableError(f"The model {name!r} is not available: {error}") from error
-    except checkpoints.CheckpointError as error:
-        raise ModelUnavailableError(f"The model {name!r} could not be loaded: {error}") from error
-
-
 class PipelineEngine:
     """Runs glide_studio.pipelines with networks from the checkpoints layer; keeps loaded networks."""
 
@@ -84,6 +77,7 @@ class PipelineEngine:
         self.precision = precision
         self._networks: dict[tuple[str, str], object] = {}
         self._model_set = None
+        self._device = "cpu"
         self._devices: list[str] | None = None
 
     def devices(self) -> list[str]:
@@ -99,56 +93,38 @@ class PipelineEngine:
             ModelChoice("glide", "GLIDE (filtered)", glide, glide_detail or ""),
         ]
 
-    def _network(self, name: str, device: str):
-        key = (name, device)
-        if key not in self._networks:
-            # One family at a time in memory: drop networks of other names or devices first.
-            self._networks = {k: v for k, v in self._networks.items() if k[1] == device}
-            self._networks[key] = self.load_network(name, device)
-        return self._networks[key]
+    def load_models(self, request: Request, device: str) -> None:
+        from glide_studio.runs.errors import ModelUnavailableError as MissingModel
+        from glide_studio.runs.models import load_model_set
 
-    def load_network(self, name: str, device: str):
-        return load_unet(name, device)
-
-    def _networks_without_gc(self, request: Request, device: str):
         # A full collection during loading holds the GIL for ~0.2 s and freezes the GUI thread; after it,
         # the long-lived objects loading created go to the permanent generation, out of later collections.
         gc.disable()
         try:
-            base = self._network(request.base_model, device)
-            upsample = self._network(request.upsample_model, device) if request.upsample_model else None
+            self._model_set = load_model_set(request, device, self.precision, loaded=self._networks,
+                                             base_size=self.base_size, upsample_size=self.upsample_size)
+        except MissingModel as error:
+            raise ModelUnavailableError(f"The model is not available: {error}.") from error
         finally:
             gc.enable()
             gc.freeze()
-        return base, upsample
+        self._device = device
 
-    def load_models(self, request: Request, device: str) -> None:
-        from glide_studio.pipelines.models import ModelSet
-
-        base, upsample = self._networks_without_gc(request, device)
-        keep = {(request.base_model, device), (request.upsample_model, device)}
-        self._networks = {key: value for key, value in self._networks.items() if key in keep}
-        from glide_studio.models import choose_precision
-
-        self._model_set = ModelSet.prepared(
-            choose_precision(device, self.precision), base, upsample, base_size=self.base_size,
-            upsample_size=self.upsample_size if upsample is not None else None,
-        )
+    def context(self) -> RunContext:
+        if self._model_set is None:
+            raise ModelUnavailableError("No model is loaded.")
+        return RunContext.here(self._device, self._model_set.precision.name)
 
     def prepare(self, request: Request, device: str) -> None:
         from glide_studio import pipelines
+        from glide_studio.runs.drain import drain
 
         self.load_models(request, device)
         # One base step of an empty-caption generation: builds the tokenizer's tables and the CPU kernels'
         # first-call state (the GIL-holding parts of a cold start), which would otherwise land in the first run.
         warm = Request(mode=Mode.GENERATE, base_model=request.base_model, upsample_model=None, steps=1,
                        sampler=request.sampler, guidance_scale=request.guidance_scale)
-        steps = pipelines.run(self._model_set, warm)
-        try:
-            for _ in steps:
-                pass
-        finally:
-            steps.close()
+        drain(pipelines.run(self._model_set, warm))
 
     def run(self, request: Request) -> Iterator[Step]:
         if self._model_set is None:

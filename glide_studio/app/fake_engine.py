@@ -16,6 +16,7 @@ import torch
 
 from glide_studio.app.engine import ModelChoice
 from glide_studio.pipelines.request import Mode, Request, Step
+from glide_studio.runs.record import RunContext
 
 
 class FakeEngine:
@@ -48,6 +49,9 @@ class FakeEngine:
             raise self.prepare_error
         self.load_models(request, device)
         self.prepared.append((request.base_model, device))
+
+    def context(self) -> RunContext:
+        return RunContext("cpu", "fp32", {"fake_engine": "1"})
 
     def run(self, request: Request) -> Iterator[Step]:
         self.requests.append(request)

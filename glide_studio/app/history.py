@@ -9,6 +9,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from glide_studio.app.images import thumbnail
+from glide_studio.runs.record import RunRecord
 
 
 @dataclass
@@ -17,7 +18,8 @@ class HistoryNode:
     parent_id: int | None
     image: np.ndarray = field(repr=False)
     caption: str
-    parameters: dict = field(default_factory=dict)
+    record: RunRecord | None = None
+    """The run that made this node's picture (None for a picture that was opened, not generated)."""
     created: float = field(default_factory=time.time)
     thumbnail: np.ndarray = field(default=None, repr=False)
 
@@ -41,7 +43,7 @@ class HistoryTree(QObject):
         """Forget everything and make `image` the root."""
         self._nodes.clear()
         self._next_id = 1
-        node = self._make(None, image, caption, {})
+        node = self._make(None, image, caption, None)
         self._current = node.id
         self.reset.emit()
         return node
@@ -54,9 +56,9 @@ class HistoryTree(QObject):
         self._current = current_id
         self.reset.emit()
 
-    def add(self, image: np.ndarray, caption: str, parameters: dict) -> HistoryNode:
+    def add(self, image: np.ndarray, caption: str, record: RunRecord | None) -> HistoryNode:
         """A child of the current node, which becomes current (a branch if the current node has children)."""
-        node = self._make(self._current, image, caption, parameters)
+        node = self._make(self._current, image, caption, record)
         self._current = node.id
         self.node_added.emit(node.id)
         self.current_changed.emit(node.id)
@@ -70,10 +72,8 @@ class HistoryTree(QObject):
             self.current_changed.emit(node_id)
         return self._nodes[node_id]
 
-    def _make(self, parent_id: int | None, image: np.ndarray, caption: str, parameters: dict) -> HistoryNode:
-        node = HistoryNode(
-            self._next_id, parent_id, np.array(image, dtype=np.uint8, copy=True), caption, dict(parameters)
-        )
+    def _make(self, parent_id: int | None, image: np.ndarray, caption: str, record: RunRecord | None) -> HistoryNode:
+        node = HistoryNode(self._next_id, parent_id, np.array(image, dtype=np.uint8, copy=True), caption, record)
         self._nodes[node.id] = node
         self._next_id += 1
         return node

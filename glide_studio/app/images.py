@@ -1,19 +1,15 @@
-"""Pictures in and out: files, clipboard data, numpy <-> QImage, and PNGs carrying their parameters."""
+"""Pictures in: files and clipboard data; numpy <-> QImage; thumbnails."""
 
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from PySide6.QtGui import QImage
 
 from glide_studio.app.errors import ImageLoadError
-
-PARAMETERS_KEY = "glide_studio"
-"""PNG text chunk holding the JSON parameters when the pipelines' metadata writer is not available."""
 
 OPEN_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.gif *.tif *.tiff);;All files (*)"
 MAX_SIDE = 8192
@@ -52,57 +48,6 @@ def load_image_bytes(data: bytes, source: str = "the pasted data") -> np.ndarray
             return _to_rgb_array(image, source)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageLoadError(f"{source} is not a picture GLIDE Studio can read ({error}).") from error
-
-
-def read_parameters(path: str | Path) -> dict | None:
-    """GenerationParams values stored in a PNG (ours, the pipelines' writer, or A1111 text), if any."""
-    from glide_studio.app.params import params_from_request_fields
-
-    try:
-        from glide_studio import png_metadata as metadata
-    except ImportError:
-        metadata = None
-    if metadata is not None:
-        try:
-            meta = metadata.read_parameters(path)
-        except (metadata.MetadataError, OSError):
-            meta = None
-        if meta:
-            studio = (meta.get("extra") or {}).get(PARAMETERS_KEY)
-            if isinstance(studio, dict):
-                return studio
-            return params_from_request_fields(meta.get("request") or {})
-    try:
-        with Image.open(path) as image:
-            text = getattr(image, "text", {}).get(PARAMETERS_KEY)
-        found = json.loads(text) if text else None
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-        return None
-    if isinstance(found, dict) and isinstance(found.get("extra"), dict):
-        found = found["extra"].get(PARAMETERS_KEY)
-    return found if isinstance(found, dict) else None
-
-
-def save_png(path: str | Path, image: np.ndarray, parameters: dict | None = None) -> None:
-    """A PNG carrying the parameters that made it, in the pipelines' metadata format when available."""
-    from glide_studio.app.params import GenerationParams, build_request
-
-    image = np.ascontiguousarray(image, dtype=np.uint8)
-    try:
-        from glide_studio import png_metadata as metadata
-    except ImportError:
-        metadata = None
-    if metadata is not None and parameters:
-        params = GenerationParams.from_dict(parameters)
-        request = build_request(params, None, None, None, None, params.seed)
-        metadata.write_png(
-            path, image, request, int(parameters.get("candidate", 0) or 0), extra={PARAMETERS_KEY: parameters}
-        )
-        return
-    info = PngImagePlugin.PngInfo()
-    if parameters:
-        info.add_text(PARAMETERS_KEY, json.dumps(parameters, sort_keys=True))
-    Image.fromarray(image, "RGB").save(path, pnginfo=info)
 
 
 def array_to_qimage(array: np.ndarray) -> QImage:

@@ -1,7 +1,8 @@
 """Project files: one zip holding the picture, its layers, every history image and the settings.
 
-Layout: project.json (format version, parameters, history tree, current node, edit box),
-picture.png, mask.png, sketch.png, history/<id>.png.
+Layout: project.json (format version, run settings, history tree with each node's run record, current
+node, edit box), picture.png, mask.png, sketch.png, history/<id>.png. Settings and records go through the
+generic record codec.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from PIL import Image
 from glide_studio.app.errors import ImageLoadError, ProjectError
 from glide_studio.app.history import HistoryNode
 from glide_studio.app.images import load_image_bytes
-from glide_studio.app.params import GenerationParams
+from glide_studio.app.run_settings import RunSettings
 from glide_studio.pipelines.request import EditBox
+from glide_studio.runs.codec import RecordError, decode, encode
+from glide_studio.runs.record import RunRecord
 
 PROJECT_SUFFIX = ".glidestudio"
 PROJECT_FILTER = f"GLIDE Studio projects (*{PROJECT_SUFFIX})"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""1: flat parameters per node; 2: run settings and a run record per generated node."""
 
 
 @dataclass
@@ -32,8 +36,9 @@ class ProjectData:
     picture: np.ndarray
     mask: np.ndarray
     sketch: np.ndarray
-    edit_box: EditBox
-    params: GenerationParams
+    edit_box: EditBox | None
+    """None: automatic (the default box around the painted region at each run)."""
+    settings: RunSettings
     nodes: list[HistoryNode]
     current_node: int
 
@@ -50,15 +55,15 @@ def save_project(path: str | Path, data: ProjectData) -> None:
     manifest = {
         "format": "glide-studio-project",
         "version": FORMAT_VERSION,
-        "params": data.params.to_dict(),
-        "edit_box": [data.edit_box.x, data.edit_box.y, data.edit_box.width, data.edit_box.height],
+        "settings": data.settings.to_json(),
+        "edit_box": None if data.edit_box is None else encode(data.edit_box),
         "current_node": data.current_node,
         "nodes": [
             {
                 "id": node.id,
                 "parent": node.parent_id,
                 "caption": node.caption,
-                "parameters": node.parameters,
+                "record": None if node.record is None else encode(node.record),
                 "created": node.created,
             }
             for node in data.nodes
@@ -96,12 +101,12 @@ def load_project(path: str | Path) -> ProjectData:
                     None if entry["parent"] is None else int(entry["parent"]),
                     load_image_bytes(archive.read(f"history/{entry['id']}.png"), "a history image"),
                     str(entry.get("caption", "")),
-                    dict(entry.get("parameters", {})),
+                    _node_record(entry),
                     float(entry.get("created", 0.0)),
                 )
                 for entry in manifest["nodes"]
             ]
-            box = EditBox(*(int(value) for value in manifest["edit_box"]))
+            box = _edit_box(manifest.get("edit_box"))
             current = int(manifest["current_node"])
     except FileNotFoundError as error:
         raise ProjectError(f"{path} does not exist.") from error
@@ -111,9 +116,29 @@ def load_project(path: str | Path) -> ProjectData:
         raise ProjectError(f"{path.name} is damaged: its layers do not match the picture's size.")
     if not nodes or current not in {node.id for node in nodes}:
         raise ProjectError(f"{path.name} is damaged: its history is empty or inconsistent.")
-    return ProjectData(
-        picture, mask, sketch, box, GenerationParams.from_dict(manifest.get("params", {})), nodes, current
-    )
+    settings = RunSettings.from_json(manifest.get("settings", manifest.get("params", {})))
+    return ProjectData(picture, mask, sketch, box, settings, nodes, current)
+
+
+def _edit_box(value) -> EditBox | None:
+    if value is None:
+        return None
+    if isinstance(value, list):  # format 1
+        return EditBox(*(int(number) for number in value))
+    return EditBox(**{key: int(value[key]) for key in ("x", "y", "width", "height")})
+
+
+def _node_record(entry: dict) -> RunRecord | None:
+    """Format 2 stores a run record; format 1 flat parameters, of which the settings are kept."""
+    if entry.get("record") is not None:
+        try:
+            return decode(RunRecord, entry["record"], where="record ")
+        except RecordError as error:
+            raise ValueError(f"history node {entry.get('id')}: {error}") from None
+    parameters = entry.get("parameters")
+    if not parameters:
+        return None
+    return RunRecord(RunSettings.from_json(parameters).request, candidate=int(parameters.get("candidate", 0) or 0))
 
 
 def _grey(data: bytes) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
-from glide_studio.app.params import GenerationParams
+from glide_studio.app.run_settings import RunSettings
 
 ORGANIZATION = "GlideStudio"
 APPLICATION = "GLIDE Studio"
@@ -26,15 +26,15 @@ class Preferences:
     def __init__(self, settings: QSettings) -> None:
         self.settings = settings
 
-    def params(self) -> GenerationParams:
+    def run_settings(self) -> RunSettings:
         raw = self.settings.value("generation/params", "")
         try:
-            return GenerationParams.from_dict(json.loads(raw)) if raw else GenerationParams()
+            return RunSettings.from_json(json.loads(raw)) if raw else RunSettings()
         except (TypeError, ValueError):
-            return GenerationParams()
+            return RunSettings()
 
-    def set_params(self, params: GenerationParams) -> None:
-        self.settings.setValue("generation/params", json.dumps(params.to_dict()))
+    def set_run_settings(self, settings: RunSettings) -> None:
+        self.settings.setValue("generation/params", json.dumps(settings.to_json()))
 
     def value(self, key: str, default=None):
         return self.settings.value(key, default)

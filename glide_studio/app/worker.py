@@ -11,6 +11,7 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
+from enum import Enum
 from itertools import count
 
 import numpy as np
@@ -20,14 +21,32 @@ from glide_studio.app.engine import Engine
 from glide_studio.app.errors import StudioError
 from glide_studio.app.preview import to_uint8_images
 from glide_studio.pipelines.request import Request
+from glide_studio.runs.drain import drain
+from glide_studio.runs.errors import RunError
+from glide_studio.runs.inputs import InputStore
+from glide_studio.runs.record import RunRecord
 
 _job_ids = count(1)
+
+
+class JobState(Enum):
+    """How a job ended."""
+
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: JobState
+    images: np.ndarray | None = None
+    message: str = ""
 
 
 @dataclass(frozen=True)
 class Job:
     request: Request
-    family: str = "demo"
     device: str = "cpu"
     preview_source: str = "pred_x0"
     id: int = field(default_factory=lambda: next(_job_ids))
@@ -58,11 +77,18 @@ class JobResult:
     job_id: int
     images: np.ndarray
     """(N, H, W, 3) uint8 at the picture's size."""
-    request: Request
+    record: RunRecord
+    """The run (candidate 0): its request still holds the input pictures, which are also kept by digest."""
+    warning: str = ""
+    """Set when the inputs could not be kept (the result is still good, but cannot be repeated)."""
+
+    @property
+    def request(self) -> Request:
+        return self.record.request
 
 
 def describe_failure(error: BaseException) -> str:
-    if isinstance(error, StudioError):
+    if isinstance(error, (StudioError, RunError)):
         return str(error)
     if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
         return (
@@ -82,10 +108,11 @@ class GenerationWorker(QObject):
     prepared = Signal(int, str)
     """(job id, "" or why preparing failed)."""
 
-    def __init__(self, engine: Engine, min_interval: float = 1 / 20) -> None:
+    def __init__(self, engine: Engine, min_interval: float = 1 / 20, inputs: InputStore | None = None) -> None:
         super().__init__()
         self.engine = engine
         self.min_interval = min_interval
+        self.inputs = inputs
 
     @Slot(object)
     def run_job(self, job: Job) -> None:
@@ -93,24 +120,17 @@ class GenerationWorker(QObject):
             self.cancelled.emit(job.id)
             return
         self.started.emit(job.id)
-        steps = None
         try:
             self.status.emit(job.id, "Loading model…")
             self.engine.load_models(job.request, job.device)
             if job.cancelled:
-                outcome = ("cancelled",)
+                outcome = Outcome(JobState.CANCELLED)
             else:
                 self.status.emit(job.id, "Running…")
-                steps = self.engine.run(job.request)
-                outcome = self._drain(job, steps)
+                outcome = self._drain(job)
         except Exception as error:  # noqa: BLE001 - every failure becomes a message, the app stays up
             traceback.print_exc()
-            outcome = ("failed", describe_failure(error))
-        finally:
-            # Closed before anyone hears the outcome, so the pipeline has let go of its memory by then.
-            close = getattr(steps, "close", None)
-            if close is not None:
-                close()
+            outcome = Outcome(JobState.FAILED, message=describe_failure(error))
         self._announce(job, outcome)
 
     @Slot(object)
@@ -124,22 +144,35 @@ class GenerationWorker(QObject):
             problem = describe_failure(error)
         self.prepared.emit(job.id, problem)
 
-    def _announce(self, job: Job, outcome: tuple) -> None:
-        kind = outcome[0]
-        if kind == "cancelled":
+    def _announce(self, job: Job, outcome: Outcome) -> None:
+        if outcome.state is JobState.CANCELLED:
             self.cancelled.emit(job.id)
-        elif kind == "failed":
-            self.failed.emit(job.id, outcome[1])
+        elif outcome.state is JobState.FAILED:
+            self.failed.emit(job.id, outcome.message)
         else:
-            self.finished.emit(JobResult(job.id, outcome[1], job.request))
+            self.finished.emit(self._result(job, outcome.images))
 
-    def _drain(self, job: Job, steps) -> tuple:
+    def _result(self, job: Job, images: np.ndarray) -> JobResult:
+        """The run's record, and its inputs kept by digest so that an export can be repeated: done here, off the
+        GUI thread, since hashing and writing a large picture takes a while."""
+        record = RunRecord.of(job.request, self.engine.context())
+        warning = ""
+        try:
+            (self.inputs or InputStore()).put_inputs(record)
+        except OSError as error:
+            warning = f"The run's inputs could not be kept ({error}); its exports cannot be repeated."
+        return JobResult(job.id, images, record, warning)
+
+    def _drain(self, job: Job) -> Outcome:
+        """Runs the job's Step stream (one drain for the app, the CLI and the evaluation), emitting throttled
+        previews; the stream is closed before anyone hears the outcome, so it has let go of its memory."""
         start = time.monotonic()
         last_preview = -1e9
-        final = None
-        for step in steps:
+
+        def on_step(step) -> bool:
+            nonlocal last_preview
             if job.cancelled:
-                return ("cancelled",)
+                return True
             now = time.monotonic()
             is_last = step.final is not None or step.index >= step.total - 1
             preview = None
@@ -148,13 +181,12 @@ class GenerationWorker(QObject):
                 preview = to_uint8_images(source)
                 last_preview = now
             self.step.emit(Progress(job.id, step.index, step.total, step.stage, now - start, preview))
-            if step.final is not None:
-                final = np.ascontiguousarray(step.final, dtype=np.uint8)
-        if job.cancelled:
-            return ("cancelled",)
-        if final is None:
-            return ("failed", "The pipeline ended without producing a result.")
-        return ("finished", final)
+            return False
+
+        final = drain(self.engine.run(job.request), on_step)
+        if final is None or job.cancelled:
+            return Outcome(JobState.CANCELLED)
+        return Outcome(JobState.FINISHED, final)
 
 
 class JobRunner(QObject):

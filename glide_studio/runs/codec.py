@@ -111,7 +111,7 @@ def decode(cls: type, data: Any, *, lenient: bool = False, where: str = "", **ov
         if key is None:
             continue
         try:
-            values[found.name] = decode_value(found.kind, found.optional, data[key], f"{where}{found.name}")
+            values[found.name] = decode_value(found.kind, found.optional, data[key], f"{where}{found.name}", lenient)
         except RecordError:
             if not lenient:
                 raise
@@ -124,13 +124,13 @@ def decode(cls: type, data: Any, *, lenient: bool = False, where: str = "", **ov
         raise RecordError(f"{where or cls.__name__}: {error}") from None
 
 
-def decode_value(kind: Any, optional: bool, value: Any, where: str) -> Any:
+def decode_value(kind: Any, optional: bool, value: Any, where: str, lenient: bool = False) -> Any:
     if value is None:
         if optional:
             return None
         raise RecordError(f"{where} must not be empty")
     if dataclasses.is_dataclass(kind):
-        return decode(kind, value, where=f"{where}.")
+        return decode(kind, value, lenient=lenient, where=f"{where}.")
     if isinstance(kind, type) and issubclass(kind, Enum):
         try:
             return kind(value)
@@ -159,7 +159,8 @@ def decode_value(kind: Any, optional: bool, value: Any, where: str) -> Any:
     elif typing.get_origin(kind) is dict or kind is dict:
         if isinstance(value, dict):
             item_kind = (typing.get_args(kind) or (str, Any))[1]
-            return {str(key): decode_value(item_kind, False, item, f"{where}.{key}") for key, item in value.items()}
+            return {str(key): decode_value(item_kind, False, item, f"{where}.{key}", lenient)
+                    for key, item in value.items()}
     elif kind is Any:
         return value
     else:

@@ -1,4 +1,5 @@
-"""The controls panel: caption, mode and every sampling setting, plus Run / Cancel."""
+"""The controls panel: caption, mode, every run setting (generic controls from the request's fields), the
+model picker and the device, plus Run / Cancel."""
 
 from __future__ import annotations
 
@@ -8,22 +9,21 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from glide_studio.app.engine import ModelChoice
-from glide_studio.app.params import MAX_SEED, MODE_LABELS, MODES, SAMPLERS, GenerationParams
-from glide_studio.pipelines.request import Mode
+from glide_studio.app.run_settings import MODE_LABELS, MODES, RunSettings
+from glide_studio.pipelines.request import MAX_SEED, Mode
 from glide_studio.ui import icons
+from glide_studio.ui.field_controls import FieldControls
 
 MODE_HINTS = {
     Mode.INPAINT: "Paint a mask over the region to regenerate; the rest stays exactly as it is.",
@@ -40,14 +40,15 @@ def _section(text: str) -> QLabel:
 
 
 class ControlsPanel(QWidget):
-    params_edited = Signal(object)
+    run_settings_edited = Signal(object)
     run_requested = Signal()
     cancel_requested = Signal()
     preview_source_changed = Signal(str)
 
-    def __init__(self, params: GenerationParams, models: list[ModelChoice], devices: list[str], parent=None):
+    def __init__(self, settings: RunSettings, models: list[ModelChoice], devices: list[str], parent=None):
         super().__init__(parent)
         self._updating = False
+        self._settings = settings
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 10, 10, 10)
         layout.setSpacing(8)
@@ -72,37 +73,29 @@ class ControlsPanel(QWidget):
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         form.setHorizontalSpacing(10)
-        self.steps = QSpinBox(minimum=1, maximum=1000)
-        self.sampler = QComboBox()
-        self.sampler.addItems(list(SAMPLERS))
-        self.guidance = QDoubleSpinBox(minimum=0.0, maximum=30.0, singleStep=0.5, decimals=1)
-        self.strength = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, decimals=2)
-        self.candidates = QSpinBox(minimum=1, maximum=8)
-        self.upsample = QCheckBox("Upsample to 256 px")
-        form.addRow("Steps", self.steps)
-        form.addRow("Sampler", self.sampler)
-        form.addRow("Guidance", self.guidance)
-        form.addRow("Strength", self.strength)
-        form.addRow("Candidates", self.candidates)
-        form.addRow("", self.upsample)
-
-        seed_row = QHBoxLayout()
-        self.seed = QSpinBox(minimum=0, maximum=MAX_SEED)
+        self.fields = FieldControls()
         self.random_seed = QCheckBox("Random")
         self.dice = QToolButton(text="⚄")
         self.dice.setToolTip("New random seed")
-        seed_row.addWidget(self.seed, 1)
-        seed_row.addWidget(self.dice)
-        seed_row.addWidget(self.random_seed)
-        form.addRow("Seed", seed_row)
+        for name, widget in self.fields.widgets.items():
+            if name == "seed":
+                seed_row = QHBoxLayout()
+                seed_row.addWidget(widget, 1)
+                seed_row.addWidget(self.dice)
+                seed_row.addWidget(self.random_seed)
+                form.addRow(self.fields.label(name), seed_row)
+            else:
+                form.addRow(self.fields.label(name), widget)
         layout.addLayout(form)
 
         layout.addWidget(_section("Model"))
         model_form = QFormLayout()
         self.model = QComboBox()
+        self.upsample = QCheckBox("Upsample to 256 px")
         self.device = QComboBox()
         self.show_noisy = QCheckBox("Preview noisy x_t")
         model_form.addRow("Model", self.model)
+        model_form.addRow("", self.upsample)
         model_form.addRow("Device", self.device)
         model_form.addRow("", self.show_noisy)
         layout.addLayout(model_form)
@@ -121,17 +114,14 @@ class ControlsPanel(QWidget):
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
 
-        self.set_params(params)
-        for widget in (self.steps, self.seed, self.candidates):
-            widget.valueChanged.connect(self._emit)
-        for widget in (self.guidance, self.strength):
-            widget.valueChanged.connect(self._emit)
-        for combo in (self.mode, self.sampler, self.model, self.device):
+        self.set_run_settings(settings)
+        self.fields.on_change(self._emit)
+        for combo in (self.mode, self.model, self.device):
             combo.currentIndexChanged.connect(self._emit)
         for box in (self.random_seed, self.upsample):
             box.toggled.connect(self._emit)
         self.caption.textChanged.connect(self._emit)
-        self.dice.clicked.connect(lambda: self.seed.setValue(random.randint(0, MAX_SEED)))
+        self.dice.clicked.connect(lambda: self.fields.widgets["seed"].setValue(random.randint(0, MAX_SEED)))
         self.run_button.clicked.connect(self.run_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.show_noisy.toggled.connect(lambda on: self.preview_source_changed.emit("x_t" if on else "pred_x0"))
@@ -147,48 +137,39 @@ class ControlsPanel(QWidget):
                 item.setEnabled(False)
         self.model.blockSignals(False)
 
-    def set_params(self, params: GenerationParams) -> None:
-        """Shows params without echoing them back as edits."""
+    def set_run_settings(self, settings: RunSettings) -> None:
+        """Shows the settings without echoing them back as edits."""
+        self._settings = settings
+        request = settings.request
         self._updating = True
         try:
-            if self.caption.text() != params.prompt:
-                self.caption.setText(params.prompt)
-            self.mode.setCurrentIndex(max(0, self.mode.findData(params.mode.value)))
-            self.steps.setValue(params.steps)
-            if self.sampler.findText(params.sampler) < 0:
-                self.sampler.addItem(params.sampler)
-            self.sampler.setCurrentText(params.sampler)
-            self.guidance.setValue(params.guidance_scale)
-            self.strength.setValue(params.strength)
-            self.candidates.setValue(params.candidates)
-            self.seed.setValue(params.seed)
-            self.random_seed.setChecked(params.random_seed)
-            self.upsample.setChecked(params.upsample)
-            index = self.model.findData(params.model)
+            if self.caption.text() != request.prompt:
+                self.caption.setText(request.prompt)
+            self.mode.setCurrentIndex(max(0, self.mode.findData(request.mode.value)))
+            self.fields.set_values(request)
+            self.random_seed.setChecked(settings.random_seed)
+            self.upsample.setChecked(settings.upsample)
+            index = self.model.findData(settings.family)
             if index >= 0:
                 self.model.setCurrentIndex(index)
-            index = self.device.findText(params.device)
+            index = self.device.findText(settings.device)
             if index >= 0:
                 self.device.setCurrentIndex(index)
         finally:
             self._updating = False
         self._sync_enabled()
 
-    def params(self) -> GenerationParams:
-        return GenerationParams(
-            prompt=self.caption.text().strip(),
-            mode=Mode(self.mode.currentData()),
-            steps=self.steps.value(),
-            sampler=self.sampler.currentText(),
-            guidance_scale=self.guidance.value(),
-            strength=self.strength.value(),
-            seed=self.seed.value(),
-            random_seed=self.random_seed.isChecked(),
-            candidates=self.candidates.value(),
-            model=self.model.currentData() or "demo",
-            device=self.device.currentText() or "cpu",
-            upsample=self.upsample.isChecked(),
-        )
+    def run_settings(self) -> RunSettings:
+        """What the controls show. The model names come from the picker (family, mode, upsampling) unless the
+        shown ones already fit it, so a recorded run's own names survive a round trip."""
+        request = self._settings.request.with_(prompt=self.caption.text().strip(), mode=Mode(self.mode.currentData()),
+                                               **self.fields.values())
+        settings = RunSettings(request, self.random_seed.isChecked(), self.device.currentText() or "cpu")
+        family = self.model.currentData() or "demo"
+        if family != settings.family or self.upsample.isChecked() != settings.upsample \
+                or request.mode != self._settings.request.mode:
+            settings = settings.with_models(family, upsample=self.upsample.isChecked())
+        return settings
 
     def set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
@@ -196,12 +177,14 @@ class ControlsPanel(QWidget):
 
     def _sync_enabled(self) -> None:
         mode = Mode(self.mode.currentData())
-        self.strength.setEnabled(mode == Mode.SDEDIT)
-        self.seed.setEnabled(not self.random_seed.isChecked())
+        self.fields.sync_enabled(self._settings.request)
+        self.fields.widgets["seed"].setEnabled(not self.random_seed.isChecked())
         self.upsample.setEnabled(mode != Mode.UPSAMPLE)
         self.mode_hint.setText(MODE_HINTS[mode])
 
     def _emit(self, *_args) -> None:
+        if self._updating:
+            return
+        self._settings = self.run_settings()
         self._sync_enabled()
-        if not self._updating:
-            self.params_edited.emit(self.params())
+        self.run_settings_edited.emit(self._settings)

@@ -8,7 +8,6 @@ from PySide6.QtWidgets import QApplication
 
 from glide_studio.app.errors import StudioError
 from glide_studio.app.images import OPEN_FILTER, qimage_to_array
-from glide_studio.app.params import GenerationParams
 from glide_studio.app.project import PROJECT_FILTER, PROJECT_SUFFIX
 from glide_studio.ui import dialogs
 
@@ -48,7 +47,7 @@ class FileActions:
         if path.suffix.lower() == PROJECT_SUFFIX:
             return self.open_project(path)
         try:
-            parameters = self.controller.open_image(path)
+            record = self.controller.open_image(path)
         except StudioError as error:
             self._fail("Could not open the picture", error)
             return False
@@ -57,12 +56,12 @@ class FileActions:
         self.saved_node_count = len(self.controller.history)
         self.window.statusBar().showMessage(f"Opened {path.name}", 5000)
         self.window.update_title()
-        if parameters and dialogs.ask_yes_no(
+        if record is not None and dialogs.ask_yes_no(
             self.window,
             "Restore parameters?",
             "This picture carries the parameters that made it. Restore them in the controls?",
         ):
-            self.controller.set_params(GenerationParams.from_dict(parameters), announce=True)
+            self.controller.restore_run(record.request)
         return True
 
     def open_project(self, path: str | Path) -> bool:

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import json
-
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QFont, QIcon, QPixmap
 from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from glide_studio.app.history import HistoryTree
 from glide_studio.app.images import array_to_qimage
+from glide_studio.png_metadata import a1111_text
 
 NODE_ROLE = Qt.ItemDataRole.UserRole
 
 
-def describe(parameters: dict) -> str:
-    if not parameters:
-        return ""
-    keys = ("mode", "steps", "sampler", "guidance_scale", "strength", "seed", "candidate", "model")
-    return "\n".join(f"{key}: {parameters[key]}" for key in keys if key in parameters)
+def describe(node) -> str:
+    """The run that made the node, as the A1111 text its exported PNG carries (settings wrapped per line)."""
+    if node.record is None:
+        return node.caption
+    height, width = node.image.shape[:2]
+    return a1111_text(node.record, (width, height)).replace(", ", "\n")
 
 
 class HistoryPanel(QWidget):
@@ -61,7 +61,7 @@ class HistoryPanel(QWidget):
         icon.addPixmap(pixmap, QIcon.Mode.Selected)  # no highlight tint over the picture
         item.setIcon(0, icon)
         item.setData(0, NODE_ROLE, node.id)
-        item.setToolTip(0, describe(node.parameters) or json.dumps(node.parameters) or node.caption)
+        item.setToolTip(0, describe(node))
         parent = self._items.get(node.parent_id) if node.parent_id is not None else None
         if parent is None:
             self.tree.addTopLevelItem(item)

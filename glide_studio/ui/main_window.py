@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QProgressBar, QWidget
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QProgressBar, QScrollArea, QWidget
 
 from glide_studio.app.autosave import Autosaver
 from glide_studio.app.controller import StudioController
@@ -42,25 +43,30 @@ class MainWindow(QMainWindow):
         first_picture = starter_scene() if picture is None else picture
         caption = "Starter scene" if picture is None else "Picture"
         self.controller = StudioController(engine, first_picture, caption, min_interval, self)
-        params = self.preferences.params()
-        if picture is None and not params.prompt:
-            params = params.with_(prompt=STARTER_CAPTION)
+        run_settings = self.preferences.run_settings()
+        if picture is None and not run_settings.request.prompt:
+            run_settings = run_settings.with_request(prompt=STARTER_CAPTION)
         devices = engine.devices()
-        if params.device not in devices:
-            params = params.with_(device=devices[0])
-        self.controller.set_params(params)
+        if run_settings.device not in devices:
+            run_settings = replace(run_settings, device=devices[0])
+        self.controller.set_run_settings(run_settings)
         self._run_start = 0.0
         self._closing = False
 
         self.canvas = Canvas(self.controller.document)
         self.setCentralWidget(self.canvas)
-        self.controls = ControlsPanel(params, engine.model_choices(), devices)
+        self.controls = ControlsPanel(run_settings, engine.model_choices(), devices)
         self.tools = ToolsPanel(self.canvas)
         self.candidates = CandidatesStrip()
         self.history_panel = HistoryPanel(self.controller.history)
         tools_dock = self._dock("Tools", self.tools, Qt.DockWidgetArea.LeftDockWidgetArea)
         tools_dock.setTitleBarWidget(QWidget())
-        self._dock("Generate", self.controls, Qt.DockWidgetArea.RightDockWidgetArea)
+        controls_scroll = QScrollArea()  # every run setting has a control: on a small screen they scroll
+        controls_scroll.setWidget(self.controls)
+        controls_scroll.setWidgetResizable(True)
+        controls_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        controls_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._dock("Generate", controls_scroll, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("History", self.history_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         candidates_dock = self._dock("Candidates", self.candidates, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([candidates_dock], [self.candidates.sizeHint().height()], Qt.Orientation.Vertical)
@@ -93,7 +99,7 @@ class MainWindow(QMainWindow):
             self.controller.history.reset,
             self.controller.document.layers_changed,
             self.controller.document.picture_changed,
-            self.controls.params_edited,
+            self.controls.run_settings_edited,
         ):
             signal.connect(self.autosaver.mark_dirty)
         self.autosaver.failed.connect(lambda message: self.statusBar().showMessage(message, 8000))
@@ -177,8 +183,8 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         controller, controls = self.controller, self.controls
-        controls.params_edited.connect(controller.set_params)
-        controller.params_changed.connect(controls.set_params)
+        controls.run_settings_edited.connect(controller.set_run_settings)
+        controller.run_settings_changed.connect(controls.set_run_settings)
         controls.run_requested.connect(self.run)
         controls.cancel_requested.connect(self.cancel)
         controls.preview_source_changed.connect(lambda source: setattr(controller, "preview_source", source))
@@ -202,7 +208,7 @@ class MainWindow(QMainWindow):
     def run(self) -> None:
         if self.controller.busy:
             return
-        self.controller.set_params(self.controls.params())
+        self.controller.set_run_settings(self.controls.run_settings())
         try:
             self.controller.generate()
         except StudioError as error:
@@ -311,7 +317,7 @@ class MainWindow(QMainWindow):
         self.progress.setFormat("Downloaded" if success else "Idle")
         self.statusBar().showMessage(message, 10000)
         self.controls.set_models(self.controller.engine.model_choices())
-        self.controls.set_params(self.controller.params)
+        self.controls.set_run_settings(self.controller.run_settings)
         if not success and not self._closing and "cancelled" not in message:
             dialogs.show_error(self, "Download failed", message)
 
@@ -325,7 +331,7 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
         self._closing = True
-        self.preferences.set_params(self.controller.params)
+        self.preferences.set_run_settings(self.controller.run_settings)
         self.preferences.sync()
         self.downloader.cancel()
         # The worker stops after its current step; on a slow device that step can take seconds, so the
