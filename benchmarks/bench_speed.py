@@ -228,24 +228,12 @@ def preview_cost(step_seconds: float | None, repeats: int = 20) -> None:
 
 
 def demo_inpaint(steps: int, upsample_steps: int) -> None:
-    from glide_studio import checkpoints
-    from glide_studio.models import load_weights
     from glide_studio.pipelines import run
-    from glide_studio.pipelines.models import ModelSet
     from glide_studio.pipelines.request import Mode, Request
+    from glide_studio.runs.models import load_model_set
 
     names = ("demo-base-inpaint", "demo-upsample-inpaint")
-    try:
-        networks = []
-        for name in names:
-            weights, _meta = checkpoints.demo_paths(name)
-            model = build_model(checkpoints.demo_options(name))
-            load_weights(model, weights)
-            networks.append(model)
-    except checkpoints.CheckpointError as error:
-        print(f"\ndemo model: skipped ({error})")
-        return
-    side = networks[1].config.image_size
+    side = 256
     image = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
     mask = np.zeros((side, side), dtype=np.uint8)
     mask[side // 4: 3 * side // 4, side // 4: 3 * side // 4] = 255
@@ -253,7 +241,7 @@ def demo_inpaint(steps: int, upsample_steps: int) -> None:
                       base_model=names[0], upsample_model=names[1], steps=steps, upsample_steps=upsample_steps)
     print(f"\ndemo model: one inpaint, {steps} base + {upsample_steps} upsample steps, {side} px")
     for mode in ("fp32", "auto"):
-        models = ModelSet.prepared(choose_precision("cpu", mode), *networks)
+        models = load_model_set(request, "cpu", mode)  # fresh networks: the fast path converts them in place
         start = time.perf_counter()
         count = sum(1 for _ in run(models, request))
         seconds = time.perf_counter() - start

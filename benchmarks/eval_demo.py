@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glide_studio import checkpoints
-from glide_studio.models import choose_precision
 from glide_studio.pipelines import Mode, Request, run
 from glide_studio.pipelines.models import ModelSet
+from glide_studio.runs.drain import drain
+from glide_studio.runs.errors import ModelUnavailableError
+from glide_studio.runs.models import load_model_set
 from glide_studio.shapes import oracle, world
 from glide_studio.training.model_card import SHAPES_DRAWN
 
@@ -44,10 +45,7 @@ DRAWN = SHAPES_DRAWN
 
 
 def _drain(models: ModelSet, request: Request) -> np.ndarray:
-    final = None
-    for step in run(models, request):
-        final = step.final if step.final is not None else final
-    return final[0]
+    return drain(run(models, request))[0]
 
 
 def _removed_object_task(rng: np.random.Generator):
@@ -284,15 +282,12 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        if args.base_run:
-            base = run_network(args.base_run, args.run_weights)
-        else:
-            base = checkpoints.load_network("demo-base-inpaint")
-        upsample = checkpoints.load_network("demo-upsample-inpaint")
-    except checkpoints.CheckpointError as error:
+        models = load_model_set(Request(), "cpu", args.precision)
+    except ModelUnavailableError as error:
         print(f"demo weights unavailable: {error}", file=sys.stderr)
         return 1
-    models = ModelSet.prepared(choose_precision("cpu", args.precision), base, upsample)
+    if args.base_run:  # a training run's network is no registry checkpoint: it stands in for the shipped base
+        models = ModelSet.prepared(models.precision, run_network(args.base_run, args.run_weights), models.upsample)
     n = args.tasks
     results = {"tasks_per_mode": n, "steps": args.steps, "guidance_scale": args.guidance, "strength": args.strength,
                "precision": models.precision.name, "sampler": Request.sampler}

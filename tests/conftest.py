@@ -106,3 +106,47 @@ def user_data_dir(tmp_path_factory, monkeypatch) -> Path:
     path = tmp_path_factory.mktemp("user-data")
     monkeypatch.setenv("GLIDE_STUDIO_DATA", str(path))
     return path
+
+
+# --- The command line's runs without networks -----------------------------------------------------------------
+def _fake_pipeline(models, request):
+    """Deterministic in the request, like the real pipelines: 3 steps, then the final pictures (the picture's
+    unmasked pixels kept, as the real paste-back keeps them)."""
+    import numpy as np
+    import torch
+
+    from glide_studio.pipelines.editbox import paste_back, prepare
+    from glide_studio.pipelines.request import Step
+
+    assert models.precision.name == "fp32"
+    rng = np.random.default_rng([request.seed, len(request.prompt), request.steps])
+    results = rng.integers(0, 256, (request.batch, 64, 64, 3), dtype=np.uint8)
+    if request.image is not None:
+        boxed = prepare(request.image, request.mask, request.sketch, request.edit_box, 64)
+        results = np.stack([paste_back(request.image, r, boxed, request.mask) for r in results])
+    preview = torch.zeros(request.batch, 3, 8, 8)
+    for index in range(3):
+        yield Step(index, 3, "base", preview, preview, results if index == 2 else None)
+
+
+@pytest.fixture
+def fake_models(monkeypatch):
+    """The CLI loads no network and runs `_fake_pipeline`; the list records what it was asked to load."""
+    import types
+
+    import torch
+
+    from glide_studio import pipelines
+    from glide_studio.models.precision import Precision
+    from glide_studio.runs import models as run_models
+
+    loaded = []
+    fake = types.SimpleNamespace(precision=Precision(torch.device("cpu")))
+
+    def load(request, device, precision):
+        loaded.append((request.base_model, request.upsample_model, device, precision))
+        return fake
+
+    monkeypatch.setattr(run_models, "load_model_set", load)
+    monkeypatch.setattr(pipelines, "run", _fake_pipeline)
+    return loaded

@@ -8,13 +8,10 @@ import types
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from glide_studio import __version__, cli, cli_run, pipelines
-from glide_studio.models.precision import Precision
-from glide_studio.pipelines.editbox import paste_back, prepare
-from glide_studio.pipelines.request import Guidance, Request, Step
+from glide_studio import __version__, cli, cli_run
+from glide_studio.pipelines.request import Guidance
 from glide_studio.png_metadata import read_record
 from glide_studio.runs import models as run_models
 from glide_studio.runs.codec import encode
@@ -73,35 +70,6 @@ def test_output_paths():
         cli_run.output_paths("out.jpg", "generate", 1, "", 1)
     with pytest.raises(cli_run.CliError, match="not valid"):
         cli_run.output_paths("{colour}.png", "generate", 1, "", 1)
-
-
-FAKE_MODELS = types.SimpleNamespace(precision=Precision(torch.device("cpu")))
-
-
-def _fake_pipeline(models, request: Request):
-    """Deterministic in the request, like the real pipelines: 3 steps, then the final pictures."""
-    assert models is FAKE_MODELS
-    rng = np.random.default_rng([request.seed, len(request.prompt), request.steps])
-    results = rng.integers(0, 256, (request.batch, 64, 64, 3), dtype=np.uint8)
-    if request.image is not None:
-        boxed = prepare(request.image, request.mask, request.sketch, request.edit_box, 64)
-        results = np.stack([paste_back(request.image, r, boxed, request.mask) for r in results])
-    preview = torch.zeros(request.batch, 3, 8, 8)
-    for index in range(3):
-        yield Step(index, 3, "base", preview, preview, results if index == 2 else None)
-
-
-@pytest.fixture
-def fake_models(monkeypatch):
-    loaded = []
-
-    def load(request, device, precision):
-        loaded.append((request.base_model, request.upsample_model, device, precision))
-        return FAKE_MODELS
-
-    monkeypatch.setattr(run_models, "load_model_set", load)
-    monkeypatch.setattr(pipelines, "run", _fake_pipeline)
-    return loaded
 
 
 @pytest.fixture

@@ -1,12 +1,9 @@
 """Test 1 again on the real pipelines: mouse-painted mask, typed caption, Ctrl+Enter, a real inpaint.
 
-Runs the shipped demo model when its weights are present, otherwise OpenAI's tiny reference
-checkpoints (random weights in the official format) at a reduced resolution.
+Runs the shipped demo model, loaded the way the app loads it.
 """
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -17,40 +14,10 @@ from glide_studio.app.engine import PipelineEngine
 from glide_studio.app.starter import starter_scene
 from glide_studio.ui.main_window import MainWindow
 
-TINY_NAMES = {"demo-base-inpaint": "tiny-base-inpaint", "demo-upsample-inpaint": "tiny-upsample-inpaint"}
-
-
-def _demo_weights_present() -> bool:
-    try:
-        from glide_studio import checkpoints
-
-        return all(checkpoints.demo_paths(name) for name in ("demo-base-inpaint",))
-    except Exception:  # noqa: BLE001 - any failure means "not usable here"
-        return False
-
-
-class TinyReferenceEngine(PipelineEngine):
-    """The real pipelines with the reference's tiny random checkpoints standing in for the demo model."""
-
-    def __init__(self, reference_dir) -> None:
-        super().__init__(base_size=32)
-        self.reference_dir = reference_dir
-
-    def load_network(self, name: str, device: str):
-        from glide_studio.models import build_model, load_weights
-
-        stem = self.reference_dir / TINY_NAMES[name]
-        options = json.loads(stem.with_suffix(".options.json").read_text())["options"]
-        model = build_model(options)
-        load_weights(model, stem.with_suffix(".pt"))
-        return model.to(device).eval()
-
 
 @pytest.fixture
-def engine(request):
-    if _demo_weights_present():
-        return PipelineEngine()
-    return TinyReferenceEngine(request.getfixturevalue("reference_dir"))
+def engine():
+    return PipelineEngine()
 
 
 def test_mouse_mask_caption_and_ctrl_enter_run_a_real_inpaint(qtbot, tmp_path, monkeypatch, engine):
