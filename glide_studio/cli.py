@@ -110,27 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_checkpoint_commands(subparsers) -> None:
-    try:
-        commands = importlib.import_module("glide_studio.checkpoints.cli_commands")
-    except ModuleNotFoundError as error:
-        if error.name and error.name.startswith("glide_studio"):
-            return  # the checkpoints layer has no commands yet
-        raise
-    commands.register(subparsers)
+    importlib.import_module("glide_studio.checkpoints.cli_commands").register(subparsers)
 
 
 def launch_gui(argv: list[str]) -> int:
     try:
         main_window = importlib.import_module("glide_studio.ui.main_window")
     except ModuleNotFoundError as error:
-        if error.name and error.name.startswith("PySide6"):
-            print("glide-studio: the editor needs PySide6 (pip install PySide6-Essentials).", file=sys.stderr)
-        else:
-            print(
-                f"glide-studio: the editor is not available in this build ({error}).\n"
-                "Headless commands still work: glide-studio --help",
-                file=sys.stderr,
-            )
+        if not (error.name or "").startswith("PySide6"):
+            raise  # one of our own modules is broken: that is a bug to see, not a missing extra
+        print("glide-studio: the editor needs PySide6 (pip install PySide6-Essentials); headless commands "
+              "still work: glide-studio --help", file=sys.stderr)
         return 1
     status = main_window.run_app(argv)
     return int(status or 0)

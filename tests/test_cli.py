@@ -45,10 +45,21 @@ def test_no_command_opens_the_editor(monkeypatch):
     assert calls == [[], ["picture.png", "--fake-engine"]]
 
 
-def test_missing_editor_is_a_clear_message(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "glide_studio.ui.main_window", None)
+def test_missing_qt_is_a_clear_message_and_our_own_broken_import_is_not_hidden(monkeypatch, capsys):
+    real_import = cli.importlib.import_module
+
+    def no_qt(name):
+        if name.startswith("glide_studio.ui"):
+            raise ModuleNotFoundError("No module named 'PySide6'", name="PySide6")
+        return real_import(name)
+
+    monkeypatch.setattr(cli.importlib, "import_module", no_qt)
     assert cli.main([]) == 1
-    assert "editor is not available" in capsys.readouterr().err
+    assert "needs PySide6" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "glide_studio.ui.main_window", None)
+    with pytest.raises(ModuleNotFoundError):
+        cli.main([])
 
 
 def test_bad_box_is_an_argument_error(capsys):

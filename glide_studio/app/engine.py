@@ -44,10 +44,8 @@ class Engine(Protocol):
 
 
 def torch_devices() -> list[str]:
-    try:
-        import torch
-    except ImportError:
-        return ["cpu"]
+    import torch
+
     found = ["cpu"]
     if torch.cuda.is_available():
         found += [f"cuda:{index}" for index in range(torch.cuda.device_count())] or ["cuda"]
@@ -55,10 +53,8 @@ def torch_devices() -> list[str]:
 
 
 def _weights_present(names: tuple[str, ...]) -> tuple[bool, str]:
-    try:
-        from glide_studio.checkpoints import registry
-    except ImportError as error:
-        return False, f"checkpoints unavailable ({error})"
+    from glide_studio.checkpoints import registry
+
     try:
         missing = [name for name in names if not registry.is_downloaded(name)]
     except Exception as error:  # noqa: BLE001 - a status line only; never block the window
