@@ -14,9 +14,7 @@ Both are written and read through the generic record codec, never field by field
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from glide_studio import __version__
+from glide_studio.atomic_files import write_atomically
 from glide_studio.pipelines.request import Mode, Request
 from glide_studio.runs.codec import RecordError, decode, encode, format_text, parse_text, specs
 from glide_studio.runs.record import RunContext, RunRecord, array_digest
@@ -131,17 +130,7 @@ def write_png(path: str | Path, image: np.ndarray, record: RunRecord | None) -> 
     if record is not None:
         info.add_text(A1111_KEY, a1111_text(record, (image.shape[1], image.shape[0])))
         info.add_itxt(METADATA_KEY, record_json(record), zip=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            Image.fromarray(image).save(file, format="PNG", pnginfo=info)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda file: Image.fromarray(image).save(file, format="PNG", pnginfo=info))
 
 
 def record_from_json(meta: Any) -> PngRecord:

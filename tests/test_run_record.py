@@ -158,3 +158,51 @@ def test_repeat_on_a_gui_export_gives_the_same_pixels(qtbot, tmp_path, monkeypat
     again = np.asarray(Image.open(tmp_path / "again-1.png"))
     assert np.array_equal(again, np.asarray(Image.open(exported)))
     assert read_record(tmp_path / "again-1.png").record.request == read_record(exported).record.request
+
+
+def test_inputs_are_kept_by_digest_and_a_tampered_copy_is_not_trusted(tmp_path):
+    from glide_studio.runs.inputs import InputStore
+    from glide_studio.runs.record import array_digest
+
+    store = InputStore(tmp_path)
+    mask, sketch = _layers(64)
+    digests = {name: store.put(name, array) for name, array in (("mask", mask > 0), ("sketch", sketch))}
+    assert digests["mask"] == array_digest(mask, "mask")  # booleans and 0/255 are the same mask
+    assert np.array_equal(store.get("mask", digests["mask"]) != 0, mask != 0)
+    assert np.array_equal(store.get("sketch", digests["sketch"]), sketch)
+    assert store.put("mask", mask) == digests["mask"] and len(list(tmp_path.iterdir())) == 2
+    Image.fromarray(np.zeros((64, 64, 4), np.uint8)).save(tmp_path / f"{digests['sketch']}.png")
+    assert store.get("sketch", digests["sketch"]) is None
+    assert store.get("image", "0" * 64) is None
+
+
+def _recorded_png(tmp_path, context) -> str:
+    from glide_studio.png_metadata import write_png
+    from glide_studio.runs.record import RunRecord
+
+    path = tmp_path / "recorded.png"
+    write_png(path, starter_scene(64), RunRecord(Request(mode=Mode.GENERATE, upsample_model=None), context))
+    return str(path)
+
+
+def test_repeat_says_when_the_recorded_device_or_precision_cannot_give_the_same_pixels(
+        tmp_path, fake_models, monkeypatch, capsys):
+    import torch
+
+    from glide_studio.models import precision
+    from glide_studio.runs.record import RunContext
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cuda_run = _recorded_png(tmp_path, RunContext("cuda", "fp16"))
+    assert cli.main(["repeat", cuda_run, "-q", "-o", str(tmp_path / "a.png")]) == 2
+    assert "no CUDA device" in capsys.readouterr().err and fake_models == []
+    assert cli.main(["repeat", cuda_run, "--device", "cpu", "--precision", "fp32", "-q",
+                     "-o", str(tmp_path / "a.png")]) == 0  # asked for explicitly: it runs
+
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    bf16_run = _recorded_png(tmp_path, RunContext("cpu", "bf16"))
+    assert cli.main(["repeat", bf16_run, "-q", "-o", str(tmp_path / "b.png")]) == 2
+    assert "no native bf16" in capsys.readouterr().err
+    assert cli.main(["repeat", _recorded_png(tmp_path, RunContext("cpu", "fp32")), "-q",
+                     "-o", str(tmp_path / "c.png")]) == 0
+    assert fake_models[-1][2:] == ("cpu", "fp32")  # the recorded precision, not auto

@@ -7,15 +7,14 @@ atomically; a file is trusted only when its pixels still give its digest.
 
 from __future__ import annotations
 
-import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import platformdirs
 from PIL import Image, UnidentifiedImageError
 
+from glide_studio.atomic_files import write_atomically
 from glide_studio.runs.record import RunRecord, array_digest
 
 DATA_ENV = "GLIDE_STUDIO_DATA"
@@ -40,19 +39,9 @@ class InputStore:
         if path.is_file():
             return digest
         picture = np.where(np.asarray(array) != 0, 255, 0).astype(np.uint8) if name == "mask" else array
-        buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(picture, dtype=np.uint8)).save(buffer, format="PNG")
         self.root.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.root, suffix=".part")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(buffer.getvalue())
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        pixels = Image.fromarray(np.ascontiguousarray(picture, dtype=np.uint8))
+        write_atomically(path, lambda file: pixels.save(file, format="PNG"))
         return digest
 
     def put_inputs(self, record: RunRecord) -> None:
