@@ -85,9 +85,9 @@ def test_a1111_parameters_text(tmp_path, request_):
     text = Image.open(path).text["parameters"]
     prompt, settings = text.rsplit("\n", 1)
     assert prompt == request_.prompt
-    assert settings.startswith("Steps: 17, Sampler: ddim, CFG scale: 4.5, Seed: 1234, Denoising strength: 0.55")
+    assert settings.startswith("Steps: 17, Sampler: ddim, Eta: 0, CFG scale: 4.5, Guidance: cfg, Seed: 1234, "
+                               "Denoising strength: 0.55")
     assert "Size: 64x48" in settings and "Batch pos: 1" in settings and 'Edit box: "3,4,40,30"' in settings
-    assert "Eta: 0" in settings  # ddim's eta matters
     assert "Hires" not in settings  # no upsampler
 
 
@@ -190,6 +190,6 @@ def test_mask_digest_ignores_the_mask_encoding(inputs):
 def test_text_for_generate_without_upsampler():
     request = Request(mode=Mode.GENERATE, prompt="p", upsample_model=None, seed=1, sampler="dpm++2m")
     text = a1111_text(RunRecord(request), (64, 64))
-    assert text.startswith("p\nSteps: 25, Sampler: dpm++2m, CFG scale: 3, Seed: 1, Guidance: cfg")
+    assert text.startswith("p\nSteps: 25, Sampler: dpm++2m, CFG scale: 3, Guidance: cfg, Seed: 1")
     assert "Hires" not in text and "Denoising" not in text and "Eta" not in text and "Mode: generate" in text
     assert encode(request)["sampler"] == "dpm++2m"

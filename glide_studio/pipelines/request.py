@@ -100,17 +100,17 @@ class Request:
     sampler: Sampler = setting(
         Sampler.DPMPP_2M_SDE, label="Sampler", a1111="Sampler",
         help="the stochastic DPM-Solver++(2M) by default: SDEdit is defined by a stochastic reverse process")
+    eta: float = setting(0.0, label="Eta", help="DDIM stochasticity (sampler ddim only)", a1111="Eta",
+                         minimum=0.0, maximum=1.0, step=0.1, relevant=lambda request: request.sampler == Sampler.DDIM)
     guidance_scale: float = setting(3.0, label="Guidance scale", help="guidance strength (3 is GLIDE's usual)",
                                     a1111="CFG scale", minimum=0.0, maximum=100.0, step=0.5)
+    guidance: Guidance = setting(Guidance.CFG, label="Guidance", a1111="Guidance",
+                                 help="classifier-free (cfg) or noised-CLIP (clip) guidance")
     seed: int = setting(0, label="Seed", help="random seed", a1111="Seed", minimum=0, maximum=MAX_SEED)
     strength: float = setting(
         0.75, label="Strength", help="SDEdit noise strength in (0, 1]: 1 is plain inpainting",
         a1111="Denoising strength", minimum=0.01, maximum=1.0, step=0.05,
         relevant=lambda request: request.mode == Mode.SDEDIT)
-    eta: float = setting(0.0, label="Eta", help="DDIM stochasticity (sampler ddim only)", a1111="Eta",
-                         minimum=0.0, maximum=1.0, step=0.1, relevant=lambda request: request.sampler == Sampler.DDIM)
-    guidance: Guidance = setting(Guidance.CFG, label="Guidance", a1111="Guidance",
-                                 help="classifier-free (cfg) or noised-CLIP (clip) guidance")
     batch: int = setting(1, label="Candidates", help="how many results to draw", cli="candidates",
                          a1111="Batch size", minimum=1, maximum=64)
     base_model: str = setting("demo-base-inpaint", label="Model", help="base model name", cli="model",

@@ -66,6 +66,8 @@ class MainWindow(QMainWindow):
         controls_scroll.setWidgetResizable(True)
         controls_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         controls_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        controls_scroll.setMinimumWidth(self.controls.sizeHint().width()
+                                        + controls_scroll.verticalScrollBar().sizeHint().width())
         self._dock("Generate", controls_scroll, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("History", self.history_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         candidates_dock = self._dock("Candidates", self.candidates, Qt.DockWidgetArea.BottomDockWidgetArea)
