@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from glide_studio.diffusion import (
+    Conditioning,
     Diffusion,
     NoiseSource,
     ancestral_sample,
@@ -72,9 +73,9 @@ def test_inpaint_base_trajectory_b(reference_dir, sampling):
     kwargs = dict(tokens=s["tokens"], mask=s["mask"], inpaint_image=s["inpaint_image"],
                   inpaint_mask=s["inpaint_mask"])
     noise = NoiseSource.from_recorded([s["initial_noise"], *s["step_noise"]])
+    conditioning = Conditioning(kwargs, denoised_fn=paste_known_pixels(s["inpaint_image"], s["inpaint_mask"]))
     steps = list(ancestral_sample(guided, diffusion, noise, shape=s["initial_noise"].shape,
-                                  denoised_fn=paste_known_pixels(s["inpaint_image"], s["inpaint_mask"]),
-                                  model_kwargs=kwargs))
+                                  conditioning=conditioning))
     assert noise.remaining == 0
     assert [step.t for step in steps] == s["t"].tolist()
     for k, step in enumerate(steps):
@@ -95,9 +96,8 @@ def test_inpaint_upsample_trajectory_c(reference_dir, sampling):
                   inpaint_image=s["inpaint_image"], inpaint_mask=s["inpaint_mask"])
     assert torch.equal(s["initial_noise"], s["noise_raw"] * float(s["upsample_temp"]))
     noise = NoiseSource.from_recorded(s["step_noise"])
-    steps = list(ancestral_sample(model, diffusion, noise, x_T=s["initial_noise"],
-                                  denoised_fn=paste_known_pixels(s["inpaint_image"], s["inpaint_mask"]),
-                                  model_kwargs=kwargs))
+    conditioning = Conditioning(kwargs, denoised_fn=paste_known_pixels(s["inpaint_image"], s["inpaint_mask"]))
+    steps = list(ancestral_sample(model, diffusion, noise, x_T=s["initial_noise"], conditioning=conditioning))
     assert noise.remaining == 0
     assert [step.t for step in steps] == s["t"].tolist()
     assert torch.equal(torch.cat(model.timesteps), s["model_timesteps"])
@@ -115,7 +115,7 @@ def test_ddim_trajectory_and_reverse_step_d(reference_dir, sampling):
     kwargs = dict(tokens=s["tokens"], mask=s["mask"])
     noise = NoiseSource.from_recorded(s["step_noise"])
     steps = list(ddim_sample(guided, diffusion, noise, eta=float(s["eta"]), x_T=s["x_T"],
-                             model_kwargs=kwargs))
+                             conditioning=Conditioning(kwargs)))
     assert noise.remaining == 0
     assert [step.t for step in steps] == s["t"].tolist()
     for k, step in enumerate(steps):
@@ -123,7 +123,7 @@ def test_ddim_trajectory_and_reverse_step_d(reference_dir, sampling):
         assert_close(step.sample, s["sample"][k], SAMPLE_ATOL, f"sample[{k}]")
 
     sample, pred_xstart = ddim_reverse_step(guided, diffusion, s["reverse.x"], s["reverse.t"],
-                                            model_kwargs=kwargs)
+                                            conditioning=Conditioning(kwargs))
     assert_close(sample, s["reverse.sample"], SAMPLE_ATOL, "reverse.sample")
     assert_close(pred_xstart, s["reverse.pred_xstart"], PRED_XSTART_ATOL, "reverse.pred_xstart")
 
@@ -163,8 +163,9 @@ def _guided_step(reference_dir, sampling, clip_models, sampler):
                                      logit_scale=s["logit_scale"]))
     noise_key = "step.noise" if sampler is ancestral_sample else "ddim_step.noise"
     noise = NoiseSource.from_recorded([s[noise_key]])
+    conditioning = Conditioning(dict(tokens=s["step.tokens"], mask=s["step.mask"]), cond_fn=cond_fn)
     step = next(sampler(model, diffusion, noise, x_T=s["step.x"], t_start=int(s["step.t"]),
-                        cond_fn=cond_fn, model_kwargs=dict(tokens=s["step.tokens"], mask=s["step.mask"])))
+                        conditioning=conditioning))
     assert noise.remaining == 0 and step.t == int(s["step.t"])
     assert torch.equal(cond_fn.timesteps[0], s["step.model_t"])
     return s, step, cond_fn

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from glide_studio.diffusion import (
+    Conditioning,
     Diffusion,
     DiffusionError,
     NoiseSource,
@@ -49,7 +50,7 @@ def exact_ode_endpoint(diffusion, x_T, mu, std, start):
 
 def run(sampler, diffusion, denoiser, x_T, **kwargs):
     steps = list(sampler(denoiser, diffusion, NoiseSource.from_generator(torch.Generator().manual_seed(1)),
-                         x_T=x_T, clip_denoised=False, **kwargs))
+                         x_T=x_T, conditioning=Conditioning(clip_denoised=False), **kwargs))
     return steps
 
 
@@ -96,7 +97,7 @@ def test_ancestral_sampling_brackets_the_data_distribution():
         gen = torch.Generator().manual_seed(0)
         *_, last = ancestral_sample(exact_denoiser(mu, std, variance_value=variance_value), diffusion,
                                     NoiseSource.from_generator(gen), shape=(256, *SHAPE[1:]),
-                                    clip_denoised=False)
+                                    conditioning=Conditioning(clip_denoised=False))
         assert (last.sample.mean(0) - mu).abs().mean() < 0.015
         relative_std_error[variance_value] = ((last.sample.std(0) - std) / std).mean().item()
     assert -0.2 < relative_std_error[-1.0] < -0.01 < 0.01 < relative_std_error[1.0] < 0.15, relative_std_error

@@ -1,5 +1,6 @@
 """Diffusion maths, samplers and guidance wrappers. Sees the model only as a callable."""
 
+from glide_studio.diffusion.conditioning import UNCONDITIONED, CondFn, Conditioning
 from glide_studio.diffusion.errors import DiffusionError
 from glide_studio.diffusion.gaussian import Diffusion, MeanVariance
 from glide_studio.diffusion.guidance import (
@@ -26,6 +27,9 @@ from glide_studio.diffusion.schedules import betas_for_schedule, space_timesteps
 
 __all__ = [
     "SAMPLERS",
+    "UNCONDITIONED",
+    "CondFn",
+    "Conditioning",
     "Sampler",
     "Diffusion",
     "DiffusionError",

@@ -2,8 +2,8 @@
 
 Each takes a denoiser callable, a `Diffusion` and a `NoiseSource`, nothing hidden, so a run is
 reproducible from its seed and replayable from recorded noise. Guidance (classifier-free, CLIP,
-known-pixel pasting) comes in as wrappers: a wrapped denoiser, a `denoised_fn` applied to x0 before the
-clamp, and a `cond_fn(x, model_timesteps, **model_kwargs)` returning a gradient.
+known-pixel pasting) comes in as wrappers: a wrapped denoiser, and a `Conditioning` holding the model's
+kwargs, a `denoised_fn` applied to x0 before the clamp and a `cond_fn` returning a gradient.
 
 All samplers can start part-way down the chain (`t_start`, a respaced index) from a given `x_T`; that
 is how SDEdit runs.
@@ -18,11 +18,10 @@ from enum import Enum
 
 import torch
 
+from glide_studio.diffusion.conditioning import UNCONDITIONED, Conditioning
 from glide_studio.diffusion.errors import DiffusionError
-from glide_studio.diffusion.gaussian import DenoisedFn, Denoiser, Diffusion, MeanVariance
+from glide_studio.diffusion.gaussian import Denoiser, Diffusion, MeanVariance
 from glide_studio.diffusion.noise import NoiseSource
-
-CondFn = Callable[..., torch.Tensor]
 
 
 @dataclass
@@ -52,24 +51,20 @@ def _timesteps(t: int, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), t, dtype=torch.int64, device=x.device)
 
 
-def _predict(denoiser: Denoiser, diffusion: Diffusion, x: torch.Tensor, t: torch.Tensor, *, clip_denoised: bool,
-             denoised_fn: DenoisedFn | None, model_kwargs: dict | None,
-             score_cond_fn: CondFn | None = None) -> MeanVariance:
-    """The model's prediction at t, with `score_cond_fn` (if any) shifting the score as DDIM-style samplers do.
-
-    The ancestral sampler passes no cond_fn here: it shifts the mean instead, after its noise draw.
-    """
-    out = diffusion.p_mean_variance(denoiser, x, t, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
-                                    model_kwargs=model_kwargs)
-    if score_cond_fn is not None:
-        out = diffusion.condition_score(score_cond_fn, out, x, t, model_kwargs)
+def _predict(denoiser: Denoiser, diffusion: Diffusion, x: torch.Tensor, t: torch.Tensor,
+             conditioning: Conditioning, *, shift_score: bool) -> MeanVariance:
+    """The model's prediction at t; with `shift_score` the cond_fn (if any) shifts the score, as DDIM-style
+    samplers do. The ancestral sampler shifts the mean instead, after its noise draw."""
+    out = diffusion.p_mean_variance(denoiser, x, t, clip_denoised=conditioning.clip_denoised,
+                                    denoised_fn=conditioning.denoised_fn, model_kwargs=conditioning.model_kwargs)
+    if shift_score and conditioning.cond_fn is not None:
+        out = diffusion.condition_score(conditioning.cond_fn, out, x, t, conditioning.model_kwargs)
     return out
 
 
 def ancestral_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *, shape=None,
-                     x_T=None, t_start: int | None = None, device="cpu", clip_denoised=True,
-                     denoised_fn: DenoisedFn | None = None, cond_fn: CondFn | None = None,
-                     model_kwargs: dict | None = None) -> Iterator[SamplerStep]:
+                     x_T=None, t_start: int | None = None, device="cpu",
+                     conditioning: Conditioning = UNCONDITIONED) -> Iterator[SamplerStep]:
     """GLIDE's p_sample loop: learned-variance ancestral sampling.
 
     Draw order matches the reference: x_T (if not given), then one draw per step *before* cond_fn runs,
@@ -79,12 +74,11 @@ def ancestral_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSourc
     for index, t in enumerate(range(start, -1, -1)):
         tt = _timesteps(t, x)
         with torch.no_grad():
-            out = _predict(denoiser, diffusion, x, tt, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
-                           model_kwargs=model_kwargs)
+            out = _predict(denoiser, diffusion, x, tt, conditioning, shift_score=False)
             z = noise.draw(x.shape, device=x.device, dtype=x.dtype)
             mean = out.mean
-            if cond_fn is not None:
-                mean = diffusion.condition_mean(cond_fn, out, x, tt, model_kwargs)
+            if conditioning.cond_fn is not None:
+                mean = diffusion.condition_mean(conditioning.cond_fn, out, x, tt, conditioning.model_kwargs)
             keep_noise = 0.0 if t == 0 else 1.0
             x = mean + keep_noise * torch.exp(0.5 * out.log_variance) * z
         yield SamplerStep(index, t, x, out.pred_xstart, mean, out.log_variance)
@@ -99,9 +93,8 @@ def _ddim_coefficients(diffusion: Diffusion, tt: torch.Tensor, x: torch.Tensor, 
 
 
 def ddim_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *, eta: float = 0.0,
-                shape=None, x_T=None, t_start: int | None = None, device="cpu", clip_denoised=True,
-                denoised_fn: DenoisedFn | None = None, cond_fn: CondFn | None = None,
-                model_kwargs: dict | None = None) -> Iterator[SamplerStep]:
+                shape=None, x_T=None, t_start: int | None = None, device="cpu",
+                conditioning: Conditioning = UNCONDITIONED) -> Iterator[SamplerStep]:
     """DDIM with stochasticity eta. A noise draw happens every step even at eta=0 (reference RNG parity).
 
     A cond_fn shifts the score (`condition_score`); the corrected x0 is not clamped again.
@@ -110,8 +103,7 @@ def ddim_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *,
     for index, t in enumerate(range(start, -1, -1)):
         tt = _timesteps(t, x)
         with torch.no_grad():
-            out = _predict(denoiser, diffusion, x, tt, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
-                           model_kwargs=model_kwargs, score_cond_fn=cond_fn)
+            out = _predict(denoiser, diffusion, x, tt, conditioning, shift_score=True)
             eps = diffusion.predict_eps_from_xstart(x, tt, out.pred_xstart)
             alpha_bar_prev, sigma = _ddim_coefficients(diffusion, tt, x, eta)
             z = noise.draw(x.shape, device=x.device, dtype=x.dtype)
@@ -123,12 +115,15 @@ def ddim_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *,
 
 
 def ddim_reverse_step(denoiser: Denoiser, diffusion: Diffusion, x: torch.Tensor, t: torch.Tensor, *,
-                      clip_denoised=True, denoised_fn: DenoisedFn | None = None,
-                      model_kwargs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deterministic DDIM step *up* the chain, x_t -> x_{t+1}. Returns (sample, pred_xstart)."""
+                      conditioning: Conditioning = UNCONDITIONED) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic DDIM step *up* the chain, x_t -> x_{t+1}. Returns (sample, pred_xstart).
+
+    As in the reference, the step up takes no guidance gradient: a conditioning with a cond_fn is refused.
+    """
+    if conditioning.cond_fn is not None:
+        raise DiffusionError("the reverse DDIM step takes no cond_fn")
     with torch.no_grad():
-        out = _predict(denoiser, diffusion, x, t, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
-                       model_kwargs=model_kwargs)
+        out = _predict(denoiser, diffusion, x, t, conditioning, shift_score=False)
         eps = diffusion.predict_eps_from_xstart(x, t, out.pred_xstart)
         alpha_bar_next = diffusion.coef("alphas_cumprod_next", t, x)
         sample = out.pred_xstart * torch.sqrt(alpha_bar_next) + torch.sqrt(1 - alpha_bar_next) * eps
@@ -140,9 +135,8 @@ def _half_log_snr(alpha_bar: float) -> float:
 
 
 def dpmpp_2m_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource | None, *, shape=None,
-                    x_T=None, t_start: int | None = None, device="cpu", clip_denoised=True,
-                    denoised_fn: DenoisedFn | None = None, cond_fn: CondFn | None = None,
-                    model_kwargs: dict | None = None) -> Iterator[SamplerStep]:
+                    x_T=None, t_start: int | None = None, device="cpu",
+                    conditioning: Conditioning = UNCONDITIONED) -> Iterator[SamplerStep]:
     """DPM-Solver++(2M) (Lu et al. 2022) over the respaced grid, in data-prediction form.
 
     Uses the clamped, denoised_fn-processed x0 as the data prediction, with a second-order multistep
@@ -150,14 +144,12 @@ def dpmpp_2m_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource
     the update reduces to x0) are first order. Deterministic: noise is drawn only for x_T.
     """
     return _dpmpp_2m(denoiser, diffusion, noise, None, shape=shape, x_T=x_T, t_start=t_start, device=device,
-                     clip_denoised=clip_denoised, denoised_fn=denoised_fn, cond_fn=cond_fn,
-                     model_kwargs=model_kwargs)
+                     conditioning=conditioning)
 
 
 def dpmpp_2m_sde_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *, shape=None,
-                        x_T=None, t_start: int | None = None, device="cpu", clip_denoised=True,
-                        denoised_fn: DenoisedFn | None = None, cond_fn: CondFn | None = None,
-                        model_kwargs: dict | None = None) -> Iterator[SamplerStep]:
+                        x_T=None, t_start: int | None = None, device="cpu",
+                        conditioning: Conditioning = UNCONDITIONED) -> Iterator[SamplerStep]:
     """SDE-DPM-Solver++(2M): the same multistep data prediction, integrating the reverse SDE instead of the
     ODE, so each step forgets part of x_t and draws fresh noise (one draw per step, except the last).
 
@@ -167,13 +159,12 @@ def dpmpp_2m_sde_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSo
     if noise is None:
         raise DiffusionError("the SDE sampler needs a noise source")
     return _dpmpp_2m(denoiser, diffusion, noise, noise, shape=shape, x_T=x_T, t_start=t_start, device=device,
-                     clip_denoised=clip_denoised, denoised_fn=denoised_fn, cond_fn=cond_fn,
-                     model_kwargs=model_kwargs)
+                     conditioning=conditioning)
 
 
 def _dpmpp_2m(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource | None,
-              step_noise: NoiseSource | None, *, shape, x_T, t_start, device, clip_denoised, denoised_fn,
-              cond_fn, model_kwargs) -> Iterator[SamplerStep]:
+              step_noise: NoiseSource | None, *, shape, x_T, t_start, device,
+              conditioning: Conditioning) -> Iterator[SamplerStep]:
     """The 2M loop; with `step_noise` each update is the SDE one, with e^{-h} of x_t kept:
     x_s = (sigma_s / sigma_t) e^{-h} x_t + alpha_s (1 - e^{-2h}) D + sigma_s sqrt(1 - e^{-2h}) z."""
     x, start = _initial_state(diffusion, noise, shape, x_T, t_start, device)
@@ -182,8 +173,7 @@ def _dpmpp_2m(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource | Non
     for index, t in enumerate(range(start, -1, -1)):
         tt = _timesteps(t, x)
         with torch.no_grad():
-            out = _predict(denoiser, diffusion, x, tt, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
-                           model_kwargs=model_kwargs, score_cond_fn=cond_fn)
+            out = _predict(denoiser, diffusion, x, tt, conditioning, shift_score=True)
             x0 = out.pred_xstart
             alpha_bar = float(diffusion.alphas_cumprod[t])
             alpha_bar_next = float(diffusion.alphas_cumprod_prev[t])

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from glide_studio.diffusion import (
+    Conditioning,
     Diffusion,
     NoiseSource,
     Sampler,
@@ -187,8 +188,9 @@ def sample_stage(request: Request, denoiser, diffusion: Diffusion, noise: NoiseS
                  model_kwargs=None) -> Iterator[SamplerStep]:
     sampler = get_sampler(request.sampler)
     extra = {"eta": request.eta} if request.sampler == Sampler.DDIM else {}
+    conditioning = Conditioning(model_kwargs or {}, denoised_fn, cond_fn)
     return sampler(denoiser, diffusion, noise, shape=shape, x_T=x_T, t_start=t_start, device=device,
-                   denoised_fn=denoised_fn, cond_fn=cond_fn, model_kwargs=model_kwargs, **extra)
+                   conditioning=conditioning, **extra)
 
 
 def check_request(request: Request) -> None:
