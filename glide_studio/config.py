@@ -3,12 +3,30 @@ OpenAI's option dicts (the ``options`` of each manifest, as ``create_model_and_d
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 GPT2_VOCAB_SIZE = 50257
 
 _DEFAULT_CHANNEL_MULT = {256: (1, 1, 2, 2, 4, 4), 128: (1, 1, 2, 3, 4), 64: (1, 2, 3, 4)}
+
+# The reference's get_named_beta_schedule knows only these two.
+NOISE_SCHEDULES = ("squaredcos_cap_v2", "linear")
+# What the reference's space_timesteps parses: "", "fast27", "ddimN", or comma-separated section counts.
+_RESPACING = re.compile(r"fast27|ddim\d+|\d+(,\d+)*")
+
+# Options of OpenAI's other diffusion code (guided/improved diffusion) that a GLIDE options dict never has.
+_NOT_GLIDE_OPTIONS = {
+    "learn_sigma": "GLIDE's UNets always output eps and a learned variance (6 channels), which the samplers use",
+    "class_cond": "GLIDE conditions on text, never on class labels",
+    "num_classes": "GLIDE conditions on text, never on class labels",
+    "conv_resample": "GLIDE's create_model always resamples with convolutions",
+    "use_checkpoint": "gradient checkpointing is a training setting, not part of a GLIDE model",
+    "use_new_attention_order": "GLIDE's attention always splits q, k and v per head (the legacy order)",
+    "predict_xstart": "GLIDE's UNets predict eps",
+    "rescale_timesteps": "GLIDE's UNets take the original integer timesteps",
+}
 
 
 class ConfigError(ValueError):
@@ -27,11 +45,13 @@ def _parse_int_list(value: Any, what: str) -> tuple[int, ...]:
     raise ConfigError(f"{what}: expected a string or a list of integers, got {value!r}")
 
 
-def _reject_unknown_options(config_class: type, options: dict[str, Any], family: str) -> None:
+def _reject_unknown_options(config_class: type, options: dict[str, Any], family: str,
+                            hints: dict[str, str] | None = None) -> None:
     # An unknown key would otherwise be silently ignored and build a different model than asked for.
     unknown = sorted(set(options) - {f.name for f in fields(config_class)})
     if unknown:
-        raise ConfigError(f"unknown {family} option(s): {', '.join(unknown)}")
+        why = [f"{name}: {hints[name]}" for name in unknown if hints and name in hints]
+        raise ConfigError(f"unknown {family} option(s): {', '.join(unknown)}" + "".join(f"\n  {w}" for w in why))
 
 
 @dataclass(frozen=True)
@@ -55,9 +75,12 @@ class UNetConfig:
     xf_padding: bool = True
     diffusion_steps: int = 1000
     noise_schedule: str = "squaredcos_cap_v2"
+    # The notebooks' step count; each request here picks its own respacing.
     timestep_respacing: str = ""
     use_scale_shift_norm: bool = True
     resblock_updown: bool = True
+    # Neither changes the network: precision is chosen at load time (models.precision), and the pipelines
+    # compute the text embedding once per stage, which is what the reference's cache is for.
     use_fp16: bool = False
     cache_text_emb: bool = False
     inpaint: bool = False
@@ -76,6 +99,47 @@ class UNetConfig:
         for res in self.attention_resolutions:
             if res <= 0 or self.image_size % res != 0:
                 raise ConfigError(f"attention resolution {res} does not divide image_size {self.image_size}")
+        if self.noise_schedule not in NOISE_SCHEDULES:
+            raise ConfigError(f"noise_schedule {self.noise_schedule!r} is not one of {', '.join(NOISE_SCHEDULES)}")
+        if self.diffusion_steps != 1000:
+            raise ConfigError(
+                f"diffusion_steps {self.diffusion_steps} is not supported: the samplers and trainer here run "
+                "GLIDE's 1000-step chain, so such a model would be fed the wrong noise levels"
+            )
+        if self.timestep_respacing and not _RESPACING.fullmatch(str(self.timestep_respacing)):
+            raise ConfigError(
+                f"timestep_respacing {self.timestep_respacing!r}: expected '', 'fast27', 'ddimN' or "
+                "comma-separated section counts such as '100' or '10,10,3,2,2'"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.num_res_blocks < 0 or any(m <= 0 for m in self.resolved_channel_mult):
+            raise ConfigError("num_res_blocks must be >= 0 and every channel_mult entry > 0")
+        self._check_attention_heads()
+
+    def _check_attention_heads(self) -> None:
+        """Each attention layer must split its channels evenly into heads (the reference asserts it)."""
+        mults = self.resolved_channel_mult
+        rates = set(self.attention_downsample_rates)
+        heads_up = self.num_heads if self.num_heads_upsample == -1 else self.num_heads_upsample
+        for level, mult in enumerate(mults):
+            width = mult * self.num_channels
+            # Input and output blocks attend at the listed rates; the middle block always, at the last level.
+            used = [("num_heads", self.num_heads), ("num_heads_upsample", heads_up)] if 2**level in rates else []
+            if level == len(mults) - 1:
+                used.append(("num_heads", self.num_heads))
+            if not used:
+                continue
+            if self.num_head_channels != -1:
+                if self.num_head_channels <= 0 or width % self.num_head_channels:
+                    raise ConfigError(
+                        f"num_head_channels {self.num_head_channels} does not divide the {width} channels "
+                        f"of an attention layer (use -1 to set num_heads instead)"
+                    )
+                continue
+            for name, heads in used:
+                if heads <= 0 or width % heads:
+                    raise ConfigError(f"{name} {heads} does not divide the {width} channels of an attention layer")
 
     @property
     def resolved_channel_mult(self) -> tuple[int, ...]:
@@ -102,7 +166,7 @@ class UNetConfig:
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> UNetConfig:
         """Read an official GLIDE options dict (unknown keys are an error: they would be silently ignored)."""
-        _reject_unknown_options(cls, options, "GLIDE")
+        _reject_unknown_options(cls, options, "GLIDE", _NOT_GLIDE_OPTIONS)
         values = dict(options)
         if "channel_mult" in values:
             values["channel_mult"] = _parse_int_list(values["channel_mult"], "channel_mult")

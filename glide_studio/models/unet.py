@@ -61,6 +61,31 @@ class ResBlock(nn.Module):
         return self.skip_connection(x) + h
 
 
+class Downsample(nn.Module):
+    """The plain (resblock_updown=False) downsampler: a stride-2 3x3 conv named ``op``, as in the reference.
+
+    GLIDE's create_model never exposes conv_resample, so the avg-pool form of the reference never occurs.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class Upsample(nn.Module):
+    """The plain upsampler: nearest x2, then a 3x3 conv named ``conv``."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
 def _embedding(count: int, width: int) -> nn.Embedding:
     if torch.empty(0).is_meta:
         # Built on meta to receive a file's tensors: skip normal_, which has no native meta kernel and would
@@ -117,7 +142,10 @@ class GlideUNet(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        ch = model_channels = c.num_channels
+        model_channels = c.num_channels
+        mults = c.resolved_channel_mult
+        # The stem (and so the final norm and conv) is as wide as the first level, not num_channels.
+        ch = mults[0] * model_channels
         emb_channels = model_channels * 4
         attention_ds = set(c.attention_downsample_rates)
         heads_for = lambda channels, heads: heads if c.num_head_channels == -1 else channels // c.num_head_channels  # noqa: E731
@@ -133,7 +161,6 @@ class GlideUNet(nn.Module):
         self.input_blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(c.in_channels, ch, 3, padding=1))])
         skip_channels = [ch]
         ds = 1
-        mults = c.resolved_channel_mult
         for level, mult in enumerate(mults):
             for _ in range(c.num_res_blocks):
                 layers: list[nn.Module] = [resblock(ch, mult * model_channels)]
@@ -143,9 +170,8 @@ class GlideUNet(nn.Module):
                 self.input_blocks.append(EmbedSequential(*layers))
                 skip_channels.append(ch)
             if level != len(mults) - 1:
-                if not c.resblock_updown:
-                    raise NotImplementedError("only resblock_updown=True is supported (as in every GLIDE model)")
-                self.input_blocks.append(EmbedSequential(resblock(ch, ch, down=True)))
+                down = resblock(ch, ch, down=True) if c.resblock_updown else Downsample(ch)
+                self.input_blocks.append(EmbedSequential(down))
                 skip_channels.append(ch)
                 ds *= 2
         self.middle_block = EmbedSequential(
@@ -159,7 +185,7 @@ class GlideUNet(nn.Module):
                 if ds in attention_ds:
                     layers.append(AttentionBlock(ch, heads_for(ch, heads_up), encoder_channels))
                 if level and i == c.num_res_blocks:
-                    layers.append(resblock(ch, ch, up=True))
+                    layers.append(resblock(ch, ch, up=True) if c.resblock_updown else Upsample(ch))
                     ds //= 2
                 self.output_blocks.append(EmbedSequential(*layers))
         self.out = nn.Sequential(
@@ -182,6 +208,8 @@ class GlideUNet(nn.Module):
     def get_text_emb(self, tokens: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """xf_proj (B, 4C) from the last token slot, and xf_out (B, width, ctx) for cross-attention."""
         c = self.config
+        if not c.xf_width:
+            return {}  # an unconditional model: forward ignores text
         if tokens.shape[-1] != c.text_ctx:
             raise ValueError(f"tokens must have {c.text_ctx} positions, got {tokens.shape[-1]}")
         xf_in = self.token_embedding(tokens.long()) + self.positional_embedding[None]
