@@ -8,10 +8,11 @@ import pytest
 from pipeline_helpers import BASE_SIZE, UPSAMPLE_SIZE, picture, rect_mask, strokes, tiny_model_set
 
 from glide_studio.pipelines import run
+from glide_studio.pipelines.chains import start_from_image
 from glide_studio.pipelines.editbox import EmptyMaskError
 from glide_studio.pipelines.request import EditBox, Mode, Request
 from glide_studio.pipelines.sdedit import composite_sketch
-from glide_studio.pipelines.stages import stage_diffusion
+from glide_studio.pipelines.stages import image_to_tensor
 
 pytest.importorskip("glide_studio.models")
 
@@ -73,7 +74,9 @@ def test_sdedit_strength_sets_the_starting_noise_and_stays_near_the_sketch(model
         steps = list(run(models, request.with_(strength=strength)))
         assert len(steps) == 10  # the steps asked for are the steps that run, whatever the strength
         # strength is a noise level: the chain starts at timestep strength * 999
-        diffusion = stage_diffusion(models.base, request.sampler, 10, upsampler=False, strength=strength)
+        chain = start_from_image(models.base.config.noise_schedule, request.sampler, 10, strength,
+                                 image_to_tensor(composite_sketch(request.image, request.sketch), "cpu"))
+        diffusion = chain.diffusion
         assert int(diffusion.timestep_map[-1]) == round(strength * 999) and diffusion.num_steps == 10
         distance[strength] = np.abs(steps[-1].final[0].astype(np.float32) - composite).mean()
     assert distance[0.2] < distance[0.6] < distance[1.0]

@@ -1,7 +1,7 @@
 """The two GLIDE stages as plans the driver runs: the 64 px base stage and the 4x upsample stage.
 
 Both can inpaint (`known`: the edit box as the model sees it, with its mask of pixels to regenerate);
-the base stage can also start part-way from a given image (SDEdit).
+the base stage can also start part-way from a given image (SDEdit; its chain comes from `chains`).
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from glide_studio.diffusion import NoiseSource, paired_classifier_free_guidance
+from glide_studio.diffusion import Conditioning, NoiseSource, paired_classifier_free_guidance
+from glide_studio.pipelines.chains import from_noise, start_from_image
 from glide_studio.pipelines.editbox import BoxedInput
 from glide_studio.pipelines.errors import PipelineError
 from glide_studio.pipelines.models import ModelSet
 from glide_studio.pipelines.request import Guidance, Request
 from glide_studio.pipelines.stages import (
     NO_CLIP_MESSAGE,
-    UPSAMPLE_TEMPERATURE,
     StagePlan,
     clip_cond_fn,
     image_to_tensor,
@@ -25,8 +25,6 @@ from glide_studio.pipelines.stages import (
     mask_to_tensor,
     model_denoiser,
     paste_fn,
-    sample_stage,
-    stage_diffusion,
     tensor_to_uint8,
     text_kwargs,
 )
@@ -42,6 +40,10 @@ class _Known:
             return
         self.image = image_to_tensor(boxed.image, device)
         self.regenerate = mask_to_tensor(boxed.mask, device)
+
+    def conditioning(self, model_kwargs: dict, cond_fn=None) -> Conditioning:
+        """The stage's hooks: the model's kwargs, the known pixels pasted into every x0, a CLIP gradient."""
+        return Conditioning(model_kwargs, paste_fn(self.image, self.regenerate), cond_fn)
 
     def finish(self, sample: torch.Tensor) -> np.ndarray:
         result = tensor_to_uint8(sample)
@@ -67,10 +69,12 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
     (uint8, base size) noised to `request.strength`."""
     model = models.require_base()
     size, batch, device = models.base_size, request.batch, models.device
-    strength = 1.0 if start_image is None else request.strength
-    diffusion = stage_diffusion(model, request.sampler, request.steps, upsampler=False, strength=strength)
-    t_start = None if start_image is None else diffusion.num_steps - 1
-    num_steps = diffusion.num_steps
+    schedule = model.config.noise_schedule
+    if start_image is None:
+        chain = from_noise(schedule, request.sampler, request.steps, eta=request.eta)
+    else:
+        chain = start_from_image(schedule, request.sampler, request.steps, request.strength,
+                                 image_to_tensor(start_image, device), eta=request.eta)
     use_clip = request.guidance == Guidance.CLIP
     if use_clip and not models.has_clip:
         raise PipelineError(NO_CLIP_MESSAGE)
@@ -85,17 +89,10 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
         if guided:
             denoiser = paired_classifier_free_guidance(denoiser, request.guidance_scale)
         cond_fn = clip_cond_fn(models, request.prompt, batch, request.guidance_scale) if use_clip else None
-        x_T = None
-        if start_image is not None:
-            x_start = image_to_tensor(start_image, device).expand(batch, -1, -1, -1)
-            t = torch.full((batch,), t_start, dtype=torch.int64, device=device)
-            x_T = diffusion.q_sample(x_start, t, noise.draw(x_start.shape, device=device))
-        return sample_stage(request, denoiser, diffusion, noise, x_T=x_T, shape=(batch, 3, size, size),
-                            t_start=t_start, device=device,
-                            denoised_fn=paste_fn(known_pixels.image, known_pixels.regenerate),
-                            cond_fn=cond_fn, model_kwargs=kwargs)
+        return chain.sample(denoiser, noise, (batch, 3, size, size), device,
+                            known_pixels.conditioning(kwargs, cond_fn))
 
-    return StagePlan("base", num_steps, start, known_pixels.finish)
+    return StagePlan("base", chain.num_steps, start, known_pixels.finish)
 
 
 def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known: BoxedInput | None = None,
@@ -104,7 +101,8 @@ def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, kn
     caption-conditioned, without CFG as in GLIDE's notebooks."""
     model = models.require_upsample()
     size, batch, device = models.upsample_size, request.batch, models.device
-    diffusion = stage_diffusion(model, request.sampler, request.upsample_steps, upsampler=True)
+    chain = from_noise(model.config.noise_schedule, request.sampler, request.upsample_steps, eta=request.eta,
+                       upsampler=True)
     known_pixels = _Known(known, device)
 
     def start(previous):
@@ -114,9 +112,7 @@ def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, kn
         kwargs = text_kwargs(model, request.prompt, batch, device, guided=False, precision=models.precision)
         kwargs["low_res"] = image_to_tensor(source, device)
         kwargs.update(inpaint_kwargs(model, known_pixels.image, known_pixels.regenerate, batch))
-        x_T = noise.draw((batch, 3, size, size), device=device) * UPSAMPLE_TEMPERATURE
-        return sample_stage(request, model_denoiser(model, models.precision), diffusion, noise, x_T=x_T, device=device,
-                            denoised_fn=paste_fn(known_pixels.image, known_pixels.regenerate),
-                            model_kwargs=kwargs)
+        return chain.sample(model_denoiser(model, models.precision), noise, (batch, 3, size, size), device,
+                            known_pixels.conditioning(kwargs))
 
-    return StagePlan("upsample", diffusion.num_steps, start, known_pixels.finish)
+    return StagePlan("upsample", chain.num_steps, start, known_pixels.finish)

@@ -1,5 +1,5 @@
-"""The machinery every mode shares: image <-> tensor conversion, per-stage diffusion and conditioning,
-and the driver that runs stages one after another and numbers their steps across the whole run."""
+"""The machinery every mode shares: image <-> tensor conversion, per-stage conditioning, and the driver
+that runs stages one after another and numbers their steps across the whole run."""
 
 from __future__ import annotations
 
@@ -11,27 +11,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from glide_studio.diffusion import (
-    Conditioning,
-    Diffusion,
-    NoiseSource,
-    Sampler,
-    SamplerStep,
-    clip_guidance,
-    clip_text_embedding,
-    get_sampler,
-    paste_known_pixels,
-)
-from glide_studio.diffusion.samplers import LOG_SNR_GRID_SAMPLERS
-from glide_studio.diffusion.schedules import log_snr_timesteps, partial_timesteps
+from glide_studio.diffusion import NoiseSource, SamplerStep, clip_guidance, clip_text_embedding, paste_known_pixels
 from glide_studio.models.precision import Precision
 from glide_studio.models.tokenizers import clip_tokenize_prompts, tokenize_prompts
 from glide_studio.pipelines.errors import PipelineError
 from glide_studio.pipelines.models import ModelSet
 from glide_studio.pipelines.request import Request, Step
-
-UPSAMPLE_TEMPERATURE = 0.997
-"""GLIDE's notebooks scale the upsampler's starting noise (only x_T) by this."""
 
 NO_CLIP_MESSAGE = "CLIP guidance needs the noised CLIP image and text encoders, which are not loaded"
 
@@ -63,23 +48,7 @@ def keep_known_pixels(generated: np.ndarray, known: np.ndarray, regenerate: np.n
     return np.where(np.asarray(regenerate, dtype=bool)[None, :, :, None], generated, known[None])
 
 
-# -- per-stage diffusion and conditioning -----------------------------------------------------------
-
-def stage_diffusion(model: torch.nn.Module, sampler: str, steps: int, upsampler: bool,
-                    strength: float = 1.0) -> Diffusion:
-    """The respaced chain for one stage: an even-in-log-SNR grid for DPM-Solver++, the reference's
-    respacing otherwise ("fast27" for a 27-step upsample, as GLIDE's notebooks use). Below strength 1 the
-    chain starts part-way, at that noise level, and still has `steps` steps."""
-    schedule = model.config.noise_schedule
-    if strength < 1.0:
-        return Diffusion(schedule, timesteps=partial_timesteps(
-            schedule, steps, strength, log_snr_grid=sampler in LOG_SNR_GRID_SAMPLERS))
-    if sampler in LOG_SNR_GRID_SAMPLERS:
-        return Diffusion(schedule, timesteps=log_snr_timesteps(schedule, steps))
-    if upsampler and steps == 27:
-        return Diffusion(schedule, "fast27")
-    return Diffusion(schedule, str(steps))
-
+# -- per-stage conditioning -------------------------------------------------------------------------
 
 def text_kwargs(model: torch.nn.Module, prompt: str, batch: int, device, guided: bool,
                 precision: Precision | None = None) -> dict:
@@ -181,16 +150,6 @@ def drive(stages: list[StagePlan], final: Callable[[np.ndarray], np.ndarray]) ->
                 index += 1
         finally:
             steps.close()
-
-
-def sample_stage(request: Request, denoiser, diffusion: Diffusion, noise: NoiseSource, *, x_T=None,
-                 shape=None, t_start=None, device="cpu", denoised_fn=None, cond_fn=None,
-                 model_kwargs=None) -> Iterator[SamplerStep]:
-    sampler = get_sampler(request.sampler)
-    extra = {"eta": request.eta} if request.sampler == Sampler.DDIM else {}
-    conditioning = Conditioning(model_kwargs or {}, denoised_fn, cond_fn)
-    return sampler(denoiser, diffusion, noise, shape=shape, x_T=x_T, t_start=t_start, device=device,
-                   conditioning=conditioning, **extra)
 
 
 def check_request(request: Request) -> None:
