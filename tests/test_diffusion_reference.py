@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from glide_studio import models
 from glide_studio.diffusion import (
     Conditioning,
     Diffusion,
@@ -19,8 +20,6 @@ from glide_studio.diffusion import (
     ddim_sample,
     paste_known_pixels,
 )
-
-models = pytest.importorskip("glide_studio.models")
 
 SAMPLE_ATOL = 2e-4
 PRED_XSTART_ATOL = 1e-3

@@ -14,8 +14,6 @@ from glide_studio.pipelines.request import EditBox, Mode, Request
 from glide_studio.pipelines.sdedit import composite_sketch
 from glide_studio.pipelines.stages import image_to_tensor
 
-pytest.importorskip("glide_studio.models")
-
 
 @pytest.fixture(scope="module")
 def models(reference_dir):

@@ -11,8 +11,6 @@ from glide_studio.diffusion.samplers import SAMPLERS
 from glide_studio.pipelines import PipelineError, run
 from glide_studio.pipelines.request import EditBox, Mode, Request
 
-pytest.importorskip("glide_studio.models")
-
 W = H = UPSAMPLE_SIZE
 
 
