@@ -150,3 +150,18 @@ def fake_models(monkeypatch):
     monkeypatch.setattr(run_models, "load_model_set", load)
     monkeypatch.setattr(pipelines, "run", _fake_pipeline)
     return loaded
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_dialogs(monkeypatch):
+    """A modal message box would wait forever in a test: unless a test answers them itself, questions are
+    answered Discard (e.g. closing a window with unsaved strokes) and notices are acknowledged."""
+    if "PySide6.QtWidgets" not in __import__("sys").modules:
+        yield
+        return
+    from PySide6.QtWidgets import QMessageBox
+
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.Discard)
+    for kind in ("warning", "critical", "information"):
+        monkeypatch.setattr(QMessageBox, kind, lambda *args, **kwargs: QMessageBox.StandardButton.Ok)
+    yield

@@ -1,4 +1,4 @@
-"""History tree, project files, autosave recovery, parameters and picture files, without widgets."""
+"""History tree, project files, run settings and picture files, without widgets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
-from glide_studio.app.autosave import Autosaver
 from glide_studio.app.controller import StudioController
 from glide_studio.app.errors import ImageLoadError, ProjectError, StudioError
 from glide_studio.app.fake_engine import FakeEngine
@@ -64,7 +63,12 @@ def test_accepting_a_candidate_adds_a_history_node_with_its_parameters(qtbot, co
     assert node.record.request.seed == 7 and node.record.candidate == 2
     assert node.record.context == RunContext("cpu", "fp32") and node.record.inputs["mask"].shape == (24, 24)
     assert np.array_equal(controller.document.picture, node.image)
-    assert not controller.document.has_mask() and controller.candidates is None
+    assert controller.document.has_mask() and controller.candidates is None  # the mask stays for a re-roll
+    controller.document.undo_stack.undo()
+    assert np.array_equal(controller.document.picture, _picture(10)) and controller.history.current.id == 1
+    controller.document.undo_stack.redo()
+    assert np.array_equal(controller.document.picture, node.image) and controller.history.current.id == node.id
+    assert len(controller.history) == 2 and len(controller.runs) == 1  # redo revisits the node, adds none
 
 
 def test_generate_without_a_mask_explains_what_to_do(controller):
@@ -117,22 +121,6 @@ def test_damaged_projects_raise_project_errors(tmp_path):
         load_project(missing_parts)
     with pytest.raises(ProjectError, match="does not exist"):
         load_project(tmp_path / "nowhere.glidestudio")
-
-
-def test_autosave_leftover_is_offered_once_after_an_unclean_exit(qtbot, controller, tmp_path):
-    first = Autosaver(tmp_path, controller.snapshot)
-    assert first.claim_recovery() is None
-    first.begin_session()
-    first.mark_dirty()
-    first.save_if_dirty()
-    assert first.recovery_path.exists() and not first.dirty
-    # No end_session(): the process "crashed".
-    second = Autosaver(tmp_path, controller.snapshot)
-    recovered = second.claim_recovery()
-    assert recovered is not None and load_project(recovered).settings == controller.run_settings
-    second.begin_session()
-    second.end_session()
-    assert Autosaver(tmp_path, controller.snapshot).claim_recovery() is None
 
 
 def test_png_export_carries_the_run_that_made_the_picture(qtbot, controller, tmp_path):

@@ -271,7 +271,7 @@ def test_screenshot_mid_run(qtbot, window, qapp):
     qtbot.waitUntil(lambda: not window.controller.busy, timeout=5000)
 
 
-def test_autosave_is_offered_back_after_a_crash(qtbot, tmp_path, dialogs):
+def test_a_crashed_window_is_offered_back_up_to_its_last_stroke(qtbot, tmp_path, dialogs):
     import shutil
 
     first = open_window(qtbot, tmp_path, FakeEngine(step_delay=0.0), starter_scene(64))
@@ -279,24 +279,24 @@ def test_autosave_is_offered_back_after_a_crash(qtbot, tmp_path, dialogs):
     with qtbot.waitSignal(first.controller.run_finished, timeout=10000):
         run_with_keys(qtbot, first, "kept across a crash")
     first.accept()
-    assert first.autosaver.dirty
-    first.autosaver.timer.timeout.emit()  # the autosave timer fires
-    assert not first.autosaver.dirty
+    paint_stroke(qtbot, first, [(40, 40), (50, 44)])  # the last stroke before the "crash"
+    folder = first.session.folder
     crash_copy = tmp_path / "crash-copy"
-    shutil.copytree(tmp_path / "recovery", crash_copy)
-    edited = first.controller.document.picture.copy()
+    shutil.copytree(folder, crash_copy)  # the journal as a killed process leaves it (WAL included)
+    digest = first.controller.state_digest()
     first.close()
-    shutil.rmtree(tmp_path / "recovery")
-    shutil.copytree(crash_copy, tmp_path / "recovery")  # as if the process had died before closing
+    assert not folder.exists()  # a clean close leaves nothing to recover
+    shutil.copytree(crash_copy, folder)
 
     second = open_window(qtbot, tmp_path, FakeEngine(), starter_scene(32))
     try:
-        assert second.pending_recovery is not None
+        assert second.pending_recovery == folder
         dialogs.answer = QMessageBox.StandardButton.Yes
         assert second.files.offer_recovery(second.pending_recovery)
-        assert np.array_equal(second.controller.document.picture, edited)
+        assert second.controller.state_digest() == digest
         assert second.controller.history.current.caption == "kept across a crash"
-        assert second.files.project_path is None
+        assert second.files.project_path is None and second.files.has_unsaved_edits
+        assert second.session.folder == folder
     finally:
         second.close()
 

@@ -68,7 +68,7 @@ def test_mouse_mask_caption_and_ctrl_enter_run_a_real_inpaint(qtbot, tmp_path, m
     assert not np.array_equal(results[0][~outside], original[~outside])
     window.accept()
     assert len(window.controller.history) == 2
-    window.files.saved_node_count = len(window.controller.history)
+    window.controller.mark_saved()  # nothing to ask about on close
     window.close()
     assert not window.controller.runner.is_running()
 

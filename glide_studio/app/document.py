@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QObject, QRect, Signal
-from PySide6.QtGui import QColor, QImage
+from PySide6.QtGui import QColor, QImage, QUndoStack
 
 from glide_studio.app.images import array_to_qimage, qimage_to_array
 from glide_studio.pipelines.request import EditBox
@@ -39,6 +39,9 @@ class Document(QObject):
     picture_changed = Signal()
     layers_changed = Signal()
     edit_box_changed = Signal()
+    layer_committed = Signal(str, object, object)
+    """(layer name, the QRect it changed, what happened: a dict such as {"what": "Mask stroke", "size": 24}):
+    one finished user action on a layer (a stroke at mouse-up, a clear, an undo), for the journal."""
 
     def __init__(self, picture: np.ndarray, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -47,6 +50,8 @@ class Document(QObject):
         self.sketch = blank_layer(1, 1)
         self._edit_box = EditBox(0, 0, 1, 1)
         self._box_automatic = True
+        self.undo_stack = QUndoStack(self)
+        """Strokes, layer edits and accepted candidates, for Ctrl+Z."""
         self.reset(picture)
 
     @property
@@ -90,22 +95,22 @@ class Document(QObject):
         alpha = qimage_to_array(self.mask, 4)[..., 3]
         return np.where(alpha >= 128, 255, 0).astype(np.uint8)
 
-    def set_mask_array(self, mask: np.ndarray) -> None:
+    def set_mask_array(self, mask: np.ndarray, what: str = "Set mask") -> None:
         painted = np.asarray(mask) > 0
         rgba = np.zeros((self.height, self.width, 4), np.uint8)
         rgba[painted] = (MASK_COLOUR.red(), MASK_COLOUR.green(), MASK_COLOUR.blue(), 255)
         self.mask = array_to_qimage(rgba).convertToFormat(LAYER_FORMAT)
-        self.layers_changed.emit()
+        self.commit_layer("mask", None, {"what": what})
 
     def has_mask(self) -> bool:
         return bool(self.mask_array().any())
 
     def invert_mask(self) -> None:
-        self.set_mask_array(self.mask_array() == 0)
+        self.set_mask_array(self.mask_array() == 0, "Invert mask")
 
     def clear_mask(self) -> None:
         self.mask.fill(0)
-        self.layers_changed.emit()
+        self.commit_layer("mask", None, {"what": "Clear mask"})
 
     # --- sketch -----------------------------------------------------------------------------------
     def sketch_array(self) -> np.ndarray:
@@ -113,11 +118,11 @@ class Document(QObject):
 
     def set_sketch_array(self, rgba: np.ndarray) -> None:
         self.sketch = array_to_qimage(rgba).convertToFormat(LAYER_FORMAT)
-        self.layers_changed.emit()
+        self.commit_layer("sketch", None, {"what": "Set sketch"})
 
     def clear_sketch(self) -> None:
         self.sketch.fill(0)
-        self.layers_changed.emit()
+        self.commit_layer("sketch", None, {"what": "Clear sketch"})
 
     def sketch_over_picture(self) -> np.ndarray:
         """The picture with the sketch strokes composited on it, as SDEdit sees it."""
@@ -128,6 +133,23 @@ class Document(QObject):
 
     def layer_changed(self, rect: QRect | None = None) -> None:
         """The canvas tells the document it painted on a layer."""
+        self.layers_changed.emit()
+
+    def commit_layer(self, name: str, rect: QRect | None, detail: dict) -> None:
+        """A user action on layer `name` is complete; `rect` (None: the whole layer) bounds what it changed."""
+        whole = QRect(0, 0, self.width, self.height)
+        self.layers_changed.emit()
+        self.layer_committed.emit(name, whole if rect is None else rect.intersected(whole), detail)
+
+    def layer_patch(self, name: str, rect: QRect) -> bytes:
+        """The layer's exact pixels (premultiplied ARGB32) inside `rect`, for the journal."""
+        return bytes(_layer_pixels(getattr(self, name))[rect.top(): rect.bottom() + 1,
+                                                         rect.left(): rect.right() + 1].tobytes())
+
+    def apply_layer_patch(self, name: str, rect: QRect, data: bytes) -> None:
+        """Puts back pixels that `layer_patch` took (replaying a journal)."""
+        patch = np.frombuffer(data, np.uint8).reshape(rect.height(), rect.width(), 4)
+        _layer_pixels(getattr(self, name))[rect.top(): rect.bottom() + 1, rect.left(): rect.right() + 1] = patch
         self.layers_changed.emit()
 
     # --- edit box ---------------------------------------------------------------------------------
@@ -152,6 +174,13 @@ class Document(QObject):
         if box != self._edit_box or automatic != self._box_automatic:
             self._edit_box, self._box_automatic = box, automatic
             self.edit_box_changed.emit()
+
+
+def _layer_pixels(image: QImage) -> np.ndarray:
+    """A writable (H, W, 4) view of a layer's own memory."""
+    width, height = image.width(), image.height()
+    rows = np.frombuffer(image.bits(), np.uint8).reshape(height, image.bytesPerLine())
+    return rows[:, : width * 4].reshape(height, width, 4)
 
 
 def _checked_picture(picture: np.ndarray) -> np.ndarray:

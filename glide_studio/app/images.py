@@ -50,6 +50,13 @@ def load_image_bytes(data: bytes, source: str = "the pasted data") -> np.ndarray
         raise ImageLoadError(f"{source} is not a picture GLIDE Studio can read ({error}).") from error
 
 
+def png_bytes(array: np.ndarray) -> bytes:
+    """Lossless and quick to write (level 1): for pictures kept exactly, not small (the journal)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def array_to_qimage(array: np.ndarray) -> QImage:
     """An owning QImage copy of an HxWx3 or HxWx4 uint8 array (RGB / RGBA)."""
     array = np.ascontiguousarray(array, dtype=np.uint8)

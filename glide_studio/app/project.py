@@ -1,8 +1,9 @@
 """Project files: one zip holding the picture, its layers, every history image and the settings.
 
 Layout: project.json (format version, run settings, history tree with each node's run record, current
-node, edit box), picture.png, mask.png, sketch.png, history/<id>.png. Settings and records go through the
-generic record codec.
+node, edit box), picture.png, mask.png, sketch.png, history/<id>.png, and (format 3) journal.sqlite: the
+document's whole journal, from which the editor rebuilds it with its gallery; the rest keeps the file
+readable without it. Settings and records go through the generic record codec.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +23,18 @@ from PIL import Image
 from glide_studio.app.errors import ImageLoadError, ProjectError
 from glide_studio.app.history import HistoryNode
 from glide_studio.app.images import load_image_bytes
+from glide_studio.app.journal import Journal
 from glide_studio.app.run_settings import RunSettings
+from glide_studio.atomic_files import write_atomically
 from glide_studio.pipelines.request import EditBox
 from glide_studio.runs.codec import RecordError, decode, encode
 from glide_studio.runs.record import RunRecord
 
 PROJECT_SUFFIX = ".glidestudio"
 PROJECT_FILTER = f"GLIDE Studio projects (*{PROJECT_SUFFIX})"
-FORMAT_VERSION = 2
-"""1: flat parameters per node; 2: run settings and a run record per generated node."""
+FORMAT_VERSION = 3
+"""1: flat parameters per node; 2: run settings and a run record per node; 3: and the journal."""
+JOURNAL_MEMBER = "journal.sqlite"
 
 
 @dataclass
@@ -41,6 +47,8 @@ class ProjectData:
     settings: RunSettings
     nodes: list[HistoryNode]
     current_node: int
+    journal_path: Path | None = None
+    """Where load_project extracted the project's journal (a temporary file the caller removes), if it has one."""
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -49,8 +57,9 @@ def _png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def save_project(path: str | Path, data: ProjectData) -> None:
-    """Writes atomically (a temporary file renamed over the target), so a crash never leaves half a file."""
+def save_project(path: str | Path, data: ProjectData, journal: Journal | None = None) -> None:
+    """Writes atomically (a temporary file, synced, renamed over the target), so a crash or a full disk never
+    leaves half a file and never harms the one already there."""
     path = Path(path)
     manifest = {
         "format": "glide-studio-project",
@@ -69,15 +78,23 @@ def save_project(path: str | Path, data: ProjectData) -> None:
             for node in data.nodes
         ],
     }
-    temporary = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr("project.json", json.dumps(manifest, indent=1))
-        archive.writestr("picture.png", _png_bytes(data.picture))
-        archive.writestr("mask.png", _png_bytes(data.mask))
-        archive.writestr("sketch.png", _png_bytes(data.sketch))
-        for node in data.nodes:
-            archive.writestr(f"history/{node.id}.png", _png_bytes(node.image))
-    os.replace(temporary, path)
+    with tempfile.TemporaryDirectory() as scratch:
+        journal_copy = Path(scratch) / JOURNAL_MEMBER
+        if journal is not None:
+            journal.copy_to(journal_copy)
+
+        def write(file) -> None:
+            with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
+                archive.writestr("project.json", json.dumps(manifest, indent=1))
+                archive.writestr("picture.png", _png_bytes(data.picture))
+                archive.writestr("mask.png", _png_bytes(data.mask))
+                archive.writestr("sketch.png", _png_bytes(data.sketch))
+                for node in data.nodes:
+                    archive.writestr(f"history/{node.id}.png", _png_bytes(node.image))
+                if journal is not None:
+                    archive.write(journal_copy, JOURNAL_MEMBER, compress_type=zipfile.ZIP_DEFLATED)
+
+        write_atomically(path, write)
 
 
 def load_project(path: str | Path) -> ProjectData:
@@ -108,6 +125,7 @@ def load_project(path: str | Path) -> ProjectData:
             ]
             box = _edit_box(manifest.get("edit_box"))
             current = int(manifest["current_node"])
+            journal_path = _extract_journal(archive)
     except FileNotFoundError as error:
         raise ProjectError(f"{path} does not exist.") from error
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, ImageLoadError, OSError) as error:
@@ -117,7 +135,16 @@ def load_project(path: str | Path) -> ProjectData:
     if not nodes or current not in {node.id for node in nodes}:
         raise ProjectError(f"{path.name} is damaged: its history is empty or inconsistent.")
     settings = RunSettings.from_json(manifest.get("settings", manifest.get("params", {})))
-    return ProjectData(picture, mask, sketch, box, settings, nodes, current)
+    return ProjectData(picture, mask, sketch, box, settings, nodes, current, journal_path)
+
+
+def _extract_journal(archive: zipfile.ZipFile) -> Path | None:
+    if JOURNAL_MEMBER not in archive.namelist():
+        return None
+    handle, name = tempfile.mkstemp(suffix=".sqlite")
+    with os.fdopen(handle, "wb") as file, archive.open(JOURNAL_MEMBER) as member:
+        shutil.copyfileobj(member, file)
+    return Path(name)
 
 
 def _edit_box(value) -> EditBox | None:

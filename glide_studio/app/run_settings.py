@@ -49,6 +49,8 @@ class RunSettings:
     """Every setting of the next run; its picture fields stay empty (the document supplies them)."""
     random_seed: bool = True
     device: str = "cpu"
+    clear_layers_on_accept: bool = False
+    """Keep the mask and sketch after accepting a candidate (so the same area can be re-rolled), unless set."""
 
     @property
     def family(self) -> str:

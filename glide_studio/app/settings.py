@@ -1,9 +1,8 @@
-"""Preferences in QSettings, and where the crash-recovery autosave lives."""
+"""Preferences in QSettings."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
@@ -15,11 +14,6 @@ APPLICATION = "GLIDE Studio"
 
 def default_settings() -> QSettings:
     return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
-
-
-def recovery_dir(settings: QSettings) -> Path:
-    """Next to the settings file, so tests with a temporary settings file get a temporary recovery dir."""
-    return Path(settings.fileName()).resolve().parent / "recovery"
 
 
 class Preferences:
@@ -41,13 +35,6 @@ class Preferences:
 
     def set_value(self, key: str, value) -> None:
         self.settings.setValue(key, value)
-
-    @property
-    def autosave_seconds(self) -> int:
-        try:
-            return max(5, int(self.settings.value("autosave/seconds", 60)))
-        except (TypeError, ValueError):
-            return 60
 
     def recent_files(self) -> list[str]:
         raw = self.settings.value("files/recent", [])

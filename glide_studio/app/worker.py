@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from glide_studio.app.engine import Engine
 from glide_studio.app.errors import StudioError
+from glide_studio.app.images import png_bytes
 from glide_studio.app.preview import to_uint8_images
 from glide_studio.pipelines.request import Request
 from glide_studio.runs.drain import drain
@@ -81,6 +82,8 @@ class JobResult:
     """The run (candidate 0): its request still holds the input pictures, which are also kept by digest."""
     warning: str = ""
     """Set when the inputs could not be kept (the result is still good, but cannot be repeated)."""
+    encoded: tuple[bytes, ...] = ()
+    """The images as PNG files, made here off the GUI thread, for the document's journal."""
 
     @property
     def request(self) -> Request:
@@ -161,7 +164,7 @@ class GenerationWorker(QObject):
             (self.inputs or InputStore()).put_inputs(record)
         except OSError as error:
             warning = f"The run's inputs could not be kept ({error}); its exports cannot be repeated."
-        return JobResult(job.id, images, record, warning)
+        return JobResult(job.id, images, record, warning, tuple(png_bytes(image) for image in images))
 
     def _drain(self, job: Job) -> Outcome:
         """Runs the job's Step stream (one drain for the app, the CLI and the evaluation), emitting throttled

@@ -5,8 +5,8 @@ from __future__ import annotations
 from enum import Enum
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap, QUndoStack
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 
 from glide_studio.app.document import MASK_COLOUR, Document
@@ -34,7 +34,7 @@ class Canvas(QGraphicsView):
     def __init__(self, document: Document, parent=None) -> None:
         super().__init__(parent)
         self.document = document
-        self.undo_stack = QUndoStack(self)
+        self.undo_stack = document.undo_stack
         self.tool = Tool.MASK
         self.brush_size = 24
         self.sketch_colour = QColor(220, 60, 50)
@@ -222,9 +222,12 @@ class Canvas(QGraphicsView):
         margin = self.brush_size / 2 + 2
         dirty = QRectF(start, end).normalized().adjusted(-margin, -margin, margin, margin)
         (self.sketch_item if layer_name == "sketch" else self.mask_item).update(dirty)
+        self._stroke_rect = self._stroke_rect.united(dirty.toAlignedRect())
+        self._stroke_points.append((round(end.x(), 2), round(end.y(), 2)))
 
     def _begin_stroke(self, point: QPointF) -> None:
         self._stroke_before = getattr(self.document, TOOL_LAYER[self.tool]).copy()
+        self._stroke_rect, self._stroke_points = QRect(), []
         self._last_point = point
         self._paint_segment(point, point)
 
@@ -232,10 +235,16 @@ class Canvas(QGraphicsView):
         layer_name = TOOL_LAYER[self.tool]
         after = getattr(self.document, layer_name).copy()
         names = {Tool.MASK: "Mask stroke", Tool.ERASER: "Erase mask", Tool.SKETCH: "Sketch stroke"}
-        self.undo_stack.push(StrokeCommand(self.document, layer_name, self._stroke_before, after, names[self.tool]))
+        rect = self._stroke_rect
+        self.undo_stack.push(StrokeCommand(self.document, layer_name, self._stroke_before, after, names[self.tool],
+                                           rect))
         self._stroke_before = None
         self._last_point = None
-        self.document.layer_changed()
+        detail = {"what": names[self.tool], "tool": self.tool.value, "size": self.brush_size,
+                  "points": self._stroke_points}
+        if self.tool == Tool.SKETCH:
+            detail["colour"] = self.sketch_colour.name()
+        self.document.commit_layer(layer_name, rect, detail)
 
     # --- mouse ------------------------------------------------------------------------------------
     def mousePressEvent(self, event) -> None:

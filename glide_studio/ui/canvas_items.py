@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen, QUndoCommand
 from PySide6.QtWidgets import QGraphicsItem
 
@@ -83,26 +83,29 @@ class EditBoxItem(QGraphicsItem):
 
 
 class StrokeCommand(QUndoCommand):
-    """One finished stroke on a layer: before and after images of the whole layer (pictures are small)."""
+    """One finished stroke on a layer: before and after images of the layer, and the rectangle it touched
+    (None: all of it), so that undo and redo tell the journal exactly what changed."""
 
-    def __init__(self, document: Document, layer: str, before: QImage, after: QImage, text: str) -> None:
+    def __init__(self, document: Document, layer: str, before: QImage, after: QImage, text: str,
+                 rect: QRect | None = None) -> None:
         super().__init__(text)
         self.document, self.layer = document, layer
         self.before, self.after = before, after
+        self.rect = rect
         self._first = True
 
-    def _apply(self, image: QImage) -> None:
+    def _apply(self, image: QImage, what: str) -> None:
         setattr(self.document, self.layer, image.copy())
-        self.document.layer_changed()
+        self.document.commit_layer(self.layer, self.rect, {"what": what})
 
     def redo(self) -> None:
         if self._first:
-            self._first = False  # the stroke is already on the layer
+            self._first = False  # the stroke is already on the layer, and in the journal
             return
-        self._apply(self.after)
+        self._apply(self.after, f"Redo {self.text().lower()}")
 
     def undo(self) -> None:
-        self._apply(self.before)
+        self._apply(self.before, f"Undo {self.text().lower()}")
 
 
 class LayerSnapshotCommand(StrokeCommand):

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QApplication
 from glide_studio.app.errors import StudioError
 from glide_studio.app.images import OPEN_FILTER, qimage_to_array
 from glide_studio.app.project import PROJECT_FILTER, PROJECT_SUFFIX
+from glide_studio.app.sessions import discard_abandoned
 from glide_studio.ui import dialogs
 
 
@@ -17,7 +18,6 @@ class FileActions:
         self.window = window
         self.controller = window.controller
         self.project_path: Path | None = None
-        self.saved_node_count = len(self.controller.history)
 
     @property
     def _directory(self) -> str:
@@ -33,7 +33,16 @@ class FileActions:
 
     @property
     def has_unsaved_edits(self) -> bool:
-        return len(self.controller.history) != self.saved_node_count
+        """Anything done since the last save or open, strokes and settings included (the journal says)."""
+        return self.controller.has_unsaved_changes
+
+    def may_replace_document(self, doing: str = "opening another picture") -> bool:
+        """Save / Discard / Cancel before unsaved work would be replaced; True when it may go ahead."""
+        if not self.has_unsaved_edits:
+            return True
+        choice = dialogs.ask_save_discard_cancel(
+            self.window, "Unsaved edits", f"Save the edits in a project before {doing}?")
+        return choice == "discard" or (choice == "save" and self.save_project())
 
     # --- opening ----------------------------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -44,6 +53,8 @@ class FileActions:
 
     def open_path(self, path: str | Path) -> bool:
         path = Path(path)
+        if not self.may_replace_document():
+            return False
         if path.suffix.lower() == PROJECT_SUFFIX:
             return self.open_project(path)
         try:
@@ -53,7 +64,7 @@ class FileActions:
             return False
         self._remember(path)
         self.project_path = None
-        self.saved_node_count = len(self.controller.history)
+        self.controller.mark_saved()
         self.window.statusBar().showMessage(f"Opened {path.name}", 5000)
         self.window.update_title()
         if record is not None and dialogs.ask_yes_no(
@@ -71,7 +82,6 @@ class FileActions:
             self._fail("Could not open the project", error)
             return False
         self.project_path = Path(path)
-        self.saved_node_count = len(self.controller.history)
         self._remember(path)
         self.window.statusBar().showMessage(f"Opened project {Path(path).name}", 5000)
         self.window.update_title()
@@ -82,9 +92,11 @@ class FileActions:
         if image.isNull():
             self.window.statusBar().showMessage("The clipboard holds no picture.", 5000)
             return False
+        if not self.may_replace_document("pasting a new picture"):
+            return False
         self.controller.open_array(qimage_to_array(image, 3), "Pasted picture")
+        self.controller.mark_saved()
         self.project_path = None
-        self.saved_node_count = len(self.controller.history)
         self.window.update_title()
         return True
 
@@ -109,7 +121,6 @@ class FileActions:
             self._fail("Could not save the project", error)
             return False
         self.project_path = path
-        self.saved_node_count = len(self.controller.history)
         self._remember(path)
         self.window.statusBar().showMessage(f"Saved {path.name}", 5000)
         self.window.update_title()
@@ -134,18 +145,25 @@ class FileActions:
         return True
 
     # --- recovery ---------------------------------------------------------------------------------
-    def offer_recovery(self, path: Path | None) -> bool:
-        if path is None:
+    def offer_recovery(self, folder: Path | None) -> bool:
+        """A document whose window died with it (its journal, up to the last finished action): restore or
+        discard it."""
+        if folder is None:
             return False
         if not dialogs.ask_yes_no(
             self.window,
-            "Restore last session?",
-            "GLIDE Studio did not close cleanly last time. Restore the autosaved session?",
+            "Restore unsaved work?",
+            "GLIDE Studio did not close cleanly last time. Restore the document as it was at the last brush "
+            "stroke? (No discards it.)",
         ):
+            discard_abandoned(folder)
             return False
-        if not self.open_project(path):
+        try:
+            self.window.adopt_session(folder)
+        except StudioError as error:
+            self._fail("Could not restore the document", error)
             return False
-        self.project_path = None  # the recovered copy is not the user's file; Save asks where to
-        self.saved_node_count = 0
+        self.project_path = None  # the recovered document is not in a file yet; Save asks where
+        self.window.statusBar().showMessage("Restored the unsaved document.", 8000)
         self.window.update_title()
         return True

@@ -9,12 +9,13 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QProgressBar, QScrollArea, QWidget
 
-from glide_studio.app.autosave import Autosaver
 from glide_studio.app.controller import StudioController
 from glide_studio.app.downloads import ModelDownloader
 from glide_studio.app.engine import Engine
 from glide_studio.app.errors import StudioError
-from glide_studio.app.settings import Preferences, default_settings, recovery_dir
+from glide_studio.app.journal import JournalError
+from glide_studio.app.sessions import Session, abandoned_documents
+from glide_studio.app.settings import Preferences, default_settings
 from glide_studio.app.starter import STARTER_CAPTION, starter_scene
 from glide_studio.app.worker import Progress
 from glide_studio.pipelines.request import Mode
@@ -89,24 +90,10 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._connect()
 
-        self.autosaver = Autosaver(
-            recovery_dir(self.preferences.settings),
-            self.controller.snapshot,
-            self.preferences.autosave_seconds,
-            self,
-        )
-        for signal in (
-            self.controller.history.node_added,
-            self.controller.history.current_changed,
-            self.controller.history.reset,
-            self.controller.document.layers_changed,
-            self.controller.document.picture_changed,
-            self.controls.run_settings_edited,
-        ):
-            signal.connect(self.autosaver.mark_dirty)
-        self.autosaver.failed.connect(lambda message: self.statusBar().showMessage(message, 8000))
-        self.pending_recovery = self.autosaver.claim_recovery()
-        self.autosaver.begin_session()
+        self.session = Session.create()
+        self.controller.attach_journal(self.session.journal)
+        self.session.mark_baseline()
+        self.pending_recovery = next(iter(abandoned_documents()), None)
         for signal in (self.controller.history.node_added, self.controller.history.reset):
             signal.connect(self.update_title)
         self.update_title()
@@ -224,8 +211,7 @@ class MainWindow(QMainWindow):
     def accept(self) -> None:
         if self.controller.candidates is not None:
             self.controller.accept_candidate()
-            self.canvas.undo_stack.clear()  # strokes belonged to the picture before this edit
-            self.statusBar().showMessage("Accepted: added to the history.", 5000)
+            self.statusBar().showMessage("Accepted: added to the history (Ctrl+Z takes it back).", 5000)
 
     def go_to_node(self, node_id: int) -> None:
         self.controller.discard_candidates()
@@ -325,7 +311,10 @@ class MainWindow(QMainWindow):
 
     # --- closing ----------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
-        if self.files.has_unsaved_edits and not self._closing:
+        if self._closing:  # closed already (a second close, e.g. at exit)
+            event.accept()
+            return
+        if self.files.has_unsaved_edits:
             choice = dialogs.ask_save_discard_cancel(
                 self, "Unsaved edits", "Save the edits in a project before closing?"
             )
@@ -341,8 +330,19 @@ class MainWindow(QMainWindow):
         self.hide()
         if not self.controller.shutdown(60_000):
             self.statusBar().showMessage("The model did not stop in time.")
-        self.autosaver.end_session()
+        self.controller.detach_journal()
+        self.session.close()  # saved or discarded on purpose: nothing to recover
         event.accept()
+
+    def adopt_session(self, folder) -> None:
+        """Continue the abandoned document in `folder` (crash recovery) instead of this window's new one."""
+        try:
+            recovered = Session.claim(folder)
+            self.controller.replay(recovered.journal)
+        except JournalError as error:
+            raise StudioError(str(error)) from error
+        self.session.close()
+        self.session = recovered
 
 
 def run_app(argv: list[str] | None = None, *, settings: QSettings | None = None, engine: Engine | None = None) -> int:
