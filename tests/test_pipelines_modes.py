@@ -124,6 +124,19 @@ def test_generate_with_a_text_to_image_base_model(reference_dir):
     assert steps[-1].final.shape == (1, UPSAMPLE_SIZE, UPSAMPLE_SIZE, 3)
 
 
+def test_upsample_redraws_the_box_of_a_larger_picture_in_place_and_upscales_a_small_one(models):
+    image = picture(100, 70, seed=4)
+    box = EditBox(30, 12, 48, 48)
+    final = list(run(models, request_for(Mode.UPSAMPLE, image=image, edit_box=box, batch=1)))[-1].final
+    assert final.shape == (1, 70, 100, 3)  # the picture keeps its size: the box is never shrunk
+    outside = np.ones((70, 100), bool)
+    outside[12:60, 30:78] = False
+    assert np.array_equal(final[0][outside], image[outside])
+    assert not np.array_equal(final[0, 12:60, 30:78], image[12:60, 30:78])
+    small = list(run(models, request_for(Mode.UPSAMPLE, batch=1)))[-1].final
+    assert small.shape == (1, UPSAMPLE_SIZE, UPSAMPLE_SIZE, 3)  # a base-size picture is upscaled
+
+
 def test_generate_into_the_edit_box_of_a_picture(models):
     image = picture(100, 70, seed=3)
     box = EditBox(20, 10, 40, 40)

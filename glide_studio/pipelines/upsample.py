@@ -1,4 +1,9 @@
-"""Upsample: any picture (or its edit box), seen at the base size, -> the upsampler's size under a caption."""
+"""Upsample: a picture (or its edit box), seen at the base size, re-drawn by the upsampler under a caption.
+
+A picture the base model could have made (no larger than its size) comes back at the upsampler's size: that
+is upscaling. On a larger picture the edit box is re-drawn where it is, at its own size, and every pixel
+outside it stays as it was: upsampling a box never shrinks it.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ from glide_studio.pipelines.stages import check_request, drive, noise_for
 
 
 def run(models: ModelSet, request: Request) -> Iterator[Step]:
-    """Results are (N, S, S, 3) at the upsampler's size, whatever the input's size."""
+    """Results are (N, S, S, 3) at the upsampler's size for a small picture, else the picture with its box
+    re-drawn."""
     check_request(request)
     if request.image is None:
         raise PipelineError("upsampling needs a picture")
@@ -24,4 +30,10 @@ def run(models: ModelSet, request: Request) -> Iterator[Step]:
     low_size = models.upsample_size // 4 if models.base_size is None else models.base_size
     boxed = editbox.prepare(request.image, None, None, request.edit_box, low_size)
     low_res = np.repeat(boxed.image[None], request.batch, axis=0)
-    return drive([upsample_stage(models, request, noise, low_res=low_res)], lambda results: results)
+    if max(request.image.shape[:2]) <= low_size:
+        return drive([upsample_stage(models, request, noise, low_res=low_res)], lambda results: results)
+
+    def in_place(results: np.ndarray) -> np.ndarray:
+        return np.stack([editbox.paste_back(request.image, result, boxed, None) for result in results])
+
+    return drive([upsample_stage(models, request, noise, low_res=low_res)], in_place)

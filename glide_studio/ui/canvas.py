@@ -30,6 +30,8 @@ class Canvas(QGraphicsView):
     files_dropped = Signal(list)
     brush_size_changed = Signal(int)
     zoom_changed = Signal(float)
+    compare_held = Signal(bool)
+    """The before/after key (backslash) went down (True) or up: show the picture without the candidate."""
 
     def __init__(self, document: Document, parent=None) -> None:
         super().__init__(parent)
@@ -105,7 +107,8 @@ class Canvas(QGraphicsView):
 
     def _sync_box(self) -> None:
         box = self.document.edit_box
-        self.box_item.set_geometry(QRectF(box.x, box.y, box.width, box.height), self._picture_rect())
+        self.box_item.set_geometry(QRectF(box.x, box.y, box.width, box.height), self._picture_rect(),
+                                   self.document.box_is_automatic)
 
     # --- what the canvas shows --------------------------------------------------------------------
     def show_image(self, image: np.ndarray | None) -> None:
@@ -181,6 +184,12 @@ class Canvas(QGraphicsView):
             self.brush_size = size
             self.brush_size_changed.emit(size)
             self._update_cursor_item()
+
+    def smaller_brush(self) -> None:
+        self.set_brush_size(round(self.brush_size / 1.25))
+
+    def larger_brush(self) -> None:
+        self.set_brush_size(round(self.brush_size * 1.25) + 1)
 
     def set_sketch_colour(self, colour: QColor) -> None:
         self.sketch_colour = QColor(colour)
@@ -334,14 +343,18 @@ class Canvas(QGraphicsView):
             self._space_held = True
             self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
         elif key == Qt.Key.Key_BracketLeft:
-            self.set_brush_size(round(self.brush_size / 1.25))
+            self.smaller_brush()
         elif key == Qt.Key.Key_BracketRight:
-            self.set_brush_size(round(self.brush_size * 1.25) + 1)
+            self.larger_brush()
+        elif key == Qt.Key.Key_Backslash and not event.isAutoRepeat():
+            self.compare_held.emit(True)
         else:
             super().keyPressEvent(event)
 
     def keyReleaseEvent(self, event) -> None:
-        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+        if event.key() == Qt.Key.Key_Backslash and not event.isAutoRepeat():
+            self.compare_held.emit(False)
+        elif event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
             self._space_held = False
             self.viewport().unsetCursor()
         else:

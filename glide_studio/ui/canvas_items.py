@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen, QUndoCommand
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen, QUndoCommand
 from PySide6.QtWidgets import QGraphicsItem
 
 from glide_studio.app.document import Document
@@ -43,13 +43,20 @@ class EditBoxItem(QGraphicsItem):
         super().__init__()
         self.rect = QRectF()
         self.picture = QRectF()
+        self.automatic = False
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self.setZValue(50)
 
-    def set_geometry(self, rect: QRectF, picture: QRectF) -> None:
+    def set_geometry(self, rect: QRectF, picture: QRectF, automatic: bool = False) -> None:
         self.prepareGeometryChange()
         self.rect, self.picture = QRectF(rect), QRectF(picture)
+        self.automatic = automatic
         self.update()
+
+    def label(self) -> str:
+        """Its size in picture pixels, and whether it follows the mask by itself."""
+        size = f"{round(self.rect.width())} × {round(self.rect.height())}"
+        return f"{size} · automatic" if self.automatic else size
 
     def handle_rect(self) -> QRectF:
         size = HANDLE / max(self._scale(), 1e-6)
@@ -80,6 +87,12 @@ class EditBoxItem(QGraphicsItem):
         painter.setPen(QPen(QColor(20, 20, 20), 0))
         painter.setBrush(QBrush(QColor(90, 160, 255)))
         painter.drawRect(self.handle_rect())
+        scale = max(self._scale(), 1e-6)
+        font = QFont(painter.font())
+        font.setPixelSize(max(1, round(12 / scale)))  # 12 screen pixels at any zoom
+        painter.setFont(font)
+        painter.setPen(QColor(255, 255, 255, 230))
+        painter.drawText(self.rect.topLeft() + QPointF(4 / scale, 16 / scale), self.label())
 
 
 class StrokeCommand(QUndoCommand):

@@ -29,7 +29,7 @@ MODE_HINTS = {
     Mode.INPAINT: "Paint a mask over the region to regenerate; the rest stays exactly as it is.",
     Mode.SDEDIT: "Paint rough colour strokes and a mask around them; strength sets how much may change.",
     Mode.GENERATE: "A new picture from the caption alone.",
-    Mode.UPSAMPLE: "Upscale the edit box 4x, guided by the caption.",
+    Mode.UPSAMPLE: "Re-draw the edit box with the upsampler, guided by the caption (a 64 px picture is upscaled).",
 }
 
 

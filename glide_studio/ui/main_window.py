@@ -5,9 +5,19 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QEvent, QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QProgressBar, QScrollArea, QWidget
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
+    QDockWidget,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QProgressBar,
+    QScrollArea,
+    QWidget,
+)
 
 from glide_studio.app.controller import StudioController
 from glide_studio.app.downloads import ModelDownloader
@@ -24,6 +34,7 @@ from glide_studio.ui.candidates import CandidatesStrip
 from glide_studio.ui.canvas import Canvas
 from glide_studio.ui.controls import ControlsPanel
 from glide_studio.ui.file_actions import FileActions
+from glide_studio.ui.gallery_panel import GalleryPanel
 from glide_studio.ui.history_panel import HistoryPanel
 from glide_studio.ui.tools_panel import ToolsPanel
 
@@ -60,6 +71,7 @@ class MainWindow(QMainWindow):
         self.tools = ToolsPanel(self.canvas)
         self.candidates = CandidatesStrip()
         self.history_panel = HistoryPanel(self.controller.history)
+        self.gallery = GalleryPanel(self.controller)
         tools_dock = self._dock("Tools", self.tools, Qt.DockWidgetArea.LeftDockWidgetArea)
         tools_dock.setTitleBarWidget(QWidget())
         controls_scroll = QScrollArea()  # every run setting has a control: on a small screen they scroll
@@ -70,7 +82,9 @@ class MainWindow(QMainWindow):
         controls_scroll.setMinimumWidth(self.controls.sizeHint().width()
                                         + controls_scroll.verticalScrollBar().sizeHint().width())
         self._dock("Generate", controls_scroll, Qt.DockWidgetArea.RightDockWidgetArea)
-        self._dock("History", self.history_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        history_dock = self._dock("History", self.history_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(history_dock, self._dock("Gallery", self.gallery, Qt.DockWidgetArea.RightDockWidgetArea))
+        history_dock.raise_()
         candidates_dock = self._dock("Candidates", self.candidates, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([candidates_dock], [self.candidates.sizeHint().height()], Qt.Orientation.Vertical)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -150,6 +164,14 @@ class MainWindow(QMainWindow):
         edit_menu.addAction(self.tools.clear_action)
         edit_menu.addAction(self.tools.invert_action)
         self._action("Clear sketch", canvas.clear_sketch, [], edit_menu)
+        edit_menu.addSeparator()
+        self._action("Automatic edit box", lambda: self.controller.document.set_edit_box(None), [], edit_menu)
+        self._action("Smaller brush", canvas.smaller_brush, ["["], edit_menu)  # whatever has the focus
+        self._action("Larger brush", canvas.larger_brush, ["]"], edit_menu)
+        self.clear_on_accept_action = self._action("Clear mask and sketch after accepting",
+                                                   self._toggle_clear_on_accept, [], edit_menu)
+        self.clear_on_accept_action.setCheckable(True)
+        self.clear_on_accept_action.setChecked(self.controller.run_settings.clear_layers_on_accept)
 
         view_menu = self.menuBar().addMenu("&View")
         self._action("&Fit picture", canvas.fit, ["Ctrl+0"], view_menu)
@@ -190,6 +212,10 @@ class MainWindow(QMainWindow):
         self.candidates.accept_requested.connect(self.accept)
         self.candidates.discard_requested.connect(controller.discard_candidates)
         self.history_panel.node_clicked.connect(self.go_to_node)
+        self.gallery.accept_requested.connect(self.accept_from_gallery)
+        self.gallery.delete_requested.connect(self.delete_from_gallery)
+        self.canvas.compare_held.connect(self._show_before)
+        self.controls.caption.installEventFilter(self)
         self.canvas.files_dropped.connect(lambda paths: self.files.open_path(paths[0]))
         self.canvas.zoom_changed.connect(lambda zoom: self.zoom_label.setText(f"{zoom * 100:.0f}%"))
 
@@ -209,9 +235,43 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Cancelling after this step…")
 
     def accept(self) -> None:
+        if isinstance(QApplication.focusWidget(), (QLineEdit, QAbstractSpinBox)):
+            return  # Enter in the caption or a number field finishes typing; it accepts nothing
         if self.controller.candidates is not None:
             self.controller.accept_candidate()
             self.statusBar().showMessage("Accepted: added to the history (Ctrl+Z takes it back).", 5000)
+
+    def accept_from_gallery(self, run: int, candidate: int) -> None:
+        self.controller.accept_candidate(candidate, run)
+        self.statusBar().showMessage("Accepted from the gallery (Ctrl+Z takes it back).", 5000)
+
+    def delete_from_gallery(self, run: int, candidate: int) -> None:
+        if dialogs.ask_yes_no(self, "Delete from the gallery?",
+                              f"Delete candidate {candidate + 1} of run {run + 1} from the gallery?"):
+            self.controller.delete_candidate(run, candidate)
+
+    def _toggle_clear_on_accept(self, on: bool) -> None:
+        self.controller.set_run_settings(replace(self.controller.run_settings, clear_layers_on_accept=bool(on)))
+
+    def _show_before(self, held: bool) -> None:
+        """While the compare key is held, the picture without the candidate on screen."""
+        viewed = self.controller.viewed_candidate
+        if held or viewed is None or self.controller.candidates is None:
+            self.canvas.show_image(None)
+        else:
+            self.canvas.show_image(self.controller.candidates[viewed])
+
+    # Ctrl shortcuts that a text field would otherwise keep for itself (Ctrl+E is "end of line" there).
+    _TEXT_KEYS = {Qt.Key.Key_A, Qt.Key.Key_C, Qt.Key.Key_V, Qt.Key.Key_X, Qt.Key.Key_Z, Qt.Key.Key_Y,
+                  Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Backspace, Qt.Key.Key_Delete, Qt.Key.Key_Home,
+                  Qt.Key.Key_End}
+
+    def eventFilter(self, watched, event) -> bool:
+        if (event.type() == QEvent.Type.ShortcutOverride
+                and event.modifiers() & Qt.KeyboardModifier.ControlModifier and event.key() not in self._TEXT_KEYS):
+            event.ignore()  # not the caption's: the window's shortcut takes it
+            return True
+        return super().eventFilter(watched, event)
 
     def go_to_node(self, node_id: int) -> None:
         self.controller.discard_candidates()
@@ -271,6 +331,7 @@ class MainWindow(QMainWindow):
             return
         self.canvas.show_image(self.controller.candidates[index])
         self.candidates.select(index)
+        self.gallery.select(self.controller.shown_run, index)
 
     # --- downloads --------------------------------------------------------------------------------
     def download_glide(self) -> bool:
