@@ -154,14 +154,16 @@ def fake_models(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def no_blocking_dialogs(monkeypatch):
-    """A modal message box would wait forever in a test: unless a test answers them itself, questions are
-    answered Discard (e.g. closing a window with unsaved strokes) and notices are acknowledged."""
+    """A modal dialog would wait forever in a test: unless a test answers them itself, questions are answered
+    Discard (e.g. closing a window with unsaved strokes), notices are acknowledged, file dialogs cancelled."""
     if "PySide6.QtWidgets" not in __import__("sys").modules:
         yield
         return
-    from PySide6.QtWidgets import QMessageBox
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
 
     monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.Discard)
+    for kind in ("getOpenFileName", "getSaveFileName"):
+        monkeypatch.setattr(QFileDialog, kind, lambda *args, **kwargs: ("", ""))
     for kind in ("warning", "critical", "information"):
         monkeypatch.setattr(QMessageBox, kind, lambda *args, **kwargs: QMessageBox.StandardButton.Ok)
     yield

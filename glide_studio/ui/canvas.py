@@ -242,7 +242,7 @@ class Canvas(QGraphicsView):
 
     def _end_stroke(self) -> None:
         layer_name = TOOL_LAYER[self.tool]
-        after = getattr(self.document, layer_name).copy()
+        after = getattr(self.document, layer_name)
         names = {Tool.MASK: "Mask stroke", Tool.ERASER: "Erase mask", Tool.SKETCH: "Sketch stroke"}
         rect = self._stroke_rect
         self.undo_stack.push(StrokeCommand(self.document, layer_name, self._stroke_before, after, names[self.tool],

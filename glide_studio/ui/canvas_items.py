@@ -96,19 +96,22 @@ class EditBoxItem(QGraphicsItem):
 
 
 class StrokeCommand(QUndoCommand):
-    """One finished stroke on a layer: before and after images of the layer, and the rectangle it touched
-    (None: all of it), so that undo and redo tell the journal exactly what changed."""
+    """One finished stroke on a layer: the layer's pixels before and after it inside the rectangle it touched
+    (`rect` None: the whole layer), so that undo and redo copy, and tell the journal, only what changed."""
 
     def __init__(self, document: Document, layer: str, before: QImage, after: QImage, text: str,
                  rect: QRect | None = None) -> None:
         super().__init__(text)
         self.document, self.layer = document, layer
-        self.before, self.after = before, after
-        self.rect = rect
+        self.rect = QRect(0, 0, before.width(), before.height()) if rect is None else QRect(rect)
+        self.before, self.after = before.copy(self.rect), after.copy(self.rect)
         self._first = True
 
-    def _apply(self, image: QImage, what: str) -> None:
-        setattr(self.document, self.layer, image.copy())
+    def _apply(self, patch: QImage, what: str) -> None:
+        painter = QPainter(getattr(self.document, self.layer))
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
+        painter.drawImage(self.rect.topLeft(), patch)
+        painter.end()
         self.document.commit_layer(self.layer, self.rect, {"what": what})
 
     def redo(self) -> None:
@@ -125,4 +128,4 @@ class LayerSnapshotCommand(StrokeCommand):
     """Clear / invert mask: undoable whole-layer changes that the app made, not the pointer."""
 
     def __init__(self, document: Document, layer: str, before: QImage, text: str) -> None:
-        super().__init__(document, layer, before, getattr(document, layer).copy(), text)
+        super().__init__(document, layer, before, getattr(document, layer), text)

@@ -1,0 +1,133 @@
+"""The never-lose-work loop in the real window: results land in the box at any picture size, accepting is
+undoable, no candidate is lost to the next run, and quitting with unsaved strokes asks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pipeline_helpers import tiny_model_set
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QMessageBox
+
+from glide_studio.app.engine import PipelineEngine
+from glide_studio.app.fake_engine import FakeEngine
+from glide_studio.app.run_settings import RunSettings
+from glide_studio.pipelines.request import EditBox, Mode, Request
+from glide_studio.ui import dialogs
+from glide_studio.ui.main_window import MainWindow
+
+
+class TinyEngine(PipelineEngine):
+    """The real pipelines on the reference's tiny networks (random weights, 16 -> 64 px)."""
+
+    def __init__(self, models) -> None:
+        super().__init__()
+        self._model_set = models
+
+    def load_models(self, request, device) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def tiny_models(reference_dir):
+    return tiny_model_set(reference_dir)
+
+
+def _window(qtbot, tmp_path, engine, picture) -> MainWindow:
+    window = MainWindow(engine, QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
+                        picture=picture, min_interval=0.0)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
+def _run(qtbot, window) -> None:
+    with qtbot.waitSignal(window.controller.run_finished, timeout=60000):
+        window.run()
+
+
+@pytest.mark.parametrize("mode", [Mode.GENERATE, Mode.UPSAMPLE])
+def test_generate_and_upsample_on_an_800x600_picture_change_only_the_box(qtbot, tmp_path, tiny_models, mode):
+    picture = np.random.default_rng(5).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+    window = _window(qtbot, tmp_path, TinyEngine(tiny_models), picture)
+    request = Request(mode=mode, prompt="a red circle", steps=2, upsample_steps=2, batch=1)
+    window.controller.set_run_settings(RunSettings(request, random_seed=False), announce=True)
+    box = EditBox(300, 120, 400, 400)
+    window.controller.document.set_edit_box(box)  # placed by hand, as with the box tool
+    _run(qtbot, window)
+    window.accept()
+    result = window.controller.document.picture
+    assert result.shape == (600, 800, 3)  # the picture keeps its size
+    outside = np.ones((600, 800), bool)
+    outside[box.y: box.y + box.height, box.x: box.x + box.width] = False
+    assert np.array_equal(result[outside], picture[outside])
+    assert not np.array_equal(result[~outside], picture[~outside])
+    window.controller.mark_saved()
+    window.close()
+
+
+def test_accept_then_ctrl_z_restores_the_pixels_and_candidates_survive_the_next_run(qtbot, tmp_path):
+    original = np.full((64, 64, 3), 90, np.uint8)
+    window = _window(qtbot, tmp_path, FakeEngine(step_delay=0.0), original)
+    controller = window.controller
+    controller.set_run_settings(RunSettings(Request(prompt="a blue square", steps=2, batch=2)), announce=True)
+    controller.document.set_mask_array(np.pad(np.ones((20, 20)), 22))
+    _run(qtbot, window)
+    first_run = controller.candidates.copy()
+    window.canvas.setFocus()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Return)
+    assert np.array_equal(controller.document.picture, first_run[0])
+    assert controller.document.has_mask()  # kept for the next roll of the same area
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert np.array_equal(controller.document.picture, original)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert np.array_equal(controller.document.picture, first_run[0])
+
+    controller.set_run_settings(controller.run_settings.with_request(prompt="a green square"))
+    _run(qtbot, window)
+    assert window.gallery.count() == 4  # the first run's two candidates are still there
+    window.gallery.select(0, 1)
+    window.gallery.accept_button.click()
+    assert np.array_equal(controller.document.picture, first_run[1])
+    window.controller.mark_saved()
+    window.close()
+
+
+def test_enter_in_the_caption_accepts_nothing_and_ctrl_e_exports_from_it(qtbot, tmp_path, monkeypatch):
+    window = _window(qtbot, tmp_path, FakeEngine(step_delay=0.0), np.full((32, 32, 3), 50, np.uint8))
+    controller = window.controller
+    controller.document.set_mask_array(np.pad(np.ones((8, 8)), 12))
+    _run(qtbot, window)
+    window.controls.caption.setFocus()
+    qtbot.keyClick(window.controls.caption, Qt.Key.Key_Return)
+    assert len(controller.history) == 1 and controller.candidates is not None
+    asked = []
+    monkeypatch.setattr(dialogs, "save_file_name", lambda parent, title, *args: asked.append(title) or "")
+    qtbot.keyClick(window.controls.caption, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    assert asked == ["Export PNG"]  # the window's Ctrl+E, not the caption's end-of-line
+    window.controller.mark_saved()
+    window.close()
+
+
+def test_quitting_with_unsaved_strokes_asks_and_cancel_keeps_the_window(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtCore import QPointF
+
+    window = _window(qtbot, tmp_path, FakeEngine(), np.full((32, 32, 3), 50, np.uint8))
+    asked = []
+
+    def answer(parent, title, text, *args, **kwargs):
+        asked.append(title)
+        return QMessageBox.StandardButton.Cancel
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    assert not window.files.has_unsaved_edits
+    canvas = window.canvas
+    canvas._begin_stroke(QPointF(5, 5))
+    canvas._end_stroke()
+    assert window.files.has_unsaved_edits
+    assert not window.close() and asked == ["Unsaved edits"] and window.isVisible()
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.Discard)
+    folder = window.session.folder
+    assert window.close()
+    assert not folder.exists()  # discarded on purpose: nothing is offered back
