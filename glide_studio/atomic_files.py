@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,3 +25,16 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> P
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_room(folder: str | Path, needed_bytes: int) -> None:
+    """Before minutes of work whose results go to `folder`: it must be writable and have `needed_bytes` free.
+    Raises OSError with a message that says which and how much."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{folder} is not writable")
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise OSError(errno.ENOSPC, f"{folder} has {free / 2**20:.0f} MB free and the results need up to "
+                                    f"{needed_bytes / 2**20:.0f} MB")

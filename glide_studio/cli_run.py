@@ -113,6 +113,18 @@ def _check_mode_inputs(request) -> None:
             raise CliError(f"{request.mode.value} needs --{found.name}")
 
 
+def _check_room(outputs: list[Path], request) -> None:
+    from glide_studio.atomic_files import check_room
+
+    height, width = request.image.shape[:2] if request.image is not None else (256, 256)
+    needed = (width * height * 3 + 2**20) * len(outputs)  # a PNG is never much larger than its raw pixels
+    for folder in sorted({path.parent for path in outputs}):
+        try:
+            check_room(folder, needed)
+        except OSError as error:
+            raise CliError(f"cannot write the results: {error.strerror or error}") from None
+
+
 def resolve_device(name: str | None) -> str:
     if name and name != "auto":
         return name
@@ -196,8 +208,9 @@ def run_command(args: argparse.Namespace) -> int:
         request = with_default_box(Request(**fields, **arrays))
     request = request.without_unused_inputs()
     _check_mode_inputs(request)
-    # A bad --output is refused before minutes of sampling, not after.
+    # A bad --output, an unwritable folder or a full disk is refused before minutes of sampling, not after.
     outputs = output_paths(args.output, request.mode.value, request.seed, request.prompt, request.batch)
+    _check_room(outputs, request)
 
     device, precision = run_context(args, record)
     models = load_model_set(request, device, precision)

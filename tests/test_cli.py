@@ -211,3 +211,13 @@ def test_tiny_reference_inpaint_repeats_to_identical_pixels(tmp_path, picture_fi
     assert first[0].shape == picture.shape
     assert np.array_equal(first[0][mask == 0], picture[mask == 0])
     assert not np.array_equal(first[0][mask > 0], picture[mask > 0])
+
+
+def test_a_full_disk_is_refused_before_any_model_is_loaded(tmp_path, fake_models, capsys, monkeypatch):
+    import collections
+    import shutil
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    assert cli.main(["generate", "--prompt", "x", "-q", "-o", str(tmp_path / "out.png")]) == 2
+    assert "MB free" in capsys.readouterr().err and fake_models == []

@@ -131,3 +131,19 @@ def test_quitting_with_unsaved_strokes_asks_and_cancel_keeps_the_window(qtbot, t
     folder = window.session.folder
     assert window.close()
     assert not folder.exists()  # discarded on purpose: nothing is offered back
+
+
+def test_a_run_with_no_room_for_its_results_is_refused_before_it_starts(qtbot, tmp_path, monkeypatch):
+    import collections
+    import shutil
+
+    engine = FakeEngine(step_delay=0.0)
+    window = _window(qtbot, tmp_path, engine, np.full((32, 32, 3), 50, np.uint8))
+    window.controller.document.set_mask_array(np.pad(np.ones((8, 8)), 12))
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 0))
+    window.run()
+    assert "No room for this run's results" in window.statusBar().currentMessage()
+    assert engine.requests == [] and not window.controller.busy
+    window.controller.mark_saved()
+    window.close()

@@ -23,6 +23,7 @@ from glide_studio.app.journal import Journal, JournalError
 from glide_studio.app.project import ProjectData, load_project, save_project
 from glide_studio.app.run_settings import RunSettings, choose_seed, run_request
 from glide_studio.app.worker import Job, JobResult, JobRunner, Progress
+from glide_studio.atomic_files import check_room
 from glide_studio.pipelines.editbox import EditBoxError
 from glide_studio.pipelines.request import EditBox, Mode, Request
 from glide_studio.png_metadata import MetadataError, read_record, write_png
@@ -207,6 +208,7 @@ class StudioController(QObject):
             request = run_request(settings, document.picture, mask, sketch, placed, choose_seed(settings))
         except EditBoxError as error:
             raise StudioError(f"{str(error)[:1].upper()}{str(error)[1:]}.") from error
+        self._check_room(request)
         whole = EditBox(0, 0, document.width, document.height)
         document.set_edit_box(request.edit_box or whole, automatic=document.box_is_automatic)
         job = Job(request, settings.device, self.preview_source)
@@ -214,6 +216,16 @@ class StudioController(QObject):
         self.runner.submit(job)
         self.run_started.emit(job)
         return job
+
+    def _check_room(self, request: Request) -> None:
+        """The run's candidates and inputs go to the journal and the input store: room first, minutes later."""
+        if self.journal is None:
+            return
+        needed = 2 * (request.batch + 3) * self.document.width * self.document.height * 3
+        try:
+            check_room(self.journal.path.parent, needed)
+        except OSError as error:
+            raise StudioError(f"No room for this run's results: {error.strerror or error}.") from error
 
     def prepare(self) -> Job:
         """Loads and warms the current model family's networks in the background (the window calls this when
