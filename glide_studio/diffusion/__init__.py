@@ -11,7 +11,7 @@ from glide_studio.diffusion.guidance import (
     paste_known_pixels,
 )
 from glide_studio.diffusion.losses import training_losses
-from glide_studio.diffusion.noise import NoiseSource
+from glide_studio.diffusion.noise import NoiseSource, NoiseState
 from glide_studio.diffusion.samplers import (
     SAMPLERS,
     Sampler,
@@ -24,6 +24,7 @@ from glide_studio.diffusion.samplers import (
     get_sampler,
 )
 from glide_studio.diffusion.schedules import betas_for_schedule, space_timesteps
+from glide_studio.diffusion.state import SamplerState, chain_key
 
 __all__ = [
     "SAMPLERS",
@@ -35,11 +36,14 @@ __all__ = [
     "DiffusionError",
     "MeanVariance",
     "NoiseSource",
+    "NoiseState",
+    "SamplerState",
     "SamplerStep",
     "ancestral_sample",
     "betas_for_schedule",
     "classifier_free_guidance",
     "clip_guidance",
+    "chain_key",
     "clip_text_embedding",
     "ddim_reverse_step",
     "ddim_sample",

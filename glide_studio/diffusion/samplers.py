@@ -6,7 +6,9 @@ known-pixel pasting) comes in as wrappers: a wrapped denoiser, and a `Conditioni
 kwargs, a `denoised_fn` applied to x0 before the clamp and a `cond_fn` returning a gradient.
 
 All samplers can start part-way down the chain (`t_start`, a respaced index) from a given `x_T`; that
-is how SDEdit runs.
+is how SDEdit runs. Each step also carries the `SamplerState` after it, and every sampler can start from
+such a state instead (`state=`, with the noise source restored to `state.noise`): running to step k,
+keeping the state and starting a new call from it gives the same samples, bit for bit, as never stopping.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from functools import partial
 
 import torch
 
@@ -22,6 +25,7 @@ from glide_studio.diffusion.conditioning import UNCONDITIONED, Conditioning
 from glide_studio.diffusion.errors import DiffusionError
 from glide_studio.diffusion.gaussian import Denoiser, Diffusion, MeanVariance
 from glide_studio.diffusion.noise import NoiseSource
+from glide_studio.diffusion.state import SamplerState, chain_key, own
 
 
 @dataclass
@@ -34,17 +38,33 @@ class SamplerStep:
     pred_xstart: torch.Tensor
     mean: torch.Tensor | None = None
     log_variance: torch.Tensor | None = None
+    state: SamplerState | None = None
+    """Everything a new sampler call needs to continue after this step."""
 
 
-def _initial_state(diffusion: Diffusion, noise: NoiseSource | None, shape, x_T, t_start, device):
+def _initial_state(sampler: str, diffusion: Diffusion, noise: NoiseSource | None, shape, x_T, t_start, device,
+                   state: SamplerState | None) -> SamplerState:
+    """Where the chain starts: the given state, or x_T (given, or drawn from `noise`) at `t_start`."""
+    if state is not None:
+        if x_T is not None or t_start is not None:
+            raise DiffusionError("a sampler starts from a state or from x_T/t_start, not both")
+        state.check_continues(sampler, diffusion)
+        return state
     start = diffusion.num_steps - 1 if t_start is None else diffusion.check_index(int(t_start))
-    if x_T is not None:
-        return x_T, start
-    if shape is None:
-        raise DiffusionError("a sampler needs either x_T or a shape to draw x_T from")
-    if noise is None:
-        raise DiffusionError("a sampler without x_T needs a noise source")
-    return noise.draw(shape, device=device), start
+    if x_T is None:
+        if shape is None:
+            raise DiffusionError("a sampler needs either x_T or a shape to draw x_T from")
+        if noise is None:
+            raise DiffusionError("a sampler without x_T needs a noise source")
+        x_T = noise.draw(shape, device=device)
+    return SamplerState(sampler, chain_key(diffusion), x_T, start, 0)
+
+
+def _after(state: SamplerState, x: torch.Tensor, noise: NoiseSource | None, previous_x0=None,
+           previous_h=None) -> SamplerState:
+    """The state after the step at `state.t`; it holds only this step's own tensors."""
+    return SamplerState(state.sampler, state.chain, own(x), state.t - 1, state.index + 1,
+                        None if noise is None else noise.state(), own(previous_x0), previous_h)
 
 
 def _timesteps(t: int, x: torch.Tensor) -> torch.Tensor:
@@ -64,14 +84,16 @@ def _predict(denoiser: Denoiser, diffusion: Diffusion, x: torch.Tensor, t: torch
 
 def ancestral_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *, shape=None,
                      x_T=None, t_start: int | None = None, device="cpu",
-                     conditioning: Conditioning = UNCONDITIONED) -> Iterator[SamplerStep]:
+                     conditioning: Conditioning = UNCONDITIONED,
+                     state: SamplerState | None = None) -> Iterator[SamplerStep]:
     """GLIDE's p_sample loop: learned-variance ancestral sampling.
 
     Draw order matches the reference: x_T (if not given), then one draw per step *before* cond_fn runs,
     including the t=0 step whose draw is multiplied by zero.
     """
-    x, start = _initial_state(diffusion, noise, shape, x_T, t_start, device)
-    for index, t in enumerate(range(start, -1, -1)):
+    state = _initial_state(Sampler.ANCESTRAL.value, diffusion, noise, shape, x_T, t_start, device, state)
+    x = state.x
+    for t in range(state.t, -1, -1):
         tt = _timesteps(t, x)
         with torch.no_grad():
             out = _predict(denoiser, diffusion, x, tt, conditioning, shift_score=False)
@@ -81,7 +103,8 @@ def ancestral_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSourc
                 mean = diffusion.condition_mean(conditioning.cond_fn, out, x, tt, conditioning.model_kwargs)
             keep_noise = 0.0 if t == 0 else 1.0
             x = mean + keep_noise * torch.exp(0.5 * out.log_variance) * z
-        yield SamplerStep(index, t, x, out.pred_xstart, mean, out.log_variance)
+        state = _after(state, x, noise)
+        yield SamplerStep(state.index - 1, t, x, out.pred_xstart, mean, out.log_variance, state)
 
 
 def _ddim_coefficients(diffusion: Diffusion, tt: torch.Tensor, x: torch.Tensor, eta: float):
@@ -94,13 +117,15 @@ def _ddim_coefficients(diffusion: Diffusion, tt: torch.Tensor, x: torch.Tensor, 
 
 def ddim_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *, eta: float = 0.0,
                 shape=None, x_T=None, t_start: int | None = None, device="cpu",
-                conditioning: Conditioning = UNCONDITIONED) -> Iterator[SamplerStep]:
+                conditioning: Conditioning = UNCONDITIONED,
+                state: SamplerState | None = None) -> Iterator[SamplerStep]:
     """DDIM with stochasticity eta. A noise draw happens every step even at eta=0 (reference RNG parity).
 
     A cond_fn shifts the score (`condition_score`); the corrected x0 is not clamped again.
     """
-    x, start = _initial_state(diffusion, noise, shape, x_T, t_start, device)
-    for index, t in enumerate(range(start, -1, -1)):
+    state = _initial_state(Sampler.DDIM.value, diffusion, noise, shape, x_T, t_start, device, state)
+    x = state.x
+    for t in range(state.t, -1, -1):
         tt = _timesteps(t, x)
         with torch.no_grad():
             out = _predict(denoiser, diffusion, x, tt, conditioning, shift_score=True)
@@ -111,7 +136,8 @@ def ddim_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *,
                     + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps)
             keep_noise = 0.0 if t == 0 else 1.0
             x = mean + keep_noise * sigma * z
-        yield SamplerStep(index, t, x, out.pred_xstart)
+        state = _after(state, x, noise)
+        yield SamplerStep(state.index - 1, t, x, out.pred_xstart, state=state)
 
 
 def ddim_reverse_step(denoiser: Denoiser, diffusion: Diffusion, x: torch.Tensor, t: torch.Tensor, *,
@@ -136,20 +162,22 @@ def _half_log_snr(alpha_bar: float) -> float:
 
 def dpmpp_2m_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource | None, *, shape=None,
                     x_T=None, t_start: int | None = None, device="cpu",
-                    conditioning: Conditioning = UNCONDITIONED) -> Iterator[SamplerStep]:
+                    conditioning: Conditioning = UNCONDITIONED,
+                    state: SamplerState | None = None) -> Iterator[SamplerStep]:
     """DPM-Solver++(2M) (Lu et al. 2022) over the respaced grid, in data-prediction form.
 
     Uses the clamped, denoised_fn-processed x0 as the data prediction, with a second-order multistep
     correction from the previous step's x0; the first step and the final step to t=-1 (sigma = 0, where
     the update reduces to x0) are first order. Deterministic: noise is drawn only for x_T.
     """
-    return _dpmpp_2m(denoiser, diffusion, noise, None, shape=shape, x_T=x_T, t_start=t_start, device=device,
-                     conditioning=conditioning)
+    begin = partial(_initial_state, Sampler.DPMPP_2M.value, diffusion, noise, shape, x_T, t_start, device, state)
+    return _dpmpp_2m(denoiser, diffusion, noise, None, begin, conditioning)
 
 
 def dpmpp_2m_sde_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource, *, shape=None,
                         x_T=None, t_start: int | None = None, device="cpu",
-                        conditioning: Conditioning = UNCONDITIONED) -> Iterator[SamplerStep]:
+                        conditioning: Conditioning = UNCONDITIONED,
+                        state: SamplerState | None = None) -> Iterator[SamplerStep]:
     """SDE-DPM-Solver++(2M): the same multistep data prediction, integrating the reverse SDE instead of the
     ODE, so each step forgets part of x_t and draws fresh noise (one draw per step, except the last).
 
@@ -158,19 +186,21 @@ def dpmpp_2m_sde_sample(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSo
     """
     if noise is None:
         raise DiffusionError("the SDE sampler needs a noise source")
-    return _dpmpp_2m(denoiser, diffusion, noise, noise, shape=shape, x_T=x_T, t_start=t_start, device=device,
-                     conditioning=conditioning)
+    begin = partial(_initial_state, Sampler.DPMPP_2M_SDE.value, diffusion, noise, shape, x_T, t_start, device, state)
+    return _dpmpp_2m(denoiser, diffusion, noise, noise, begin, conditioning)
 
 
 def _dpmpp_2m(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource | None,
-              step_noise: NoiseSource | None, *, shape, x_T, t_start, device,
+              step_noise: NoiseSource | None, begin: Callable[[], SamplerState],
               conditioning: Conditioning) -> Iterator[SamplerStep]:
     """The 2M loop; with `step_noise` each update is the SDE one, with e^{-h} of x_t kept:
-    x_s = (sigma_s / sigma_t) e^{-h} x_t + alpha_s (1 - e^{-2h}) D + sigma_s sqrt(1 - e^{-2h}) z."""
-    x, start = _initial_state(diffusion, noise, shape, x_T, t_start, device)
-    previous_x0 = None
-    previous_h = None
-    for index, t in enumerate(range(start, -1, -1)):
+    x_s = (sigma_s / sigma_t) e^{-h} x_t + alpha_s (1 - e^{-2h}) D + sigma_s sqrt(1 - e^{-2h}) z.
+
+    `begin` gives the starting state; it runs at the first step asked for, as the other samplers' setup does
+    (so x_T is drawn then, not when the generator is made)."""
+    state = begin()
+    x, previous_x0, previous_h = state.x, state.previous_x0, state.previous_h
+    for t in range(state.t, -1, -1):
         tt = _timesteps(t, x)
         with torch.no_grad():
             out = _predict(denoiser, diffusion, x, tt, conditioning, shift_score=True)
@@ -197,7 +227,8 @@ def _dpmpp_2m(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource | Non
                     x = ((sigma_s / sigma_t) * math.exp(-h)) * x + (alpha_s * forget) * data \
                         + (sigma_s * math.sqrt(forget)) * z
             previous_x0, previous_h = x0, h
-        yield SamplerStep(index, t, x, x0)
+        state = _after(state, x, noise, previous_x0, previous_h)
+        yield SamplerStep(state.index - 1, t, x, x0, state=state)
 
 
 class Sampler(str, Enum):
