@@ -193,3 +193,28 @@ def test_text_for_generate_without_upsampler():
     assert text.startswith("p\nSteps: 25, Sampler: dpm++2m, CFG scale: 3, Guidance: cfg, Seed: 1")
     assert "Hires" not in text and "Denoising" not in text and "Eta" not in text and "Mode: generate" in text
     assert encode(request)["sampler"] == "dpm++2m"
+
+
+def test_hostile_metadata_is_refused_clearly_and_quickly():
+    import time
+
+    from glide_studio.png_metadata import parse_a1111
+
+    started = time.perf_counter()
+    huge = parse_a1111("p\nSteps: 20, " + "a" * 1_000_000 + ", Seed: 3")
+    assert time.perf_counter() - started < 2.0 and huge.record.request.seed == 3
+    assert parse_a1111('p\nSteps: 9, Seed: 1208925819614629174706176, Edit box: "1,2,3"').record.request.seed == 0
+    for field, value, message in (("seed", 2**80, "seed must be from"), ("steps", True, "whole number"),
+                                  ("sampler", {}, "sampler: unknown value"),
+                                  ("guidance_scale", float("inf"), "should be a number")):
+        with pytest.raises(MetadataError, match=message):
+            record_from_json({"request": {"mode": "inpaint", field: value}})
+
+
+def test_deeply_nested_json_is_a_metadata_error(tmp_path):
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("glide_studio", "[" * 100_000 + "]" * 100_000, zip=True)
+    path = tmp_path / "deep.png"
+    Image.new("RGB", (4, 4)).save(path, pnginfo=info)
+    with pytest.raises(MetadataError):
+        read_record(path)

@@ -111,7 +111,8 @@ def decode(cls: type, data: Any, *, lenient: bool = False, where: str = "", **ov
         if key is None:
             continue
         try:
-            values[found.name] = decode_value(found.kind, found.optional, data[key], f"{where}{found.name}", lenient)
+            value = decode_value(found.kind, found.optional, data[key], f"{where}{found.name}", lenient)
+            values[found.name] = _in_range(found, value, f"{where}{found.name}")
         except RecordError:
             if not lenient:
                 raise
@@ -122,6 +123,13 @@ def decode(cls: type, data: Any, *, lenient: bool = False, where: str = "", **ov
         if lenient:
             return cls(**overrides)
         raise RecordError(f"{where or cls.__name__}: {error}") from None
+
+
+def _in_range(found: FieldSpec, value: Any, where: str) -> Any:
+    low, high = found.metadata.get("minimum"), found.metadata.get("maximum")
+    if value is not None and low is not None and high is not None and not low <= value <= high:
+        raise RecordError(f"{where} must be from {low:g} to {high:g}, got {value!r}")
+    return value
 
 
 def decode_value(kind: Any, optional: bool, value: Any, where: str, lenient: bool = False) -> Any:
@@ -191,10 +199,7 @@ def parse_text(found: FieldSpec, text: str) -> Any:
     except ValueError:
         what = "a whole number" if kind is int else "a number"
         raise RecordError(f"expected {what}, got {text!r}") from None
-    low, high = found.metadata.get("minimum"), found.metadata.get("maximum")
-    if low is not None and high is not None and not low <= value <= high:
-        raise RecordError(f"expected a number from {low:g} to {high:g}, got {text}")
-    return value
+    return _in_range(found, value, "the value")
 
 
 def format_text(value: Any) -> str:
