@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 import torch
 
-from glide_studio.diffusion import Conditioning, Diffusion, NoiseSource, Sampler, SamplerStep, get_sampler
+from glide_studio.diffusion import (
+    Conditioning,
+    Diffusion,
+    NoiseSource,
+    Sampler,
+    SamplerState,
+    SamplerStep,
+    chain_key,
+    get_sampler,
+)
 from glide_studio.diffusion.samplers import LOG_SNR_GRID_SAMPLERS
 from glide_studio.diffusion.schedules import log_snr_timesteps, partial_timesteps
 
@@ -36,6 +45,11 @@ class Chain:
     def num_steps(self) -> int:
         return self.diffusion.num_steps
 
+    @property
+    def key(self) -> str:
+        """Which chain this is, as a sampler state records it (`diffusion.chain_key`)."""
+        return chain_key(self.diffusion)
+
     def x_T(self, noise: NoiseSource, shape: tuple[int, ...], device) -> torch.Tensor:
         """The first sample, from one draw of `noise`."""
         if self.start_image is None:
@@ -46,11 +60,16 @@ class Chain:
         return self.diffusion.q_sample(x_start, top, noise.draw(x_start.shape, device=device))
 
     def sample(self, denoiser, noise: NoiseSource, shape: tuple[int, ...], device,
-               conditioning: Conditioning) -> Iterator[SamplerStep]:
-        """Draw x_T now, then run the sampler down the whole chain."""
+               conditioning: Conditioning, state: SamplerState | None = None) -> Iterator[SamplerStep]:
+        """Draw x_T now, then run the sampler down the whole chain; or, given a `state` (and `noise` as the
+        state left it), continue the chain from there, drawing no x_T."""
         extra = {"eta": self.eta} if self.sampler == Sampler.DDIM else {}
-        return get_sampler(self.sampler)(denoiser, self.diffusion, noise, x_T=self.x_T(noise, shape, device),
-                                         conditioning=conditioning, **extra)
+        sampler = get_sampler(self.sampler)
+        if state is not None:
+            return sampler(denoiser, self.diffusion, noise, state=state.to(device), conditioning=conditioning,
+                           **extra)
+        return sampler(denoiser, self.diffusion, noise, x_T=self.x_T(noise, shape, device),
+                       conditioning=conditioning, **extra)
 
 
 def respaced(schedule: str, sampler: str, steps: int, *, upsampler: bool = False) -> Diffusion:

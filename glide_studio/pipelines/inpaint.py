@@ -12,6 +12,7 @@ from glide_studio.pipelines.models import ModelSet
 from glide_studio.pipelines.plans import base_stage, upsample_stage, wants_upsample
 from glide_studio.pipelines.request import Request, Step
 from glide_studio.pipelines.stages import check_request, drive, noise_for
+from glide_studio.pipelines.state import RunState
 
 
 def paste_into_picture(request: Request, boxed: editbox.BoxedInput, mask: np.ndarray):
@@ -21,11 +22,11 @@ def paste_into_picture(request: Request, boxed: editbox.BoxedInput, mask: np.nda
     return final
 
 
-def run(models: ModelSet, request: Request) -> Iterator[Step]:
+def run(models: ModelSet, request: Request, *, resume: RunState | None = None) -> Iterator[Step]:
     check_request(request)
     if request.image is None or request.mask is None:
         raise PipelineError("inpainting needs a picture and a mask of the region to regenerate")
-    noise = noise_for(request)
+    noise = noise_for(request, resume)
     boxed = editbox.prepare(request.image, request.mask, None, request.edit_box, models.base_size,
                             require_mask=True)
     stages = [base_stage(models, request, noise, known=boxed)]
@@ -33,4 +34,4 @@ def run(models: ModelSet, request: Request) -> Iterator[Step]:
         boxed = editbox.prepare(request.image, request.mask, None, request.edit_box, models.upsample_size,
                                 require_mask=True)
         stages.append(upsample_stage(models, request, noise, known=boxed))
-    return drive(stages, paste_into_picture(request, boxed, request.mask))
+    return drive(stages, paste_into_picture(request, boxed, request.mask), mode=request.mode, resume=resume)

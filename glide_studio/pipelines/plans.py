@@ -81,7 +81,9 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
     guided = not use_clip and request.guidance_scale != 1.0
     known_pixels = _Known(known, device)
 
-    def start(_previous):
+    shape = (batch, 3, size, size)
+
+    def start(_previous, state):
         rows = 2 * batch if guided else batch
         kwargs = text_kwargs(model, request.prompt, batch, device, guided, models.precision)
         kwargs.update(inpaint_kwargs(model, known_pixels.image, known_pixels.regenerate, rows))
@@ -89,10 +91,9 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
         if guided:
             denoiser = paired_classifier_free_guidance(denoiser, request.guidance_scale)
         cond_fn = clip_cond_fn(models, request.prompt, batch, request.guidance_scale) if use_clip else None
-        return chain.sample(denoiser, noise, (batch, 3, size, size), device,
-                            known_pixels.conditioning(kwargs, cond_fn))
+        return chain.sample(denoiser, noise, shape, device, known_pixels.conditioning(kwargs, cond_fn), state)
 
-    return StagePlan("base", chain.num_steps, start, known_pixels.finish)
+    return StagePlan("base", chain.num_steps, start, known_pixels.finish, shape, str(chain.sampler), chain.key)
 
 
 def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known: BoxedInput | None = None,
@@ -104,15 +105,17 @@ def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, kn
     chain = from_noise(model.config.noise_schedule, request.sampler, request.upsample_steps, eta=request.eta,
                        upsampler=True)
     known_pixels = _Known(known, device)
+    shape = (batch, 3, size, size)
 
-    def start(previous):
+    def start(previous, state):
         source = previous if previous is not None else low_res
         if source is None:
             raise PipelineError("the upsample stage has no low-resolution input")
         kwargs = text_kwargs(model, request.prompt, batch, device, guided=False, precision=models.precision)
         kwargs["low_res"] = image_to_tensor(source, device)
         kwargs.update(inpaint_kwargs(model, known_pixels.image, known_pixels.regenerate, batch))
-        return chain.sample(model_denoiser(model, models.precision), noise, (batch, 3, size, size), device,
-                            known_pixels.conditioning(kwargs))
+        return chain.sample(model_denoiser(model, models.precision), noise, shape, device,
+                            known_pixels.conditioning(kwargs), state)
 
-    return StagePlan("upsample", chain.num_steps, start, known_pixels.finish)
+    return StagePlan("upsample", chain.num_steps, start, known_pixels.finish, shape, str(chain.sampler),
+                     chain.key)

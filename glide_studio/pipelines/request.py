@@ -19,6 +19,7 @@ import torch
 
 from glide_studio.diffusion.samplers import Sampler
 from glide_studio.pipelines.errors import PipelineError
+from glide_studio.pipelines.state import RunState
 
 
 class Mode(str, Enum):
@@ -178,3 +179,5 @@ class Step:
     """The step's position within its stage (0-based)."""
     stage_total: int = 0
     """How many steps its stage has."""
+    state: RunState | None = None
+    """The whole run's state after this step: `run(models, request, resume=state)` continues from here."""

@@ -14,6 +14,7 @@ from glide_studio.pipelines.models import ModelSet
 from glide_studio.pipelines.plans import base_stage, upsample_stage, wants_upsample
 from glide_studio.pipelines.request import Request, Step
 from glide_studio.pipelines.stages import check_request, drive, noise_for
+from glide_studio.pipelines.state import RunState
 
 
 def composite_sketch(image: np.ndarray, sketch: np.ndarray) -> np.ndarray:
@@ -23,7 +24,7 @@ def composite_sketch(image: np.ndarray, sketch: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def run(models: ModelSet, request: Request) -> Iterator[Step]:
+def run(models: ModelSet, request: Request, *, resume: RunState | None = None) -> Iterator[Step]:
     """The region to regenerate is `request.mask`, or where the sketch has strokes when no mask is given."""
     check_request(request)
     if request.image is None or request.sketch is None:
@@ -34,7 +35,7 @@ def run(models: ModelSet, request: Request) -> Iterator[Step]:
     if not 0.0 < request.strength <= 1.0:
         raise PipelineError(f"strength must be in (0, 1], got {request.strength}")
     mask = request.mask if request.mask is not None else sketch[..., 3] > 0
-    noise = noise_for(request)
+    noise = noise_for(request, resume)
     boxed = editbox.prepare(request.image, mask, sketch, request.edit_box, models.base_size,
                             require_mask=True)
     start = composite_sketch(boxed.image, boxed.sketch)
@@ -43,4 +44,4 @@ def run(models: ModelSet, request: Request) -> Iterator[Step]:
         boxed = editbox.prepare(request.image, mask, None, request.edit_box, models.upsample_size,
                                 require_mask=True)
         stages.append(upsample_stage(models, request, noise, known=boxed))
-    return drive(stages, paste_into_picture(request, boxed, mask))
+    return drive(stages, paste_into_picture(request, boxed, mask), mode=request.mode, resume=resume)

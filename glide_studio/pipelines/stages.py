@@ -1,5 +1,6 @@
 """The machinery every mode shares: image <-> tensor conversion, per-stage conditioning, and the driver
-that runs stages one after another and numbers their steps across the whole run."""
+that runs stages one after another, numbers their steps across the whole run, hands out the run's state
+after every step and resumes from one."""
 
 from __future__ import annotations
 
@@ -11,12 +12,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from glide_studio.diffusion import NoiseSource, SamplerStep, clip_guidance, clip_text_embedding, paste_known_pixels
+from glide_studio.diffusion import (
+    NoiseSource,
+    SamplerState,
+    SamplerStep,
+    clip_guidance,
+    clip_text_embedding,
+    paste_known_pixels,
+)
 from glide_studio.models.precision import Precision
 from glide_studio.models.tokenizers import clip_tokenize_prompts, tokenize_prompts
 from glide_studio.pipelines.errors import PipelineError
 from glide_studio.pipelines.models import ModelSet
 from glide_studio.pipelines.request import Request, Step
+from glide_studio.pipelines.state import RunState
 
 NO_CLIP_MESSAGE = "CLIP guidance needs the noised CLIP image and text encoders, which are not loaded"
 
@@ -122,34 +131,80 @@ def model_denoiser(model: torch.nn.Module, precision: Precision | None = None):
 
 @dataclass
 class StagePlan:
-    """One sampling stage; `start` runs it given the previous stage's uint8 result (None for the first)
-    and `finish` turns its final sample into this stage's uint8 result (N, H, W, 3)."""
+    """One sampling stage; `start` runs it given the previous stage's uint8 result (None for the first) and,
+    to resume, the sampler state to continue from (else None); `finish` turns its final sample into this
+    stage's uint8 result (N, H, W, 3). `shape`, `sampler` and `chain` (`diffusion.chain_key`) say which
+    states it can continue."""
 
     name: str
     num_steps: int
-    start: Callable[[np.ndarray | None], Iterator[SamplerStep]]
+    start: Callable[[np.ndarray | None, SamplerState | None], Iterator[SamplerStep]]
     finish: Callable[[torch.Tensor], np.ndarray]
+    shape: tuple[int, ...]
+    sampler: str
+    chain: str
 
 
-def drive(stages: list[StagePlan], final: Callable[[np.ndarray], np.ndarray]) -> Iterator[Step]:
-    """Yield every step of every stage, numbered across the run; the last one carries `final`."""
+def drive(stages: list[StagePlan], final: Callable[[np.ndarray], np.ndarray], *, mode: str,
+          resume: RunState | None = None) -> Iterator[Step]:
+    """Yield every step of every stage (from `resume` on, if given), numbered across the run; each carries
+    the run's state after it and the last one `final`. A state this run cannot continue is refused now."""
+    if resume is not None:
+        check_resume(stages, mode, resume)
+    return _steps(stages, final, str(mode), resume)
+
+
+def _steps(stages: list[StagePlan], final, mode: str, resume: RunState | None) -> Iterator[Step]:
     total = sum(stage.num_steps for stage in stages)
-    index = 0
-    previous: np.ndarray | None = None
-    for stage_number, stage in enumerate(stages):
-        steps = stage.start(previous)
+    first = 0 if resume is None else resume.stage_number
+    previous = None if resume is None else resume.previous
+    offset = sum(stage.num_steps for stage in stages[:first])
+    for number in range(first, len(stages)):
+        stage, is_last = stages[number], number == len(stages) - 1
+        state = resume.sampler if resume is not None and number == first else None
+        if state is not None and state.done:  # paused after the stage's last step: the next stage starts
+            previous = stage.finish(state.x)
+            offset += stage.num_steps
+            continue
+        stage_input = previous
+        steps = stage.start(previous, state)
         try:
-            for k, step in enumerate(steps):
+            for step in steps:
                 result = None
-                if k == stage.num_steps - 1:
+                if step.index == stage.num_steps - 1:
                     previous = stage.finish(step.sample)
-                    if stage_number == len(stages) - 1:
+                    if is_last:
                         result = final(previous)
-                yield Step(index, total, stage.name, step.sample, step.pred_xstart, result,
-                           stage_index=k, stage_total=stage.num_steps)
-                index += 1
+                run_state = RunState(mode, stage.name, number, step.state, stage_input)
+                yield Step(offset + step.index, total, stage.name, step.sample, step.pred_xstart, result,
+                           stage_index=step.index, stage_total=stage.num_steps, state=run_state)
         finally:
             steps.close()
+        offset += stage.num_steps
+
+
+def check_resume(stages: list[StagePlan], mode: str, resume: RunState) -> None:
+    """A state continues only the run it came from: same mode, stage, shape, sampler and chain."""
+    if resume.mode != str(mode):
+        raise PipelineError(f"the state is from a run in mode {resume.mode}; this request's mode is {mode}")
+    names = ", ".join(stage.name for stage in stages)
+    number = resume.stage_number
+    if not 0 <= number < len(stages) or stages[number].name != resume.stage:
+        raise PipelineError(f"the state is from stage {number + 1} ({resume.stage}) of its run; "
+                            f"this run's stages are {names}")
+    stage, sampler = stages[number], resume.sampler
+    if tuple(sampler.x.shape) != tuple(stage.shape):
+        raise PipelineError(f"the state's {resume.stage} sample has shape {tuple(sampler.x.shape)}; this run's is "
+                            f"{tuple(stage.shape)} (another batch or size)")
+    if sampler.sampler != str(stage.sampler):
+        raise PipelineError(f"the state was sampled with {sampler.sampler}; this request asks for {stage.sampler}")
+    if sampler.chain != stage.chain:
+        raise PipelineError(f"the state belongs to another {resume.stage} chain (its steps, strength or schedule "
+                            "differ from this request's)")
+    if number > 0 and resume.previous is None:
+        raise PipelineError(f"the state has no result of the stage before {resume.stage}")
+    if sampler.noise is None or sampler.noise.kind != "generator":
+        raise PipelineError("the state does not say where the run's noise generator stood")
 
 
 def check_request(request: Request) -> None:
@@ -157,6 +212,9 @@ def check_request(request: Request) -> None:
     request.check()
 
 
-def noise_for(request: Request) -> NoiseSource:
-    """All randomness of a run comes from one CPU generator seeded by the request."""
+def noise_for(request: Request, resume: RunState | None = None) -> NoiseSource:
+    """All randomness of a run comes from one CPU generator seeded by the request, or, resuming, that
+    generator as the state left it (the seed no longer matters then)."""
+    if resume is not None and resume.sampler.noise is not None and resume.sampler.noise.kind == "generator":
+        return NoiseSource.from_state(resume.sampler.noise)
     return NoiseSource.from_generator(torch.Generator(device="cpu").manual_seed(request.seed))

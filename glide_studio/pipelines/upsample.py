@@ -17,23 +17,25 @@ from glide_studio.pipelines.models import ModelSet
 from glide_studio.pipelines.plans import upsample_stage
 from glide_studio.pipelines.request import Request, Step
 from glide_studio.pipelines.stages import check_request, drive, noise_for
+from glide_studio.pipelines.state import RunState
 
 
-def run(models: ModelSet, request: Request) -> Iterator[Step]:
+def run(models: ModelSet, request: Request, *, resume: RunState | None = None) -> Iterator[Step]:
     """Results are (N, S, S, 3) at the upsampler's size for a small picture, else the picture with its box
     re-drawn."""
     check_request(request)
     if request.image is None:
         raise PipelineError("upsampling needs a picture")
     models.require_upsample()
-    noise = noise_for(request)
+    noise = noise_for(request, resume)
     low_size = models.upsample_size // 4 if models.base_size is None else models.base_size
     boxed = editbox.prepare(request.image, None, None, request.edit_box, low_size)
     low_res = np.repeat(boxed.image[None], request.batch, axis=0)
+    stages = [upsample_stage(models, request, noise, low_res=low_res)]
     if max(request.image.shape[:2]) <= low_size:
-        return drive([upsample_stage(models, request, noise, low_res=low_res)], lambda results: results)
+        return drive(stages, lambda results: results, mode=request.mode, resume=resume)
 
     def in_place(results: np.ndarray) -> np.ndarray:
         return np.stack([editbox.paste_back(request.image, result, boxed, None) for result in results])
 
-    return drive([upsample_stage(models, request, noise, low_res=low_res)], in_place)
+    return drive(stages, in_place, mode=request.mode, resume=resume)

@@ -1,0 +1,35 @@
+"""A whole run's state between two steps: which stage, that stage's sampler state, and what the stage needs
+besides (the previous stage's result, the upsampler's low_res). `run(models, request, resume=state)`
+continues from it; the request may differ in its conditioning (prompt, mask), which is recomputed from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from glide_studio.diffusion import SamplerState
+
+
+@dataclass(frozen=True)
+class RunState:
+    """The run after a step of its `stage` (the `stage_number`-th, 0-based) of a `mode` run.
+
+    `previous` is the uint8 result (N, H, W, 3) of the stage before, which this stage starts from (None in a
+    run's first stage); every state of one stage shares that one array, so do not write to it. Tensors stay on
+    the run's device; `to("cpu")` before keeping many.
+    """
+
+    mode: str
+    stage: str
+    stage_number: int
+    sampler: SamplerState
+    previous: np.ndarray | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        """What keeping this state costs (`previous` counted in full, though states of a stage share it)."""
+        return self.sampler.size_bytes + (0 if self.previous is None else self.previous.nbytes)
+
+    def to(self, device) -> RunState:
+        return replace(self, sampler=self.sampler.to(device))
