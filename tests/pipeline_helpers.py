@@ -45,3 +45,14 @@ def strokes(width, height, x0, y0, x1, y1, colour=(220, 30, 30)):
     layer = np.zeros((height, width, 4), dtype=np.uint8)
     layer[y0:y1, x0:x1] = (*colour, 255)
     return layer
+
+
+def tiny_engine(models):
+    """The app's PipelineEngine running the real pipelines on `models` (no checkpoint loading)."""
+    from glide_studio.app.engine import PipelineEngine
+
+    class TinyEngine(PipelineEngine):
+        def load_models(self, request, device) -> None:
+            self._model_set = models
+
+    return TinyEngine()

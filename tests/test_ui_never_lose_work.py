@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pipeline_helpers import tiny_model_set
+from pipeline_helpers import tiny_engine, tiny_model_set
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QMessageBox
 
-from glide_studio.app.engine import PipelineEngine
 from glide_studio.app.fake_engine import FakeEngine
 from glide_studio.app.run_settings import RunSettings
 from glide_studio.pipelines.request import EditBox, Mode, Request
 from glide_studio.ui import dialogs
 from glide_studio.ui.main_window import MainWindow
-
-
-class TinyEngine(PipelineEngine):
-    """The real pipelines on the reference's tiny networks (random weights, 16 -> 64 px)."""
-
-    def __init__(self, models) -> None:
-        super().__init__()
-        self._model_set = models
-
-    def load_models(self, request, device) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +38,7 @@ def _run(qtbot, window) -> None:
 @pytest.mark.parametrize("mode", [Mode.GENERATE, Mode.UPSAMPLE])
 def test_generate_and_upsample_on_an_800x600_picture_change_only_the_box(qtbot, tmp_path, tiny_models, mode):
     picture = np.random.default_rng(5).integers(0, 256, (600, 800, 3), dtype=np.uint8)
-    window = _window(qtbot, tmp_path, TinyEngine(tiny_models), picture)
+    window = _window(qtbot, tmp_path, tiny_engine(tiny_models), picture)
     request = Request(mode=mode, prompt="a red circle", steps=2, upsample_steps=2, batch=1)
     window.controller.set_run_settings(RunSettings(request, random_seed=False), announce=True)
     box = EditBox(300, 120, 400, 400)

@@ -22,12 +22,12 @@ from glide_studio.app.images import load_image, load_image_bytes
 from glide_studio.app.journal import Journal, JournalError
 from glide_studio.app.project import ProjectData, load_project, save_project
 from glide_studio.app.run_settings import RunSettings, choose_seed, run_request
-from glide_studio.app.worker import Job, JobResult, JobRunner, Progress
+from glide_studio.app.worker import Job, JobResult, JobRunner, Paused, Progress
 from glide_studio.atomic_files import check_room
 from glide_studio.pipelines.editbox import EditBoxError
 from glide_studio.pipelines.request import EditBox, Mode, Request
 from glide_studio.png_metadata import MetadataError, read_record, write_png
-from glide_studio.runs.record import RunRecord
+from glide_studio.runs.record import Resumed, RunRecord, changed_fields
 
 
 @dataclass
@@ -72,6 +72,7 @@ class StudioController(QObject):
     run_finished = Signal(object)
     run_failed = Signal(str)
     run_cancelled = Signal()
+    run_paused = Signal(object)
     status = Signal(str)
     busy_changed = Signal(bool)
 
@@ -101,6 +102,9 @@ class StudioController(QObject):
         self.runner.job_finished.connect(self._on_finished)
         self.runner.job_failed.connect(lambda _job, message: self.run_failed.emit(message))
         self.runner.job_cancelled.connect(lambda _job: self.run_cancelled.emit())
+        self.runner.job_paused.connect(self._on_paused)
+        self.paused: Paused | None = None
+        """A run stopped between two steps, held in memory until it is resumed, replaced or cancelled."""
         self.runner.job_status.connect(lambda _job, text: self.status.emit(text))
         self.runner.busy_changed.connect(self.busy_changed)
         self.document.layer_committed.connect(self._on_layer_committed)
@@ -191,7 +195,44 @@ class StudioController(QObject):
         return self.runner.busy
 
     def generate(self) -> Job:
-        """Queues a run of the current settings on the current picture and layers."""
+        """Queues a run of the current settings on the current picture and layers (a paused run is let go)."""
+        request = self._run_request(choose_seed(self._settings))
+        self.paused = None
+        job = Job(request, self._settings.device, self.preview_source)
+        self._record(*journaling.run_started_event(request))
+        self.runner.submit(job)
+        self.run_started.emit(job)
+        return job
+
+    def pause(self) -> None:
+        """The run stops after its current step, keeping everything it needs to go on (run_paused)."""
+        self.runner.pause()
+
+    def resume(self) -> Job:
+        """Goes on with the paused run from the step it stopped at, under the settings, caption, mask and sketch
+        as they are now: a fork of it when any of them changed, the same run otherwise."""
+        paused = self.paused
+        if paused is None:
+            raise StudioError("No run is paused.")
+        if self._settings.request.mode != paused.request.mode:
+            raise StudioError(f"The paused run goes on in its own mode ({paused.request.mode.value}): switch back "
+                              "to it to resume, or start a new run.")
+        request = self._run_request(paused.request.seed)
+        resumed = Resumed(paused.index, changed_fields(paused.request, request))
+        job = Job(request, self._settings.device, self.preview_source, resume=paused.state, resumed=resumed)
+        self.paused = None
+        self._record(*journaling.run_started_event(request, resumed))
+        self.runner.submit(job)
+        self.run_started.emit(job)
+        return job
+
+    def _on_paused(self, paused: Paused) -> None:
+        self.paused = paused
+        self._record("run_paused", {"step": paused.index, "total": paused.total})
+        self.run_paused.emit(paused)
+
+    def _run_request(self, seed: int) -> Request:
+        """The request a run of the current settings on the document makes (checked, with its edit box)."""
         settings = self._settings
         document = self.document
         mode = settings.request.mode
@@ -205,17 +246,13 @@ class StudioController(QObject):
         if placed is not None and mode in (Mode.INPAINT, Mode.SDEDIT):
             _check_painted_inside(placed, mask if mask is not None else sketch[..., 3] > 0)
         try:
-            request = run_request(settings, document.picture, mask, sketch, placed, choose_seed(settings))
+            request = run_request(settings, document.picture, mask, sketch, placed, seed)
         except EditBoxError as error:
             raise StudioError(f"{str(error)[:1].upper()}{str(error)[1:]}.") from error
         self._check_room(request)
         whole = EditBox(0, 0, document.width, document.height)
         document.set_edit_box(request.edit_box or whole, automatic=document.box_is_automatic)
-        job = Job(request, settings.device, self.preview_source)
-        self._record(*journaling.run_started_event(request))
-        self.runner.submit(job)
-        self.run_started.emit(job)
-        return job
+        return request
 
     def _check_room(self, request: Request) -> None:
         """The run's candidates and inputs go to the journal and the input store: room first, minutes later."""
@@ -233,6 +270,8 @@ class StudioController(QObject):
         return self.runner.prepare(Job(self._settings.request, self._settings.device))
 
     def cancel(self) -> None:
+        """Stops the run after its current step; a paused run is let go."""
+        self.paused = None
         self.runner.cancel()
 
     def _on_step(self, progress: Progress) -> None:

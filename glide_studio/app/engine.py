@@ -37,7 +37,8 @@ class Engine(Protocol):
         """load_models, then warm what a first run would otherwise build (tokenizer, kernels), so the user's
         first run starts at full speed. Called off the GUI thread when the window opens."""
 
-    def run(self, request: Request) -> Iterator[Step]: ...
+    def run(self, request: Request, resume: object | None = None) -> Iterator[Step]:
+        """The run's Step stream; `resume` (a paused run's RunState) continues it instead of starting anew."""
 
     def context(self) -> RunContext:
         """Where and in what precision the loaded networks run: part of every run's record."""
@@ -122,9 +123,9 @@ class PipelineEngine:
                        sampler=request.sampler, guidance_scale=request.guidance_scale)
         drain(pipelines.run(self._model_set, warm))
 
-    def run(self, request: Request) -> Iterator[Step]:
+    def run(self, request: Request, resume: object | None = None) -> Iterator[Step]:
         if self._model_set is None:
             raise ModelUnavailableError("No model is loaded.")
         from glide_studio import pipelines
 
-        return pipelines.run(self._model_set, request)
+        return pipelines.run(self._model_set, request, resume=resume)

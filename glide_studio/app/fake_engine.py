@@ -53,13 +53,18 @@ class FakeEngine:
     def context(self) -> RunContext:
         return RunContext("cpu", "fp32", {"fake_engine": "1"})
 
-    def run(self, request: Request) -> Iterator[Step]:
+    def run(self, request: Request, resume: object | None = None) -> Iterator[Step]:
+        """`resume` is what a step's `state` held: the fake's state is the next step's index and its RNG."""
         self.requests.append(request)
-        return self._steps(request)
+        return self._steps(request, resume)
 
-    def _steps(self, request: Request) -> Iterator[Step]:
+    def _steps(self, request: Request, resume: object | None = None) -> Iterator[Step]:
         self.run_threads.append(threading.current_thread())
         generator = torch.Generator().manual_seed(request.seed)
+        first = 0
+        if resume is not None:
+            first, rng_state = resume
+            generator.set_state(rng_state)
         side = self.preview_size
         target = self._results(request)
         small = torch.from_numpy(
@@ -67,7 +72,7 @@ class FakeEngine:
         )
         small = small[:, :side, :side].permute(0, 3, 1, 2).float() / 127.5 - 1
         try:
-            for index in range(request.steps):
+            for index in range(first, request.steps):
                 if self.fail_with is not None and index == 1:
                     raise self.fail_with
                 time.sleep(self.step_delay)
@@ -76,7 +81,8 @@ class FakeEngine:
                 noise = torch.randn(small.shape, generator=generator)
                 x_t = blend * small + (1 - blend) * noise
                 last = index == request.steps - 1
-                yield Step(index, request.steps, "base", x_t, blend * small, target if last else None)
+                yield Step(index, request.steps, "base", x_t, blend * small, target if last else None,
+                           state=(index + 1, generator.get_state()))
         finally:
             self.closed_runs += 1
 

@@ -26,7 +26,7 @@ from glide_studio.app.journal import Journal, JournalError, digest_of
 from glide_studio.app.run_settings import RunSettings
 from glide_studio.pipelines.request import EditBox, Request
 from glide_studio.runs.codec import RecordError, decode, encode
-from glide_studio.runs.record import RunRecord
+from glide_studio.runs.record import Resumed, RunRecord
 
 if TYPE_CHECKING:
     from glide_studio.app.controller import StudioController
@@ -67,9 +67,13 @@ def settings_event(settings: RunSettings) -> Event:
     return "settings", {"settings": settings.to_json()}, {}
 
 
-def run_started_event(request: Request) -> Event:
-    """The request as it set off (its seed is the whole of its random state: every draw comes from it)."""
-    return "run_started", {"request": encode(request)}, {}
+def run_started_event(request: Request, resumed: Resumed | None = None) -> Event:
+    """The request as it set off (its seed is the whole of its random state: every draw comes from it), and for
+    a resumed run the step it went on from and what changed."""
+    data = {"request": encode(request)}
+    if resumed is not None:
+        data["resumed"] = encode(resumed)
+    return "run_started", data, {}
 
 
 def run_event(record: RunRecord, images: np.ndarray, encoded: Sequence[bytes] | None = None) -> Event:
@@ -130,7 +134,7 @@ def _apply(controller: StudioController, journal: Journal, kind: str, data: dict
                              float(entry["created"]))
                  for entry in data["nodes"]]
         controller.restore_history(nodes, int(data["current"]))
-    # run_started and kinds from a newer version change nothing here
+    # run_started, run_paused and kinds from a newer version change nothing here
 
 
 def import_journal(journal: Journal, source: str) -> None:

@@ -25,7 +25,7 @@ from glide_studio.pipelines.request import Request
 from glide_studio.runs.drain import drain
 from glide_studio.runs.errors import RunError
 from glide_studio.runs.inputs import InputStore
-from glide_studio.runs.record import RunRecord
+from glide_studio.runs.record import Resumed, RunRecord
 
 _job_ids = count(1)
 
@@ -36,6 +36,20 @@ class JobState(Enum):
     FINISHED = "finished"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True)
+class Paused:
+    """A run stopped between two steps with all it needs to go on: `state` is the pipeline's RunState after
+    step `index` (of `total`), on the run's device; `preview` the last (N, h, w, 3) uint8 preview."""
+
+    job_id: int
+    request: Request
+    state: object = field(repr=False)
+    index: int = 0
+    total: int = 0
+    preview: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,7 @@ class Outcome:
     state: JobState
     images: np.ndarray | None = None
     message: str = ""
+    paused: Paused | None = None
 
 
 @dataclass(frozen=True)
@@ -50,12 +65,21 @@ class Job:
     request: Request
     device: str = "cpu"
     preview_source: str = "pred_x0"
+    resume: object | None = field(default=None, compare=False, repr=False)
+    """A paused run's RunState: the job continues from it instead of starting from noise."""
+    resumed: Resumed | None = None
+    """With `resume`: after which step, and what changed since the pause (for the run's record)."""
     id: int = field(default_factory=lambda: next(_job_ids))
     cancel_event: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+    pause_event: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
     def cancel(self) -> None:
         """Thread-safe; the job stops before asking its pipeline for another step."""
         self.cancel_event.set()
+
+    def pause(self) -> None:
+        """Thread-safe; the job stops after its current step and reports the state to go on from."""
+        self.pause_event.set()
 
     @property
     def cancelled(self) -> bool:
@@ -108,6 +132,8 @@ class GenerationWorker(QObject):
     finished = Signal(object)
     failed = Signal(int, str)
     cancelled = Signal(int)
+    paused = Signal(object)
+    """A Paused: the run stopped between two steps and can go on from its state."""
     prepared = Signal(int, str)
     """(job id, "" or why preparing failed)."""
 
@@ -150,6 +176,8 @@ class GenerationWorker(QObject):
     def _announce(self, job: Job, outcome: Outcome) -> None:
         if outcome.state is JobState.CANCELLED:
             self.cancelled.emit(job.id)
+        elif outcome.state is JobState.PAUSED:
+            self.paused.emit(outcome.paused)
         elif outcome.state is JobState.FAILED:
             self.failed.emit(job.id, outcome.message)
         else:
@@ -158,7 +186,7 @@ class GenerationWorker(QObject):
     def _result(self, job: Job, images: np.ndarray) -> JobResult:
         """The run's record, and its inputs kept by digest so that an export can be repeated: done here, off the
         GUI thread, since hashing and writing a large picture takes a while."""
-        record = RunRecord.of(job.request, self.engine.context())
+        record = RunRecord.of(job.request, self.engine.context(), resumed=job.resumed)
         warning = ""
         try:
             (self.inputs or InputStore()).put_inputs(record)
@@ -171,6 +199,7 @@ class GenerationWorker(QObject):
         previews; the stream is closed before anyone hears the outcome, so it has let go of its memory."""
         start = time.monotonic()
         last_preview = -1e9
+        paused: list[Paused] = []
 
         def on_step(step) -> bool:
             nonlocal last_preview
@@ -178,16 +207,23 @@ class GenerationWorker(QObject):
                 return True
             now = time.monotonic()
             is_last = step.final is not None or step.index >= step.total - 1
+            pausing = job.pause_event.is_set() and not is_last and step.state is not None
             preview = None
-            if is_last or step.index == 0 or now - last_preview >= self.min_interval:
+            if is_last or pausing or step.index == 0 or now - last_preview >= self.min_interval:
                 source = step.x_t if job.preview_source == "x_t" else step.pred_x0
                 preview = to_uint8_images(source)
                 last_preview = now
             self.step.emit(Progress(job.id, step.index, step.total, step.stage, now - start, preview))
-            return False
+            if pausing:
+                paused.append(Paused(job.id, job.request, step.state, step.index, step.total, preview))
+            return pausing
 
-        final = drain(self.engine.run(job.request), on_step)
-        if final is None or job.cancelled:
+        final = drain(self.engine.run(job.request, resume=job.resume), on_step)
+        if job.cancelled:
+            return Outcome(JobState.CANCELLED)
+        if paused:
+            return Outcome(JobState.PAUSED, paused=paused[0])
+        if final is None:
             return Outcome(JobState.CANCELLED)
         return Outcome(JobState.FINISHED, final)
 
@@ -201,6 +237,7 @@ class JobRunner(QObject):
     job_finished = Signal(object)
     job_failed = Signal(int, str)
     job_cancelled = Signal(int)
+    job_paused = Signal(object)
     busy_changed = Signal(bool)
     job_prepared = Signal(int, str)
     _dispatch = Signal(object)
@@ -224,6 +261,7 @@ class JobRunner(QObject):
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
         self.worker.cancelled.connect(self._on_cancelled)
+        self.worker.paused.connect(self._on_paused)
         self._thread.start()
 
     @property
@@ -250,6 +288,11 @@ class JobRunner(QObject):
         self._queue.clear()
         if self._current is not None:
             self._current.cancel()
+
+    def pause(self) -> None:
+        """The running job stops after its current step and reports where it stopped (job_paused)."""
+        if self._current is not None:
+            self._current.pause()
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
         """Cancels everything and stops the thread; True when the thread really ended."""
@@ -290,6 +333,11 @@ class JobRunner(QObject):
         if self._is_current(job_id):
             self._end()
             self.job_failed.emit(job_id, message)
+
+    def _on_paused(self, paused: Paused) -> None:
+        if self._is_current(paused.job_id):
+            self._end()
+            self.job_paused.emit(paused)
 
     def _on_cancelled(self, job_id: int) -> None:
         if self._is_current(job_id):

@@ -15,7 +15,7 @@ import numpy as np
 
 from glide_studio import __version__
 from glide_studio.pipelines.request import Request
-from glide_studio.runs.codec import specs
+from glide_studio.runs.codec import encode, specs
 
 
 @dataclass(frozen=True)
@@ -45,16 +45,26 @@ class RunContext:
 
 
 @dataclass(frozen=True)
+class Resumed:
+    """A run that went on from a paused one after `step` (0-based): a fork. `changed` names the request fields
+    and input pictures that differ from the paused run's (empty: the same run, paused and resumed)."""
+
+    step: int
+    changed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RunRecord:
     request: Request
     context: RunContext = RunContext()
     candidate: int = 0
     inputs: dict[str, InputDigest] = field(default_factory=dict)
+    resumed: Resumed | None = None
 
     @classmethod
     def of(cls, request: Request, context: RunContext, candidate: int = 0,
-           paths: dict[str, str] | None = None) -> RunRecord:
-        return cls(request, context, candidate, digest_inputs(request, paths))
+           paths: dict[str, str] | None = None, resumed: Resumed | None = None) -> RunRecord:
+        return cls(request, context, candidate, digest_inputs(request, paths), resumed)
 
     def for_candidate(self, candidate: int) -> RunRecord:
         return dataclasses.replace(self, candidate=candidate)
@@ -82,3 +92,14 @@ def digest_inputs(request: Request, paths: dict[str, str] | None = None) -> dict
             path = (paths or {}).get(name)
             found[name] = InputDigest(array_digest(array, name), tuple(array.shape), path and str(path))
     return found
+
+
+def changed_fields(before: Request, after: Request) -> tuple[str, ...]:
+    """The request fields and input pictures (by digest) in which `after` differs from `before`."""
+    old, new = encode(before), encode(after)
+    names = [name for name in new if old.get(name) != new[name]]
+    for name in pixel_fields():
+        a, b = getattr(before, name), getattr(after, name)
+        if (a is None) != (b is None) or (a is not None and array_digest(a, name) != array_digest(b, name)):
+            names.append(name)
+    return tuple(names)

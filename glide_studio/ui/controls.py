@@ -43,6 +43,8 @@ class ControlsPanel(QWidget):
     run_settings_edited = Signal(object)
     run_requested = Signal()
     cancel_requested = Signal()
+    pause_requested = Signal()
+    """Pause the run, or resume the paused one."""
     preview_source_changed = Signal(str)
 
     def __init__(self, settings: RunSettings, models: list[ModelChoice], devices: list[str], parent=None):
@@ -107,10 +109,14 @@ class ControlsPanel(QWidget):
         self.run_button = QPushButton(icons.run(), "  Run")
         self.run_button.setObjectName("runButton")
         self.run_button.setToolTip("Run (Ctrl+Enter)")
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setToolTip("Pause between two steps, edit, then resume (F8)")
+        self.pause_button.setEnabled(False)
         self.cancel_button = QPushButton(icons.stop(), "")
         self.cancel_button.setToolTip("Cancel (Esc)")
         self.cancel_button.setEnabled(False)
         buttons.addWidget(self.run_button, 1)
+        buttons.addWidget(self.pause_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
 
@@ -124,6 +130,7 @@ class ControlsPanel(QWidget):
         self.dice.clicked.connect(lambda: self.fields.widgets["seed"].setValue(random.randint(0, MAX_SEED)))
         self.run_button.clicked.connect(self.run_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
+        self.pause_button.clicked.connect(self.pause_requested)
         self.show_noisy.toggled.connect(lambda on: self.preview_source_changed.emit("x_t" if on else "pred_x0"))
 
     def set_models(self, models: list[ModelChoice]) -> None:
@@ -171,9 +178,11 @@ class ControlsPanel(QWidget):
             settings = settings.with_models(family, upsample=self.upsample.isChecked())
         return settings
 
-    def set_running(self, running: bool) -> None:
+    def set_running(self, running: bool, paused: bool = False) -> None:
         self.run_button.setEnabled(not running)
-        self.cancel_button.setEnabled(running)
+        self.pause_button.setEnabled(running or paused)
+        self.pause_button.setText("Resume" if paused and not running else "Pause")
+        self.cancel_button.setEnabled(running or paused)
 
     def _sync_enabled(self) -> None:
         mode = Mode(self.mode.currentData())

@@ -187,6 +187,7 @@ class MainWindow(QMainWindow):
         run_menu = self.menuBar().addMenu("&Run")
         self.run_action = self._action("&Run", self.run, ["Ctrl+Return", "Ctrl+Enter"], run_menu)
         self.cancel_action = self._action("&Cancel", self.cancel, ["Escape"], run_menu)
+        self.pause_action = self._action("&Pause / resume", self.pause_or_resume, ["F8", "Pause"], run_menu)
         self.accept_action = self._action("&Accept candidate", self.accept, ["Return", "Enter"], run_menu)
         self.discard_action = self._action("&Discard candidates", self.controller.discard_candidates, [], run_menu)
         self.accept_action.setEnabled(False)
@@ -198,13 +199,15 @@ class MainWindow(QMainWindow):
         controller.run_settings_changed.connect(controls.set_run_settings)
         controls.run_requested.connect(self.run)
         controls.cancel_requested.connect(self.cancel)
+        controls.pause_requested.connect(self.pause_or_resume)
         controls.preview_source_changed.connect(lambda source: setattr(controller, "preview_source", source))
         controller.run_started.connect(self._on_run_started)
         controller.run_step.connect(self._on_step)
         controller.run_finished.connect(self._on_finished)
         controller.run_failed.connect(self._on_failed)
         controller.run_cancelled.connect(self._on_cancelled)
-        controller.busy_changed.connect(controls.set_running)
+        controller.busy_changed.connect(lambda busy: controls.set_running(busy, controller.paused is not None))
+        controller.run_paused.connect(self._on_paused)
         controller.status.connect(lambda text: self.statusBar().showMessage(text))
         controller.candidates_changed.connect(self._on_candidates_changed)
         controller.candidate_viewed.connect(self._on_candidate_viewed)
@@ -233,6 +236,29 @@ class MainWindow(QMainWindow):
         if self.controller.busy:
             self.controller.cancel()
             self.statusBar().showMessage("Cancelling after this step…")
+        elif self.controller.paused is not None:
+            self.controller.cancel()
+            self.controls.set_running(False)
+            self.canvas.set_preview(None)
+            self.progress.setFormat("Idle")
+            self.statusBar().showMessage("The paused run was let go.", 5000)
+
+    def pause_or_resume(self) -> None:
+        if self.controller.busy:
+            self.controller.pause()
+            self.statusBar().showMessage("Pausing after this step…")
+        elif self.controller.paused is not None:
+            self.controller.set_run_settings(self.controls.run_settings())
+            try:
+                self.controller.resume()
+            except StudioError as error:
+                self.statusBar().showMessage(str(error), 8000)
+
+    def _on_paused(self, paused) -> None:
+        self.controls.set_running(False, paused=True)
+        self.progress.setFormat(f"Paused {paused.index + 1}/{paused.total}")
+        self.statusBar().showMessage(f"Paused after step {paused.index + 1} of {paused.total}: change the mask, "
+                                     "sketch or caption if you like, then Resume (F8).")
 
     def accept(self) -> None:
         if isinstance(QApplication.focusWidget(), (QLineEdit, QAbstractSpinBox)):

@@ -1,0 +1,130 @@
+"""Pause → edit → resume: a paused run keeps its whole state, a resumed one equals never pausing bit for bit,
+and resuming after an edit is a fork whose record says where it went on from and what changed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pipeline_helpers import tiny_engine, tiny_model_set
+from PySide6.QtCore import QSettings, Qt
+
+from glide_studio.app.controller import StudioController
+from glide_studio.app.fake_engine import FakeEngine
+from glide_studio.app.run_settings import RunSettings
+from glide_studio.pipelines.request import Mode, Request
+from glide_studio.runs.record import Resumed
+from glide_studio.ui.main_window import MainWindow
+
+PICTURE = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def models(reference_dir):
+    return tiny_model_set(reference_dir)
+
+
+@pytest.fixture
+def controller(qtbot, models):
+    controller = StudioController(tiny_engine(models), PICTURE, "start", min_interval=0.0)
+    yield controller
+    assert controller.shutdown()
+
+
+def _setup(controller, mode: Mode, sampler: str, upsample: bool = False) -> None:
+    request = Request(mode=mode, prompt="a red circle", steps=5, upsample_steps=3, batch=2, seed=11, sampler=sampler,
+                      upsample_model="demo-upsample-inpaint" if upsample else None)
+    controller.set_run_settings(RunSettings(request, random_seed=False))
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 12:40] = 255
+    sketch = np.zeros((64, 64, 4), np.uint8)
+    sketch[20:36, 16:34] = (40, 40, 220, 255)
+    controller.document.set_mask_array(mask)
+    controller.document.set_sketch_array(sketch)
+
+
+def _finish(qtbot, controller, start) -> object:
+    with qtbot.waitSignal(controller.run_finished, timeout=60000) as finished:
+        start()
+    return finished.args[0]
+
+
+def _pause_at(qtbot, controller, index: int):
+    def on_step(progress) -> None:
+        if progress.index == index:
+            controller.pause()
+
+    controller.run_step.connect(on_step)
+    try:
+        with qtbot.waitSignal(controller.run_paused, timeout=60000) as paused:
+            controller.generate()
+    finally:
+        controller.run_step.disconnect(on_step)
+    return paused.args[0]
+
+
+@pytest.mark.parametrize("mode,sampler,upsample,at", [
+    (Mode.INPAINT, "dpm++2m-sde", True, 5),  # paused in the upsampler's stage
+    (Mode.SDEDIT, "dpm++2m", False, 2), (Mode.GENERATE, "ancestral", False, 2), (Mode.INPAINT, "ddim", False, 1)])
+def test_pause_then_resume_equals_never_pausing(qtbot, controller, mode, sampler, upsample, at):
+    _setup(controller, mode, sampler, upsample)
+    uninterrupted = _finish(qtbot, controller, controller.generate).images
+    paused = _pause_at(qtbot, controller, at)
+    assert controller.paused is paused and at <= paused.index < paused.total - 1
+    assert paused.preview is not None and not controller.busy
+    resumed = _finish(qtbot, controller, controller.resume)
+    assert np.array_equal(resumed.images, uninterrupted)
+    assert resumed.record.resumed == Resumed(paused.index, ())
+    assert controller.paused is None
+
+
+def test_resuming_after_editing_the_caption_is_a_fork(qtbot, controller):
+    _setup(controller, Mode.INPAINT, "dpm++2m")
+    uninterrupted = _finish(qtbot, controller, controller.generate).images
+    paused = _pause_at(qtbot, controller, 1)
+    controller.set_run_settings(controller.run_settings.with_request(prompt="a blue square"))
+    mask = controller.document.mask_array()
+    mask[40:60, 40:60] = 255  # a larger mask: more pixels are regenerated from now on
+    controller.document.set_mask_array(mask)
+    fork = _finish(qtbot, controller, controller.resume)
+    assert fork.record.resumed == Resumed(paused.index, ("prompt", "mask"))  # the box stays the whole picture
+    assert not np.array_equal(fork.images, uninterrupted)
+    kept = mask == 0
+    assert np.array_equal(fork.images[0][kept], PICTURE[kept])  # the new mask's known pixels stay exact
+    assert len(controller.runs) == 2
+
+
+def test_resume_refuses_another_mode_and_a_new_run_lets_the_paused_one_go(qtbot, controller):
+    _setup(controller, Mode.INPAINT, "dpm++2m")
+    _pause_at(qtbot, controller, 1)
+    controller.set_run_settings(controller.run_settings.with_request(mode=Mode.GENERATE))
+    from glide_studio.app.errors import StudioError
+
+    with pytest.raises(StudioError, match="its own mode"):
+        controller.resume()
+    assert controller.paused is not None
+    _finish(qtbot, controller, controller.generate)
+    assert controller.paused is None
+
+
+def test_f8_pauses_and_resumes_in_the_window(qtbot, tmp_path):
+    window = MainWindow(FakeEngine(step_delay=0.05), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                        picture=np.full((32, 32, 3), 60, np.uint8), min_interval=0.0)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    controller = window.controller
+    controller.set_run_settings(RunSettings(Request(prompt="x", steps=12, batch=1)), announce=True)
+    controller.document.set_mask_array(np.pad(np.ones((8, 8)), 12))
+    window.run()
+    qtbot.waitUntil(lambda: window.progress.value() >= 1, timeout=5000)
+    with qtbot.waitSignal(controller.run_paused, timeout=5000):
+        qtbot.keyClick(window.canvas, Qt.Key.Key_F8)
+    assert window.controls.pause_button.text() == "Resume" and window.controls.pause_button.isEnabled()
+    assert window.progress.format().startswith("Paused")
+    with qtbot.waitSignal(controller.run_finished, timeout=10000) as finished:
+        qtbot.keyClick(window.canvas, Qt.Key.Key_F8)
+    assert finished.args[0].record.resumed is not None
+    kinds = [event.kind for event in controller.journal.events()]
+    assert "run_paused" in kinds and kinds.count("run_started") == 2
+    controller.mark_saved()
+    window.close()
