@@ -128,3 +128,49 @@ def test_f8_pauses_and_resumes_in_the_window(qtbot, tmp_path):
     assert "run_paused" in kinds and kinds.count("run_started") == 2
     controller.mark_saved()
     window.close()
+
+
+def test_every_step_is_kept_and_forking_from_one_without_edits_gives_the_same_pixels(qtbot, controller):
+    _setup(controller, Mode.SDEDIT, "dpm++2m-sde", upsample=True)
+    first = _finish(qtbot, controller, controller.generate)
+    total = first.record.request.steps + first.record.request.upsample_steps
+    assert [step.index for step in controller.timeline] == list(range(total))
+    assert all(step.state is not None and step.preview.dtype == np.uint8 for step in controller.timeline)
+    again = _finish(qtbot, controller, lambda: controller.fork_from(3))
+    assert np.array_equal(again.images, first.images) and again.record.resumed == Resumed(3, ())
+    assert [step.index for step in controller.timeline] == list(range(total))  # steps 0-3 kept, 4- new
+
+    last_two = sum(step.state.size_bytes for step in controller.timeline[-2:])
+    controller.timeline_cap_bytes = last_two  # the oldest states go first when memory runs short
+    _finish(qtbot, controller, controller.generate)
+    kept = [step.state is not None for step in controller.timeline]
+    assert kept == [False] * (total - 2) + [True, True]
+    assert all(step.preview is not None for step in controller.timeline)  # previews stay for scrubbing
+    from glide_studio.app.errors import StudioError
+
+    with pytest.raises(StudioError, match="no longer kept"):
+        controller.fork_from(0)
+
+
+def test_the_timeline_scrubs_previews_and_forks_in_the_window(qtbot, tmp_path):
+    window = MainWindow(FakeEngine(step_delay=0.0), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                        picture=np.full((32, 32, 3), 60, np.uint8), min_interval=0.0)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    controller = window.controller
+    controller.set_run_settings(RunSettings(Request(prompt="x", steps=6, batch=1), random_seed=False), announce=True)
+    controller.document.set_mask_array(np.pad(np.ones((8, 8)), 12))
+    with qtbot.waitSignal(controller.run_finished, timeout=10000):
+        window.run()
+    timeline = window.timeline
+    assert timeline.slider.maximum() == 5 and timeline.slider.value() == 5
+    timeline.slider.setValue(2)
+    assert window.canvas.preview_item.isVisible() and timeline.label.text().endswith("step 3/6")
+    controller.set_run_settings(controller.run_settings.with_request(prompt="y"), announce=True)
+    with qtbot.waitSignal(controller.run_finished, timeout=10000) as finished:
+        timeline.fork_button.click()
+    assert finished.args[0].record.resumed == Resumed(2, ("prompt",))
+    assert len(controller.runs) == 2
+    controller.mark_saved()
+    window.close()

@@ -29,6 +29,20 @@ from glide_studio.pipelines.request import EditBox, Mode, Request
 from glide_studio.png_metadata import MetadataError, read_record, write_png
 from glide_studio.runs.record import Resumed, RunRecord, changed_fields
 
+TIMELINE_CAP_BYTES = 512 * 2**20
+"""The most memory the timeline's kept run states may take; the oldest steps' states go first."""
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    """One step of the latest run, kept for scrubbing (its preview) and forking (its state)."""
+
+    index: int
+    total: int
+    stage: str
+    preview: np.ndarray = field(repr=False)
+    state: object | None = field(default=None, repr=False)
+
 
 @dataclass
 class GalleryRun:
@@ -73,6 +87,7 @@ class StudioController(QObject):
     run_failed = Signal(str)
     run_cancelled = Signal()
     run_paused = Signal(object)
+    timeline_changed = Signal()
     status = Signal(str)
     busy_changed = Signal(bool)
 
@@ -105,6 +120,9 @@ class StudioController(QObject):
         self.runner.job_paused.connect(self._on_paused)
         self.paused: Paused | None = None
         """A run stopped between two steps, held in memory until it is resumed, replaced or cancelled."""
+        self.timeline: list[TimelineStep] = []
+        self.timeline_request: Request | None = None
+        self.timeline_cap_bytes = TIMELINE_CAP_BYTES
         self.runner.job_status.connect(lambda _job, text: self.status.emit(text))
         self.runner.busy_changed.connect(self.busy_changed)
         self.document.layer_committed.connect(self._on_layer_committed)
@@ -198,11 +216,9 @@ class StudioController(QObject):
         """Queues a run of the current settings on the current picture and layers (a paused run is let go)."""
         request = self._run_request(choose_seed(self._settings))
         self.paused = None
-        job = Job(request, self._settings.device, self.preview_source)
-        self._record(*journaling.run_started_event(request))
-        self.runner.submit(job)
-        self.run_started.emit(job)
-        return job
+        self.timeline, self.timeline_request = [], request
+        self.timeline_changed.emit()
+        return self._submit(Job(request, self._settings.device, self.preview_source, keep_steps=True))
 
     def pause(self) -> None:
         """The run stops after its current step, keeping everything it needs to go on (run_paused)."""
@@ -214,14 +230,32 @@ class StudioController(QObject):
         paused = self.paused
         if paused is None:
             raise StudioError("No run is paused.")
-        if self._settings.request.mode != paused.request.mode:
-            raise StudioError(f"The paused run goes on in its own mode ({paused.request.mode.value}): switch back "
+        return self._go_on(paused.request, paused.state, paused.index)
+
+    def fork_from(self, index: int) -> Job:
+        """A new run that goes on from step `index` of the timeline's run, under the settings and layers as they
+        are now (Fork from here)."""
+        kept = next((step for step in self.timeline if step.index == index), None)
+        if kept is None or kept.state is None or self.timeline_request is None:
+            raise StudioError("That step's state is no longer kept (the timeline's memory cap): fork from a later "
+                              "step, or run again.")
+        return self._go_on(self.timeline_request, kept.state, index)
+
+    def _go_on(self, parent: Request, state: object, index: int) -> Job:
+        if self._settings.request.mode != parent.mode:
+            raise StudioError(f"The paused run goes on in its own mode ({parent.mode.value}): switch back "
                               "to it to resume, or start a new run.")
-        request = self._run_request(paused.request.seed)
-        resumed = Resumed(paused.index, changed_fields(paused.request, request))
-        job = Job(request, self._settings.device, self.preview_source, resume=paused.state, resumed=resumed)
+        request = self._run_request(parent.seed)
+        resumed = Resumed(index, changed_fields(parent, request))
         self.paused = None
-        self._record(*journaling.run_started_event(request, resumed))
+        self.timeline = [step for step in self.timeline if step.index <= index]
+        self.timeline_request = request
+        self.timeline_changed.emit()
+        return self._submit(Job(request, self._settings.device, self.preview_source, resume=state,
+                                resumed=resumed, keep_steps=True), resumed)
+
+    def _submit(self, job: Job, resumed: Resumed | None = None) -> Job:
+        self._record(*journaling.run_started_event(job.request, resumed))
         self.runner.submit(job)
         self.run_started.emit(job)
         return job
@@ -275,7 +309,22 @@ class StudioController(QObject):
         self.runner.cancel()
 
     def _on_step(self, progress: Progress) -> None:
+        if progress.still is not None:
+            self.timeline.append(TimelineStep(progress.index, progress.total, progress.stage, progress.still,
+                                              progress.state))
+            self._cap_timeline()
+            self.timeline_changed.emit()
         self.run_step.emit(progress)
+
+    def _cap_timeline(self) -> None:
+        """Drops the oldest steps' states (never their previews) past the memory cap."""
+        used = sum(getattr(step.state, "size_bytes", 0) for step in self.timeline if step.state is not None)
+        for position, step in enumerate(self.timeline):
+            if used <= self.timeline_cap_bytes:
+                break
+            if step.state is not None:
+                used -= getattr(step.state, "size_bytes", 0)
+                self.timeline[position] = replace(step, state=None)
 
     def _on_finished(self, result: JobResult) -> None:
         if result.warning:

@@ -10,6 +10,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,6 +18,21 @@ import torch
 from glide_studio.app.engine import ModelChoice
 from glide_studio.pipelines.request import Mode, Request, Step
 from glide_studio.runs.record import RunContext
+
+
+@dataclass(frozen=True)
+class FakeState:
+    """What the fake needs to go on: the next step and its noise generator's state."""
+
+    next_index: int
+    rng: torch.Tensor
+
+    def to(self, _device) -> FakeState:
+        return self
+
+    @property
+    def size_bytes(self) -> int:
+        return int(self.rng.numel())
 
 
 class FakeEngine:
@@ -54,7 +70,7 @@ class FakeEngine:
         return RunContext("cpu", "fp32", {"fake_engine": "1"})
 
     def run(self, request: Request, resume: object | None = None) -> Iterator[Step]:
-        """`resume` is what a step's `state` held: the fake's state is the next step's index and its RNG."""
+        """`resume` is a FakeState that one of its steps carried."""
         self.requests.append(request)
         return self._steps(request, resume)
 
@@ -63,8 +79,8 @@ class FakeEngine:
         generator = torch.Generator().manual_seed(request.seed)
         first = 0
         if resume is not None:
-            first, rng_state = resume
-            generator.set_state(rng_state)
+            first = resume.next_index
+            generator.set_state(resume.rng)
         side = self.preview_size
         target = self._results(request)
         small = torch.from_numpy(
@@ -82,7 +98,7 @@ class FakeEngine:
                 x_t = blend * small + (1 - blend) * noise
                 last = index == request.steps - 1
                 yield Step(index, request.steps, "base", x_t, blend * small, target if last else None,
-                           state=(index + 1, generator.get_state()))
+                           state=FakeState(index + 1, generator.get_state()))
         finally:
             self.closed_runs += 1
 

@@ -69,6 +69,8 @@ class Job:
     """A paused run's RunState: the job continues from it instead of starting from noise."""
     resumed: Resumed | None = None
     """With `resume`: after which step, and what changed since the pause (for the run's record)."""
+    keep_steps: bool = False
+    """Send every step's preview and state back (the timeline keeps them for scrubbing and forking)."""
     id: int = field(default_factory=lambda: next(_job_ids))
     cancel_event: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
     pause_event: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
@@ -95,6 +97,10 @@ class Progress:
     elapsed: float
     preview: np.ndarray | None
     """(N, h, w, 3) uint8, or None when this step's preview was skipped by the throttle."""
+    still: np.ndarray | None = None
+    """This step's preview even when the throttle skipped showing it (for the timeline), when kept."""
+    state: object | None = None
+    """The run's state after this step, on the CPU (so no GPU tensor crosses a signal), when kept."""
 
 
 @dataclass(frozen=True)
@@ -208,12 +214,15 @@ class GenerationWorker(QObject):
             now = time.monotonic()
             is_last = step.final is not None or step.index >= step.total - 1
             pausing = job.pause_event.is_set() and not is_last and step.state is not None
-            preview = None
+            preview = still = state = None
+            source = step.x_t if job.preview_source == "x_t" else step.pred_x0
+            if job.keep_steps:
+                still = to_uint8_images(source)
+                state = None if step.state is None else step.state.to("cpu")
             if is_last or pausing or step.index == 0 or now - last_preview >= self.min_interval:
-                source = step.x_t if job.preview_source == "x_t" else step.pred_x0
-                preview = to_uint8_images(source)
+                preview = still if still is not None else to_uint8_images(source)
                 last_preview = now
-            self.step.emit(Progress(job.id, step.index, step.total, step.stage, now - start, preview))
+            self.step.emit(Progress(job.id, step.index, step.total, step.stage, now - start, preview, still, state))
             if pausing:
                 paused.append(Paused(job.id, job.request, step.state, step.index, step.total, preview))
             return pausing

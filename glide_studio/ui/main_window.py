@@ -36,6 +36,7 @@ from glide_studio.ui.controls import ControlsPanel
 from glide_studio.ui.file_actions import FileActions
 from glide_studio.ui.gallery_panel import GalleryPanel
 from glide_studio.ui.history_panel import HistoryPanel
+from glide_studio.ui.timeline import TimelineBar
 from glide_studio.ui.tools_panel import ToolsPanel
 
 
@@ -72,6 +73,7 @@ class MainWindow(QMainWindow):
         self.candidates = CandidatesStrip()
         self.history_panel = HistoryPanel(self.controller.history)
         self.gallery = GalleryPanel(self.controller)
+        self.timeline = TimelineBar(self.controller)
         tools_dock = self._dock("Tools", self.tools, Qt.DockWidgetArea.LeftDockWidgetArea)
         tools_dock.setTitleBarWidget(QWidget())
         controls_scroll = QScrollArea()  # every run setting has a control: on a small screen they scroll
@@ -85,7 +87,9 @@ class MainWindow(QMainWindow):
         history_dock = self._dock("History", self.history_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(history_dock, self._dock("Gallery", self.gallery, Qt.DockWidgetArea.RightDockWidgetArea))
         history_dock.raise_()
+        timeline_dock = self._dock("Timeline", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea)
         candidates_dock = self._dock("Candidates", self.candidates, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.splitDockWidget(timeline_dock, candidates_dock, Qt.Orientation.Vertical)
         self.resizeDocks([candidates_dock], [self.candidates.sizeHint().height()], Qt.Orientation.Vertical)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -218,6 +222,8 @@ class MainWindow(QMainWindow):
         self.gallery.accept_requested.connect(self.accept_from_gallery)
         self.gallery.delete_requested.connect(self.delete_from_gallery)
         self.canvas.compare_held.connect(self._show_before)
+        self.timeline.scrubbed.connect(self._show_step)
+        self.timeline.fork_requested.connect(self.fork_from)
         self.controls.caption.installEventFilter(self)
         self.canvas.files_dropped.connect(lambda paths: self.files.open_path(paths[0]))
         self.canvas.zoom_changed.connect(lambda zoom: self.zoom_label.setText(f"{zoom * 100:.0f}%"))
@@ -253,6 +259,20 @@ class MainWindow(QMainWindow):
                 self.controller.resume()
             except StudioError as error:
                 self.statusBar().showMessage(str(error), 8000)
+
+    def _show_step(self, preview) -> None:
+        """A scrubbed step's preview over the box (None: back to what the canvas showed)."""
+        mode = self.controller.timeline_request.mode if self.controller.timeline_request else None
+        self.canvas.set_preview(preview, only_in_mask=mode in (Mode.INPAINT, Mode.SDEDIT) and preview is not None)
+
+    def fork_from(self, index: int) -> None:
+        if self.controller.busy:
+            return
+        self.controller.set_run_settings(self.controls.run_settings())
+        try:
+            self.controller.fork_from(index)
+        except StudioError as error:
+            self.statusBar().showMessage(str(error), 8000)
 
     def _on_paused(self, paused) -> None:
         self.controls.set_running(False, paused=True)
