@@ -135,3 +135,24 @@ def test_a_run_with_no_room_for_its_results_is_refused_before_it_starts(qtbot, t
     assert engine.requests == [] and not window.controller.busy
     window.controller.mark_saved()
     window.close()
+
+
+def test_the_difference_heatmap_shows_that_nothing_outside_the_mask_changed(qtbot, tmp_path):
+    from glide_studio.app.images import difference_heatmap, qimage_to_array
+
+    picture = np.full((32, 32, 3), 80, np.uint8)
+    window = _window(qtbot, tmp_path, FakeEngine(step_delay=0.0), picture)
+    mask = np.pad(np.ones((8, 8)), 12)
+    window.controller.document.set_mask_array(mask)
+    _run(qtbot, window)
+    window.heatmap_action.trigger()
+    shown = qimage_to_array(window.canvas.picture_item.pixmap().toImage())
+    assert not shown[mask == 0].any() and shown[mask > 0].max(axis=1).min() > 0  # black where unchanged
+    nearly = picture.copy()
+    nearly[0, 0, 2] += 1
+    assert difference_heatmap(picture, nearly)[0, 0].any() and not difference_heatmap(picture, nearly)[1:].any()
+    window.heatmap_action.trigger()
+    assert np.array_equal(qimage_to_array(window.canvas.picture_item.pixmap().toImage()),
+                          window.controller.candidates[0])
+    window.controller.mark_saved()
+    window.close()

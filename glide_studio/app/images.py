@@ -50,6 +50,17 @@ def load_image_bytes(data: bytes, source: str = "the pasted data") -> np.ndarray
         raise ImageLoadError(f"{source} is not a picture GLIDE Studio can read ({error}).") from error
 
 
+def difference_heatmap(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Where two pictures of one size differ, and how much: black where every channel is equal, then dark red
+    to yellow to white as the largest channel difference grows (a 1-level change already shows)."""
+    difference = np.abs(before.astype(np.int16) - after.astype(np.int16)).max(axis=2)
+    level = np.where(difference > 0, 64 + difference * 191 // 255, 0).astype(np.int32)
+    red = np.minimum(level * 3, 255)
+    green = np.clip(level * 3 - 255, 0, 255)
+    blue = np.clip(level * 3 - 510, 0, 255)
+    return np.dstack([red, green, blue]).astype(np.uint8)
+
+
 def png_bytes(array: np.ndarray) -> bytes:
     """Lossless and quick to write (level 1): for pictures kept exactly, not small (the journal)."""
     buffer = io.BytesIO()

@@ -23,6 +23,7 @@ from glide_studio.app.controller import StudioController
 from glide_studio.app.downloads import ModelDownloader
 from glide_studio.app.engine import Engine
 from glide_studio.app.errors import StudioError
+from glide_studio.app.images import difference_heatmap
 from glide_studio.app.journal import JournalError
 from glide_studio.app.sessions import Session, abandoned_documents
 from glide_studio.app.settings import Preferences, default_settings
@@ -181,6 +182,9 @@ class MainWindow(QMainWindow):
         self._action("&Fit picture", canvas.fit, ["Ctrl+0"], view_menu)
         self._action("Zoom &in", lambda: canvas.zoom_by(1.25), ["Ctrl++", "Ctrl+="], view_menu)
         self._action("Zoom &out", lambda: canvas.zoom_by(0.8), ["Ctrl+-"], view_menu)
+        self.heatmap_action = self._action("&Difference heatmap", self._show_candidate_or_heatmap, ["H"], view_menu)
+        self.heatmap_action.setCheckable(True)
+        self.heatmap_action.setToolTip("Show where the candidate differs from the picture (black: unchanged)")
         view_menu.addSeparator()
         for dock in self.findChildren(QDockWidget):
             view_menu.addAction(dock.toggleViewAction())
@@ -299,13 +303,22 @@ class MainWindow(QMainWindow):
     def _toggle_clear_on_accept(self, on: bool) -> None:
         self.controller.set_run_settings(replace(self.controller.run_settings, clear_layers_on_accept=bool(on)))
 
+    def _show_candidate_or_heatmap(self, *_args) -> None:
+        """The viewed candidate, or (View ▸ Difference heatmap, H) where it differs from the picture."""
+        viewed, images = self.controller.viewed_candidate, self.controller.candidates
+        if viewed is None or images is None:
+            self.canvas.show_image(None)
+            return
+        picture = self.controller.document.picture
+        heat = self.heatmap_action.isChecked() and images[viewed].shape == picture.shape
+        self.canvas.show_image(difference_heatmap(picture, images[viewed]) if heat else images[viewed])
+
     def _show_before(self, held: bool) -> None:
         """While the compare key is held, the picture without the candidate on screen."""
-        viewed = self.controller.viewed_candidate
-        if held or viewed is None or self.controller.candidates is None:
+        if held:
             self.canvas.show_image(None)
         else:
-            self.canvas.show_image(self.controller.candidates[viewed])
+            self._show_candidate_or_heatmap()
 
     # Ctrl shortcuts that a text field would otherwise keep for itself (Ctrl+E is "end of line" there).
     _TEXT_KEYS = {Qt.Key.Key_A, Qt.Key.Key_C, Qt.Key.Key_V, Qt.Key.Key_X, Qt.Key.Key_Z, Qt.Key.Key_Y,
@@ -375,7 +388,7 @@ class MainWindow(QMainWindow):
         if index < 0 or self.controller.candidates is None:
             self.canvas.show_image(None)
             return
-        self.canvas.show_image(self.controller.candidates[index])
+        self._show_candidate_or_heatmap()
         self.candidates.select(index)
         self.gallery.select(self.controller.shown_run, index)
 
