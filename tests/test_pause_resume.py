@@ -174,3 +174,27 @@ def test_the_timeline_scrubs_previews_and_forks_in_the_window(qtbot, tmp_path):
     assert len(controller.runs) == 2
     controller.mark_saved()
     window.close()
+
+
+def test_locked_pixels_of_the_prediction_are_kept_to_the_end_and_the_rest_is_regenerated(qtbot, controller):
+    _setup(controller, Mode.INPAINT, "dpm++2m")
+    paused = _pause_at(qtbot, controller, 1)
+    lock = np.zeros((64, 64), np.uint8)
+    lock[20:30, 16:28] = 255  # inside the masked region
+    layer = np.zeros((64, 64, 4), np.uint8)
+    layer[lock > 0] = (70, 220, 120, 255)
+    from glide_studio.app.document import LAYER_FORMAT
+    from glide_studio.app.images import array_to_qimage
+
+    controller.document.lock = array_to_qimage(layer).convertToFormat(LAYER_FORMAT)
+    fork = _finish(qtbot, controller, controller.resume)
+    known = fork.record.request.image  # the picture with the locked prediction pasted in
+    locked = lock > 0
+    assert np.array_equal(fork.images[:, locked], np.broadcast_to(known[locked], fork.images[:, locked].shape))
+    assert not np.array_equal(known[locked], PICTURE[locked])  # they are the prediction's, not the picture's
+    still_masked = (controller.document.mask_array() > 0) & ~locked
+    assert not np.array_equal(fork.images[0][still_masked], PICTURE[still_masked])  # regenerated
+    outside = controller.document.mask_array() == 0
+    assert np.array_equal(fork.images[0][outside], PICTURE[outside])
+    assert set(fork.record.resumed.changed) == {"image", "mask"} and fork.record.resumed.step == paused.index
+    assert not controller.document.lock_array().any()  # the lock served this continuation only

@@ -24,6 +24,7 @@ from glide_studio.app.project import ProjectData, load_project, save_project
 from glide_studio.app.run_settings import RunSettings, choose_seed, run_request
 from glide_studio.app.worker import Job, JobResult, JobRunner, Paused, Progress
 from glide_studio.atomic_files import check_room
+from glide_studio.pipelines import editbox
 from glide_studio.pipelines.editbox import EditBoxError
 from glide_studio.pipelines.request import EditBox, Mode, Request
 from glide_studio.png_metadata import MetadataError, read_record, write_png
@@ -230,7 +231,7 @@ class StudioController(QObject):
         paused = self.paused
         if paused is None:
             raise StudioError("No run is paused.")
-        return self._go_on(paused.request, paused.state, paused.index)
+        return self._go_on(paused.request, paused.state, paused.index, paused.preview)
 
     def fork_from(self, index: int) -> Job:
         """A new run that goes on from step `index` of the timeline's run, under the settings and layers as they
@@ -239,13 +240,13 @@ class StudioController(QObject):
         if kept is None or kept.state is None or self.timeline_request is None:
             raise StudioError("That step's state is no longer kept (the timeline's memory cap): fork from a later "
                               "step, or run again.")
-        return self._go_on(self.timeline_request, kept.state, index)
+        return self._go_on(self.timeline_request, kept.state, index, kept.preview)
 
-    def _go_on(self, parent: Request, state: object, index: int) -> Job:
+    def _go_on(self, parent: Request, state: object, index: int, preview: np.ndarray | None) -> Job:
         if self._settings.request.mode != parent.mode:
             raise StudioError(f"The paused run goes on in its own mode ({parent.mode.value}): switch back "
                               "to it to resume, or start a new run.")
-        request = self._run_request(parent.seed)
+        request = self._with_lock(self._run_request(parent.seed), preview)
         resumed = Resumed(index, changed_fields(parent, request))
         self.paused = None
         self.timeline = [step for step in self.timeline if step.index <= index]
@@ -253,6 +254,25 @@ class StudioController(QObject):
         self.timeline_changed.emit()
         return self._submit(Job(request, self._settings.device, self.preview_source, resume=state,
                                 resumed=resumed, keep_steps=True), resumed)
+
+    def _with_lock(self, request: Request, preview: np.ndarray | None) -> Request:
+        """Pixels locked on the prediction shown at the pause become known pixels of the picture for the rest
+        of the run, pasted like the picture's own; the lock layer is then cleared."""
+        lock = self.document.lock_array()
+        if not lock.any():
+            return request
+        region = request.mask if request.mask is not None else (
+            None if request.sketch is None else request.sketch[..., 3] > 0)
+        if request.mode not in (Mode.INPAINT, Mode.SDEDIT) or region is None or preview is None:
+            raise StudioError("Locking keeps part of a paused inpaint or sketch run's prediction: clear the lock "
+                              "(Edit ▸ Clear lock) to go on without it.")
+        region = np.asarray(region) != 0
+        locked = lock & region
+        boxed = editbox.prepare(request.image, region, None, request.edit_box, preview.shape[1])
+        square = np.ascontiguousarray(preview[0])
+        image = editbox.paste_back(request.image, square, boxed, locked.astype(np.uint8), feather_px=0)
+        self.document.clear_lock()
+        return request.with_(image=image, mask=np.where(region & ~locked, 255, 0).astype(np.uint8))
 
     def _submit(self, job: Job, resumed: Resumed | None = None) -> Job:
         self._record(*journaling.run_started_event(job.request, resumed))

@@ -11,6 +11,9 @@ from glide_studio.pipelines.request import EditBox
 
 LAYER_FORMAT = QImage.Format.Format_ARGB32_Premultiplied
 MASK_COLOUR = QColor(255, 64, 96)
+LOCK_COLOUR = QColor(70, 220, 120)
+LAYERS = ("mask", "sketch", "lock")
+"""The paint layers: what to regenerate, colour strokes, and (while paused) prediction pixels to keep."""
 
 
 def default_edit_box(width: int, height: int) -> EditBox:
@@ -48,6 +51,7 @@ class Document(QObject):
         self._picture = np.zeros((1, 1, 3), np.uint8)
         self.mask = blank_layer(1, 1)
         self.sketch = blank_layer(1, 1)
+        self.lock = blank_layer(1, 1)
         self._edit_box = EditBox(0, 0, 1, 1)
         self._box_automatic = True
         self.undo_stack = QUndoStack(self)
@@ -71,6 +75,7 @@ class Document(QObject):
         self._picture = _checked_picture(picture)
         self.mask = blank_layer(self.width, self.height)
         self.sketch = blank_layer(self.width, self.height)
+        self.lock = blank_layer(self.width, self.height)
         self._edit_box = default_edit_box(self.width, self.height)
         self._box_automatic = True
         self.picture_changed.emit()
@@ -111,6 +116,15 @@ class Document(QObject):
     def clear_mask(self) -> None:
         self.mask.fill(0)
         self.commit_layer("mask", None, {"what": "Clear mask"})
+
+    # --- lock (pixels of a paused run's prediction to keep from now on) ----------------------------
+    def lock_array(self) -> np.ndarray:
+        """HxW bool: where the user locked the prediction."""
+        return qimage_to_array(self.lock, 4)[..., 3] >= 128
+
+    def clear_lock(self) -> None:
+        self.lock.fill(0)
+        self.commit_layer("lock", None, {"what": "Clear lock"})
 
     # --- sketch -----------------------------------------------------------------------------------
     def sketch_array(self) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from PySide6.QtCore import QRect
 
+from glide_studio.app.document import LAYERS
 from glide_studio.app.history import HistoryNode
 from glide_studio.app.images import png_bytes
 from glide_studio.app.journal import Journal, JournalError, digest_of
@@ -168,7 +169,7 @@ def state_digest(controller: StudioController) -> str:
         digest.update(value if isinstance(value, bytes) else repr(value).encode())
 
     add(document.picture.tobytes())
-    for layer in ("mask", "sketch"):
+    for layer in LAYERS:
         add(document.layer_patch(layer, QRect(0, 0, document.width, document.height)))
     add((encode(document.edit_box), document.box_is_automatic, controller.run_settings.to_json()))
     for node in controller.history.nodes():

@@ -9,7 +9,7 @@ from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 
-from glide_studio.app.document import MASK_COLOUR, Document
+from glide_studio.app.document import LOCK_COLOUR, MASK_COLOUR, Document
 from glide_studio.app.images import array_to_qimage
 from glide_studio.pipelines.request import EditBox
 from glide_studio.ui.canvas_items import EditBoxItem, LayerItem, LayerSnapshotCommand, StrokeCommand
@@ -19,10 +19,11 @@ class Tool(str, Enum):
     MASK = "mask"
     ERASER = "eraser"
     SKETCH = "sketch"
+    LOCK = "lock"
     BOX = "box"
 
 
-TOOL_LAYER = {Tool.MASK: "mask", Tool.ERASER: "mask", Tool.SKETCH: "sketch"}
+TOOL_LAYER = {Tool.MASK: "mask", Tool.ERASER: "mask", Tool.SKETCH: "sketch", Tool.LOCK: "lock"}
 MIN_BRUSH, MAX_BRUSH = 2, 256
 
 
@@ -62,6 +63,7 @@ class Canvas(QGraphicsView):
         self.picture_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self.mask_item = LayerItem(document, "mask", 0.5)
         self.sketch_item = LayerItem(document, "sketch", 1.0)
+        self.lock_item = LayerItem(document, "lock", 0.45)
         self.preview_item = QGraphicsPixmapItem()
         self.preview_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self.preview_item.setZValue(40)
@@ -73,7 +75,7 @@ class Canvas(QGraphicsView):
         self.cursor_item.setPen(pen)
         self.cursor_item.setZValue(100)
         self.cursor_item.hide()
-        for z, item in enumerate((self.picture_item, self.sketch_item, self.mask_item)):
+        for z, item in enumerate((self.picture_item, self.sketch_item, self.mask_item, self.lock_item)):
             item.setZValue(z)
             self.scene().addItem(item)
         for item in (self.preview_item, self.box_item, self.cursor_item):
@@ -92,6 +94,7 @@ class Canvas(QGraphicsView):
             self.picture_item.setPixmap(QPixmap.fromImage(self.document.picture_qimage()))
         self.mask_item.sync_geometry()
         self.sketch_item.sync_geometry()
+        self.lock_item.sync_geometry()
         self.scene().setSceneRect(self._picture_rect())
         self._sync_box()
         if size_changed:
@@ -101,6 +104,7 @@ class Canvas(QGraphicsView):
     def _on_layers_changed(self) -> None:
         self.mask_item.update()
         self.sketch_item.update()
+        self.lock_item.update()
 
     def _picture_rect(self) -> QRectF:
         return QRectF(0, 0, self.document.width, self.document.height)
@@ -118,6 +122,7 @@ class Canvas(QGraphicsView):
         self.picture_item.setPixmap(QPixmap.fromImage(array_to_qimage(shown)))
         self.mask_item.setVisible(image is None)
         self.sketch_item.setVisible(image is None)
+        self.lock_item.setVisible(image is None)
 
     def set_preview(self, image: np.ndarray | None, only_in_mask: bool = False) -> None:
         """A denoising preview (h, w, 3) stretched over the edit box, or None to hide it.
@@ -215,7 +220,7 @@ class Canvas(QGraphicsView):
         image = getattr(self.document, layer_name)
         painter = QPainter(image)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        colour = self.sketch_colour if self.tool == Tool.SKETCH else MASK_COLOUR
+        colour = {Tool.SKETCH: self.sketch_colour, Tool.LOCK: LOCK_COLOUR}.get(self.tool, MASK_COLOUR)
         if self.tool == Tool.ERASER:
             painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Clear)
         pen = QPen(colour, self.brush_size, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin)
@@ -230,7 +235,7 @@ class Canvas(QGraphicsView):
         painter.end()
         margin = self.brush_size / 2 + 2
         dirty = QRectF(start, end).normalized().adjusted(-margin, -margin, margin, margin)
-        (self.sketch_item if layer_name == "sketch" else self.mask_item).update(dirty)
+        {"sketch": self.sketch_item, "mask": self.mask_item, "lock": self.lock_item}[layer_name].update(dirty)
         self._stroke_rect = self._stroke_rect.united(dirty.toAlignedRect())
         self._stroke_points.append((round(end.x(), 2), round(end.y(), 2)))
 
@@ -243,7 +248,8 @@ class Canvas(QGraphicsView):
     def _end_stroke(self) -> None:
         layer_name = TOOL_LAYER[self.tool]
         after = getattr(self.document, layer_name)
-        names = {Tool.MASK: "Mask stroke", Tool.ERASER: "Erase mask", Tool.SKETCH: "Sketch stroke"}
+        names = {Tool.MASK: "Mask stroke", Tool.ERASER: "Erase mask", Tool.SKETCH: "Sketch stroke",
+                 Tool.LOCK: "Lock stroke"}
         rect = self._stroke_rect
         self.undo_stack.push(StrokeCommand(self.document, layer_name, self._stroke_before, after, names[self.tool],
                                            rect))

@@ -43,6 +43,10 @@ def mask_brush() -> QIcon:
     return _icon(lambda p: _brush_shape(p, MASK))
 
 
+def lock_brush() -> QIcon:
+    return _icon(lambda p: _brush_shape(p, QColor(70, 220, 120)))
+
+
 def sketch_brush() -> QIcon:
     def draw(p: QPainter) -> None:
         p.setPen(Qt.PenStyle.NoPen)

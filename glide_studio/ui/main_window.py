@@ -169,6 +169,7 @@ class MainWindow(QMainWindow):
         edit_menu.addAction(self.tools.clear_action)
         edit_menu.addAction(self.tools.invert_action)
         self._action("Clear sketch", canvas.clear_sketch, [], edit_menu)
+        self._action("Clear lock", self.controller.document.clear_lock, [], edit_menu)
         edit_menu.addSeparator()
         self._action("Automatic edit box", lambda: self.controller.document.set_edit_box(None), [], edit_menu)
         self._action("Smaller brush", canvas.smaller_brush, ["["], edit_menu)  # whatever has the focus

@@ -37,6 +37,8 @@ class ToolsPanel(QWidget):
             (Tool.MASK, icons.mask_brush(), "Mask brush (B)", "B"),
             (Tool.ERASER, icons.eraser(), "Mask eraser (E)", "E"),
             (Tool.SKETCH, icons.sketch_brush(), "Sketch brush (S)", "S"),
+            (Tool.LOCK, icons.lock_brush(), "Lock brush: while paused or scrubbing, keep this part of the "
+             "prediction for the rest of the run (L)", "L"),
             (Tool.BOX, icons.edit_box(), "Edit box: what the model sees (M)", "M"),
         )
         for tool, icon, tip, key in specs:
