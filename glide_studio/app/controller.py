@@ -79,6 +79,9 @@ class AcceptCommand(QUndoCommand):
 
 class StudioController(QObject):
     run_settings_changed = Signal(object)
+    """Settings to show in the controls (a restored run, a loaded project)."""
+    run_settings_edited = Signal(object)
+    """Any change of the settings, however it came (typing in the caption included)."""
     candidates_changed = Signal()
     candidate_viewed = Signal(int)
     gallery_changed = Signal()
@@ -114,10 +117,12 @@ class StudioController(QObject):
         self._saved_seq = 0
         self._unjournaled_edits = 0
         self.runner = JobRunner(engine, min_interval, self)
+        self._jobs: set[int] = set()
+        """The runner also serves live painting and outpainting; this controller answers only its own jobs."""
         self.runner.job_step.connect(self._on_step)
         self.runner.job_finished.connect(self._on_finished)
-        self.runner.job_failed.connect(lambda _job, message: self.run_failed.emit(message))
-        self.runner.job_cancelled.connect(lambda _job: self.run_cancelled.emit())
+        self.runner.job_failed.connect(lambda job, message: self._is_own(job) and self.run_failed.emit(message))
+        self.runner.job_cancelled.connect(lambda job: self._is_own(job) and self.run_cancelled.emit())
         self.runner.job_paused.connect(self._on_paused)
         self.paused: Paused | None = None
         """A run stopped between two steps, held in memory until it is resumed, replaced or cancelled."""
@@ -195,6 +200,7 @@ class StudioController(QObject):
         self._settings = settings
         if changed:
             self._record(*journaling.settings_event(settings))
+            self.run_settings_edited.emit(settings)
         if announce:
             self.run_settings_changed.emit(settings)
 
@@ -215,7 +221,7 @@ class StudioController(QObject):
 
     def generate(self) -> Job:
         """Queues a run of the current settings on the current picture and layers (a paused run is let go)."""
-        request = self._run_request(choose_seed(self._settings))
+        request = self.request_for(choose_seed(self._settings))
         self.paused = None
         self.timeline, self.timeline_request = [], request
         self.timeline_changed.emit()
@@ -246,7 +252,7 @@ class StudioController(QObject):
         if self._settings.request.mode != parent.mode:
             raise StudioError(f"The paused run goes on in its own mode ({parent.mode.value}): switch back "
                               "to it to resume, or start a new run.")
-        request = self._with_lock(self._run_request(parent.seed), preview)
+        request = self._with_lock(self.request_for(parent.seed), preview)
         resumed = Resumed(index, changed_fields(parent, request))
         self.paused = None
         self.timeline = [step for step in self.timeline if step.index <= index]
@@ -274,20 +280,27 @@ class StudioController(QObject):
         self.document.clear_lock()
         return request.with_(image=image, mask=np.where(region & ~locked, 255, 0).astype(np.uint8))
 
+    def _is_own(self, job_id: int) -> bool:
+        return job_id in self._jobs
+
     def _submit(self, job: Job, resumed: Resumed | None = None) -> Job:
+        self._jobs.add(job.id)
         self._record(*journaling.run_started_event(job.request, resumed))
         self.runner.submit(job)
         self.run_started.emit(job)
         return job
 
     def _on_paused(self, paused: Paused) -> None:
+        if not self._is_own(paused.job_id):
+            return
         self.paused = paused
         self._record("run_paused", {"step": paused.index, "total": paused.total})
         self.run_paused.emit(paused)
 
-    def _run_request(self, seed: int) -> Request:
-        """The request a run of the current settings on the document makes (checked, with its edit box)."""
-        settings = self._settings
+    def request_for(self, seed: int, settings: RunSettings | None = None) -> Request:
+        """The request a run of `settings` (by default the current ones) on the document makes: checked, with its
+        edit box, and room for its results."""
+        settings = settings or self._settings
         document = self.document
         mode = settings.request.mode
         mask = document.mask_array() if document.has_mask() else None
@@ -329,6 +342,8 @@ class StudioController(QObject):
         self.runner.cancel()
 
     def _on_step(self, progress: Progress) -> None:
+        if not self._is_own(progress.job_id):
+            return
         if progress.still is not None:
             self.timeline.append(TimelineStep(progress.index, progress.total, progress.stage, progress.still,
                                               progress.state))
@@ -347,11 +362,17 @@ class StudioController(QObject):
                 self.timeline[position] = replace(step, state=None)
 
     def _on_finished(self, result: JobResult) -> None:
+        if not self._is_own(result.job_id):
+            return
         if result.warning:
             self.status.emit(result.warning)
-        self._record(*journaling.run_event(result.record, result.images, result.encoded))
-        self.add_run(result.record, result.images)
+        self.keep_result(result)
         self.run_finished.emit(result)
+
+    def keep_result(self, result: JobResult) -> int:
+        """A finished run's candidates join the gallery, journalled; returns the run's number there."""
+        self._record(*journaling.run_event(result.record, result.images, result.encoded))
+        return self.add_run(result.record, result.images)
 
     def add_run(self, record: RunRecord, images: np.ndarray) -> int:
         """A finished run joins the gallery and is shown; returns its number there."""

@@ -25,6 +25,7 @@ from glide_studio.app.engine import Engine
 from glide_studio.app.errors import StudioError
 from glide_studio.app.images import difference_heatmap
 from glide_studio.app.journal import JournalError
+from glide_studio.app.live import LivePainter
 from glide_studio.app.sessions import Session, abandoned_documents
 from glide_studio.app.settings import Preferences, default_settings
 from glide_studio.app.starter import STARTER_CAPTION, starter_scene
@@ -75,6 +76,7 @@ class MainWindow(QMainWindow):
         self.history_panel = HistoryPanel(self.controller.history)
         self.gallery = GalleryPanel(self.controller)
         self.timeline = TimelineBar(self.controller)
+        self.live = LivePainter(self.controller, parent=self)
         tools_dock = self._dock("Tools", self.tools, Qt.DockWidgetArea.LeftDockWidgetArea)
         tools_dock.setTitleBarWidget(QWidget())
         controls_scroll = QScrollArea()  # every run setting has a control: on a small screen they scroll
@@ -197,6 +199,11 @@ class MainWindow(QMainWindow):
         self.run_action = self._action("&Run", self.run, ["Ctrl+Return", "Ctrl+Enter"], run_menu)
         self.cancel_action = self._action("&Cancel", self.cancel, ["Escape"], run_menu)
         self.pause_action = self._action("&Pause / resume", self.pause_or_resume, ["F8", "Pause"], run_menu)
+        run_menu.addSeparator()
+        self.live_action = self._action("&Live painting", self.live.set_enabled, ["Ctrl+L"], run_menu)
+        self.live_action.setCheckable(True)
+        self.live_action.setToolTip("Every finished stroke starts a quick run of the edit box; the newest is shown")
+        self.apply_live_action = self._action("A&pply live picture", self.apply_live, ["Ctrl+Shift+L"], run_menu)
         self.accept_action = self._action("&Accept candidate", self.accept, ["Return", "Enter"], run_menu)
         self.discard_action = self._action("&Discard candidates", self.controller.discard_candidates, [], run_menu)
         self.accept_action.setEnabled(False)
@@ -229,6 +236,9 @@ class MainWindow(QMainWindow):
         self.canvas.compare_held.connect(self._show_before)
         self.timeline.scrubbed.connect(self._show_step)
         self.timeline.fork_requested.connect(self.fork_from)
+        self.live.shown.connect(self._show_live)
+        self.live.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.live_action.toggled.connect(lambda on: None if on else self.canvas.set_preview(None))
         self.controls.caption.installEventFilter(self)
         self.canvas.files_dropped.connect(lambda paths: self.files.open_path(paths[0]))
         self.canvas.zoom_changed.connect(lambda zoom: self.zoom_label.setText(f"{zoom * 100:.0f}%"))
@@ -264,6 +274,18 @@ class MainWindow(QMainWindow):
                 self.controller.resume()
             except StudioError as error:
                 self.statusBar().showMessage(str(error), 8000)
+
+    def _show_live(self, picture) -> None:
+        """Over the edit box, so the user keeps painting on the canvas beneath it."""
+        if self.live.enabled and picture.shape == self.controller.document.picture.shape:
+            box = self.controller.document.edit_box
+            self.canvas.set_preview(picture[box.y: box.y + box.height, box.x: box.x + box.width])
+            self.statusBar().showMessage("Live: Ctrl+Shift+L makes this picture a candidate.", 4000)
+
+    def apply_live(self) -> None:
+        run = self.live.apply()
+        if run is not None:
+            self.statusBar().showMessage("The live picture is a candidate now: Enter accepts it.", 5000)
 
     def _show_step(self, preview) -> None:
         """A scrubbed step's preview over the box (None: back to what the canvas showed)."""
