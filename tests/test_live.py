@@ -45,7 +45,7 @@ def test_a_series_of_strokes_shows_the_last_strokes_result_and_runs_never_pile_u
     shown = live.latest.images[0]
     assert np.array_equal(shown[painted], np.broadcast_to(shown[painted][0], shown[painted].shape))
     assert not np.array_equal(shown[painted][0], [90, 90, 90]) and np.all(shown[~painted] == 90)  # the last mask
-    assert live.latest.request.steps == 8 and live.latest.request.upsample_model is None  # live settings
+    assert live.latest.request.steps == 5 and live.latest.request.upsample_model is None  # live settings
     assert max(queued) == 0  # never a second run waiting behind the one in flight
     assert live.runs_started < 8 + 2  # coalesced, not one per stroke and more
     assert window.canvas.preview_item.isVisible()

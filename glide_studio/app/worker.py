@@ -71,6 +71,8 @@ class Job:
     """With `resume`: after which step, and what changed since the pause (for the run's record)."""
     keep_steps: bool = False
     """Send every step's preview and state back (the timeline keeps them for scrubbing and forking)."""
+    keep_inputs: bool = True
+    """Keep the run's input pictures by digest for `repeat` (a live run keeps them only when it is applied)."""
     id: int = field(default_factory=lambda: next(_job_ids))
     cancel_event: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
     pause_event: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
@@ -195,7 +197,8 @@ class GenerationWorker(QObject):
         record = RunRecord.of(job.request, self.engine.context(), resumed=job.resumed)
         warning = ""
         try:
-            (self.inputs or InputStore()).put_inputs(record)
+            if job.keep_inputs:
+                (self.inputs or InputStore()).put_inputs(record)
         except OSError as error:
             warning = f"The run's inputs could not be kept ({error}); its exports cannot be repeated."
         return JobResult(job.id, images, record, warning, tuple(png_bytes(image) for image in images))

@@ -38,6 +38,7 @@ from glide_studio.ui.controls import ControlsPanel
 from glide_studio.ui.file_actions import FileActions
 from glide_studio.ui.gallery_panel import GalleryPanel
 from glide_studio.ui.history_panel import HistoryPanel
+from glide_studio.ui.outpaint_dialog import OutpaintLauncher
 from glide_studio.ui.timeline import TimelineBar
 from glide_studio.ui.tools_panel import ToolsPanel
 
@@ -77,6 +78,7 @@ class MainWindow(QMainWindow):
         self.gallery = GalleryPanel(self.controller)
         self.timeline = TimelineBar(self.controller)
         self.live = LivePainter(self.controller, parent=self)
+        self.outpaint = OutpaintLauncher(self)
         tools_dock = self._dock("Tools", self.tools, Qt.DockWidgetArea.LeftDockWidgetArea)
         tools_dock.setTitleBarWidget(QWidget())
         controls_scroll = QScrollArea()  # every run setting has a control: on a small screen they scroll
@@ -204,6 +206,8 @@ class MainWindow(QMainWindow):
         self.live_action.setCheckable(True)
         self.live_action.setToolTip("Every finished stroke starts a quick run of the edit box; the newest is shown")
         self.apply_live_action = self._action("A&pply live picture", self.apply_live, ["Ctrl+Shift+L"], run_menu)
+        run_menu.addSeparator()
+        self.outpaint_action = self._action("E&xtend canvas and fill…", self.outpaint.ask, [], run_menu)
         self.accept_action = self._action("&Accept candidate", self.accept, ["Return", "Enter"], run_menu)
         self.discard_action = self._action("&Discard candidates", self.controller.discard_candidates, [], run_menu)
         self.accept_action.setEnabled(False)
@@ -265,6 +269,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("The paused run was let go.", 5000)
 
     def pause_or_resume(self) -> None:
+        if self.outpaint.outpainter.running:
+            return  # an outpaint's boxes are not paused one by one
         if self.controller.busy:
             self.controller.pause()
             self.statusBar().showMessage("Pausing after this step…")
