@@ -156,3 +156,23 @@ def test_the_difference_heatmap_shows_that_nothing_outside_the_mask_changed(qtbo
                           window.controller.candidates[0])
     window.controller.mark_saved()
     window.close()
+
+
+def test_time_left_prices_each_stage_at_its_own_cost_per_step(qtbot, tmp_path):
+    from glide_studio.app.worker import Progress
+
+    window = _window(qtbot, tmp_path, FakeEngine(), np.full((32, 32, 3), 50, np.uint8))
+
+    def step(index, elapsed, stage, stage_index, stage_total):
+        return window._time_left(Progress(1, index, 8, stage, elapsed, None, stage_index=stage_index,
+                                          stage_total=stage_total))
+
+    # a finished run: base steps 0.1 s, upsample steps 1 s
+    for index in range(5):
+        step(index, 0.1 * (index + 1), "base", index, 5)
+    for index in range(3):
+        step(5 + index, 0.5 + 1.0 * (index + 1), "upsample", index, 3)
+    window._stage_began = window._last_elapsed = 0.0  # the next run starts
+    assert step(1, 0.2, "base", 1, 5) == pytest.approx(3 * 0.1 + 3 * 1.0)  # not 6 more steps at 0.1 s
+    window.controller.mark_saved()
+    window.close()

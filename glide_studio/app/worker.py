@@ -103,6 +103,8 @@ class Progress:
     """This step's preview even when the throttle skipped showing it (for the timeline), when kept."""
     state: object | None = None
     """The run's state after this step, on the CPU (so no GPU tensor crosses a signal), when kept."""
+    stage_index: int = 0
+    stage_total: int = 0
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,8 @@ class GenerationWorker(QObject):
             if is_last or pausing or step.index == 0 or now - last_preview >= self.min_interval:
                 preview = still if still is not None else to_uint8_images(source)
                 last_preview = now
-            self.step.emit(Progress(job.id, step.index, step.total, step.stage, now - start, preview, still, state))
+            self.step.emit(Progress(job.id, step.index, step.total, step.stage, now - start, preview, still, state,
+                                    step.stage_index, step.stage_total))
             if pausing:
                 paused.append(Paused(job.id, job.request, step.state, step.index, step.total, preview))
             return pausing

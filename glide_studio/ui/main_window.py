@@ -67,6 +67,9 @@ class MainWindow(QMainWindow):
             run_settings = replace(run_settings, device=devices[0])
         self.controller.set_run_settings(run_settings)
         self._run_start = 0.0
+        self._stage_cost: dict[str, float] = {}
+        """Seconds per step of each stage, as last measured: what the time left is estimated from."""
+        self._stage_began = self._last_elapsed = 0.0
         self._closing = False
 
         self.canvas = Canvas(self.controller.document)
@@ -368,6 +371,7 @@ class MainWindow(QMainWindow):
 
     def _on_run_started(self, job) -> None:
         self._run_start = time.monotonic()
+        self._stage_began = self._last_elapsed = 0.0
         self.canvas.set_preview(None)
         self.controller.discard_candidates()
         self.progress.setRange(0, max(1, job.request.steps))
@@ -378,12 +382,26 @@ class MainWindow(QMainWindow):
         done = progress.index + 1
         self.progress.setRange(0, max(1, progress.total))
         self.progress.setValue(done)
-        left = progress.elapsed / done * (progress.total - done)
+        left = self._time_left(progress)
         self.progress.setFormat(f"{progress.stage} {done}/{progress.total} · {_format_seconds(left)} left")
         if progress.preview is not None and len(progress.preview):
             job = self.controller.runner.current_job
             masked = job is not None and job.request.mode in (Mode.INPAINT, Mode.SDEDIT)
             self.canvas.set_preview(progress.preview[0], only_in_mask=masked)
+
+    def _time_left(self, progress: Progress) -> float:
+        """Each stage at its own cost per step: this stage's so far, later stages' from the last run that had
+        them (an upsampler step costs many base steps), else this stage's."""
+        now = progress.elapsed
+        if progress.stage_index == 0:
+            self._stage_began = self._last_elapsed  # this stage began when the last one's final step ended
+        self._last_elapsed = now
+        per_step = (now - self._stage_began) / (progress.stage_index + 1)
+        self._stage_cost[progress.stage] = per_step
+        this_stage_left = progress.stage_total - progress.stage_index - 1
+        later = progress.total - progress.index - 1 - this_stage_left
+        later_cost = next((cost for stage, cost in self._stage_cost.items() if stage != progress.stage), per_step)
+        return this_stage_left * per_step + later * later_cost
 
     def _on_finished(self, result) -> None:
         self.canvas.set_preview(None)
