@@ -78,6 +78,7 @@ class Canvas(QGraphicsView):
         for z, item in enumerate((self.picture_item, self.sketch_item, self.mask_item, self.lock_item)):
             item.setZValue(z)
             self.scene().addItem(item)
+        self.lock_item.setZValue(45)  # locking is done on the paused run's preview, so it shows above it
         for item in (self.preview_item, self.box_item, self.cursor_item):
             self.scene().addItem(item)
 

@@ -30,6 +30,7 @@ class TimelineBar(QWidget):
         self.slider.valueChanged.connect(self._moved)
         self.fork_button.clicked.connect(self._fork)
         controller.timeline_changed.connect(self.refresh)
+        controller.busy_changed.connect(lambda _busy: self._sync())
         self.refresh()
 
     def refresh(self) -> None:
