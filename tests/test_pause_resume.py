@@ -198,3 +198,33 @@ def test_locked_pixels_of_the_prediction_are_kept_to_the_end_and_the_rest_is_reg
     assert np.array_equal(fork.images[0][outside], PICTURE[outside])
     assert set(fork.record.resumed.changed) == {"image", "mask"} and fork.record.resumed.step == paused.index
     assert not controller.document.lock_array().any()  # the lock served this continuation only
+
+
+def test_a_scrubbed_steps_stored_preview_equals_that_step_of_a_fresh_run(qtbot, controller):
+    _setup(controller, Mode.INPAINT, "dpm++2m-sde")
+    _finish(qtbot, controller, controller.generate)
+    first = [step.preview.copy() for step in controller.timeline]
+    _finish(qtbot, controller, controller.generate)  # the same seed: a fresh run of the same request
+    again = [step.preview for step in controller.timeline]
+    assert len(first) == len(again) == 5 and all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], first[-1])  # the previews do follow the steps
+
+
+def test_strokes_painted_while_paused_are_noised_to_the_current_level_and_take_effect(qtbot, controller):
+    _setup(controller, Mode.SDEDIT, "dpm++2m")
+    controller.set_run_settings(controller.run_settings.with_request(strength=0.9))
+    paused = _pause_at(qtbot, controller, 1)
+    unchanged = _finish(qtbot, controller, controller.resume)
+    controller.paused = paused  # the same pause again, now with a new stroke
+    sketch = controller.document.sketch_array()
+    sketch[38:46, 20:36] = (250, 250, 20, 255)  # yellow, inside the mask, where nothing was painted
+    controller.document.set_sketch_array(sketch)
+    fork = _finish(qtbot, controller, controller.resume)
+    assert "sketch" in fork.record.resumed.changed
+    new = np.zeros((64, 64), bool)
+    new[38:46, 20:36] = True
+    old_strokes_only = unchanged.images[0][new].astype(int)
+    with_stroke = fork.images[0][new].astype(int)
+    assert np.abs(with_stroke - old_strokes_only).mean() > 5  # the new stroke changed the result there
+    outside = controller.document.mask_array() == 0
+    assert np.array_equal(fork.images[0][outside], PICTURE[outside])

@@ -6,6 +6,8 @@ the base stage can also start part-way from a given image (SDEdit; its chain com
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -83,7 +85,9 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
 
     shape = (batch, 3, size, size)
 
-    def start(_previous, state):
+    def start(started_from, state):
+        if state is not None and start_image is not None and started_from is not None:
+            state = _renoise_new_strokes(chain, state, started_from, start_image, noise, device)
         rows = 2 * batch if guided else batch
         kwargs = text_kwargs(model, request.prompt, batch, device, guided, models.precision)
         kwargs.update(inpaint_kwargs(model, known_pixels.image, known_pixels.regenerate, rows))
@@ -93,7 +97,24 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
         cond_fn = clip_cond_fn(models, request.prompt, batch, request.guidance_scale) if use_clip else None
         return chain.sample(denoiser, noise, shape, device, known_pixels.conditioning(kwargs, cond_fn), state)
 
-    return StagePlan("base", chain.num_steps, start, known_pixels.finish, shape, str(chain.sampler), chain.key)
+    return StagePlan("base", chain.num_steps, start, known_pixels.finish, shape, str(chain.sampler), chain.key,
+                     start_image)
+
+
+def _renoise_new_strokes(chain, state, started_from: np.ndarray, start_image: np.ndarray, noise, device):
+    """A resumed SDEdit run whose strokes changed: the changed pixels of x_t become the new picture noised to
+    the level the run has reached (q_sample at its current step), the rest of x_t goes on as it was."""
+    if started_from.shape != start_image.shape:
+        return state
+    changed = np.any(started_from != start_image, axis=-1)
+    if not changed.any():
+        return state
+    x = state.x.to(device)
+    level = torch.full((x.shape[0],), max(state.t, 0), dtype=torch.int64, device=device)
+    image = image_to_tensor(start_image, device).expand(x.shape[0], -1, -1, -1)
+    fresh = chain.diffusion.q_sample(image, level, noise.draw(tuple(x.shape), device=device))
+    where = torch.from_numpy(changed).to(device)[None, None]
+    return dataclasses.replace(state, x=torch.where(where, fresh.to(x.dtype), x))
 
 
 def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known: BoxedInput | None = None,

@@ -143,6 +143,9 @@ class StagePlan:
     shape: tuple[int, ...]
     sampler: str
     chain: str
+    start_image: np.ndarray | None = None
+    """What a first stage starts from when it is not noise (SDEdit's picture with its strokes, uint8 at the
+    stage's size): kept in the run's states, so that a resumed run can see which pixels were painted since."""
 
 
 def drive(stages: list[StagePlan], final: Callable[[np.ndarray], np.ndarray], *, mode: str,
@@ -166,7 +169,7 @@ def _steps(stages: list[StagePlan], final, mode: str, resume: RunState | None) -
             previous = stage.finish(state.x)
             offset += stage.num_steps
             continue
-        stage_input = previous
+        stage_input = previous if previous is not None else stage.start_image
         steps = stage.start(previous, state)
         try:
             for step in steps:
