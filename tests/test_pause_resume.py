@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pipeline_helpers import tiny_engine, tiny_model_set
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QPointF, QSettings, Qt
 
 from glide_studio.app.controller import StudioController
 from glide_studio.app.fake_engine import FakeEngine
@@ -228,3 +228,36 @@ def test_strokes_painted_while_paused_are_noised_to_the_current_level_and_take_e
     assert np.abs(with_stroke - old_strokes_only).mean() > 5  # the new stroke changed the result there
     outside = controller.document.mask_array() == 0
     assert np.array_equal(fork.images[0][outside], PICTURE[outside])
+
+
+def test_lock_brush_in_the_window_keeps_the_locked_prediction(qtbot, tmp_path):
+    from glide_studio.ui.canvas import Tool
+
+    window = MainWindow(FakeEngine(step_delay=0.05), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                        picture=np.full((64, 64, 3), 60, np.uint8), min_interval=0.0)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    controller, canvas = window.controller, window.canvas
+    controller.set_run_settings(RunSettings(Request(prompt="x", steps=12, batch=1)), announce=True)
+    controller.document.set_mask_array(np.pad(np.ones((32, 32)), 16))
+    window.run()
+    qtbot.waitUntil(lambda: window.progress.value() >= 2, timeout=5000)
+    with qtbot.waitSignal(controller.run_paused, timeout=5000):
+        qtbot.keyClick(canvas, Qt.Key.Key_F8)
+    window.tools.choose(Tool.LOCK)
+    canvas.set_brush_size(8)
+    viewport = canvas.viewport()
+    start, end = canvas.mapFromScene(QPointF(24, 30)), canvas.mapFromScene(QPointF(40, 30))
+    qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=start)
+    qtbot.mouseMove(viewport, end)
+    qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=end)
+    locked = controller.document.lock_array()
+    assert locked[30, 32] and not locked[5, 5]
+    with qtbot.waitSignal(controller.run_finished, timeout=10000) as finished:
+        qtbot.keyClick(canvas, Qt.Key.Key_F8)
+    result = finished.args[0]
+    assert np.array_equal(result.images[0][locked], result.record.request.image[locked])
+    assert "mask" in result.record.resumed.changed and not controller.document.lock_array().any()
+    controller.mark_saved()
+    window.close()
