@@ -31,6 +31,24 @@ def tiny_model_set(reference_dir, base="tiny-base-inpaint", upsample="tiny-upsam
     )
 
 
+def request_for(mode, **changes):
+    """A small request of each mode with its inputs (pictures of the upsampler's size), `changes` applied."""
+    from glide_studio.pipelines.request import Mode, Request
+
+    side = UPSAMPLE_SIZE
+    inputs = {
+        Mode.GENERATE: {},
+        Mode.INPAINT: dict(image=picture(side, side), mask=rect_mask(side, side, 10, 20, 50, 44)),
+        Mode.SDEDIT: dict(image=picture(side, side), sketch=strokes(side, side, 16, 16, 40, 40),
+                          mask=rect_mask(side, side, 8, 8, 48, 48)),
+        Mode.UPSAMPLE: dict(image=picture(BASE_SIZE, BASE_SIZE)),
+    }[mode]
+    fields = dict(mode=mode, prompt="a red circle above a blue square", steps=4, upsample_steps=3, seed=7,
+                  batch=2, strength=0.75, **inputs)
+    fields.update(changes)
+    return Request(**fields)
+
+
 def picture(width, height, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QSettings
+from PySide6.QtCore import QPointF
+from window_helpers import open_window
 
 from glide_studio.app.fake_engine import FakeEngine
 from glide_studio.app.run_settings import RunSettings
 from glide_studio.pipelines.request import Request
-from glide_studio.ui.main_window import MainWindow
 
 
 def _stroke(canvas, points) -> None:
@@ -21,11 +21,7 @@ def _stroke(canvas, points) -> None:
 
 def test_a_series_of_strokes_shows_the_last_strokes_result_and_runs_never_pile_up(qtbot, tmp_path):
     engine = FakeEngine(step_delay=0.01)
-    window = MainWindow(engine, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                        picture=np.full((64, 64, 3), 90, np.uint8), min_interval=0.0)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
+    window = open_window(qtbot, tmp_path, engine, np.full((64, 64, 3), 90, np.uint8))
     controller, live = window.controller, window.live
     controller.set_run_settings(RunSettings(Request(prompt="a red circle", steps=20, batch=2)), announce=True)
     queued = []
@@ -61,9 +57,7 @@ def test_the_full_settings_redo_the_live_picture_once_the_painting_stops(qtbot, 
     from glide_studio.app import live as live_module
 
     monkeypatch.setattr(live_module, "FULL_AFTER_MS", 50)
-    window = MainWindow(FakeEngine(step_delay=0.0), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                        picture=np.full((32, 32, 3), 90, np.uint8), min_interval=0.0)
-    qtbot.addWidget(window)
+    window = open_window(qtbot, tmp_path, FakeEngine(step_delay=0.0), np.full((32, 32, 3), 90, np.uint8), show=False)
     controller = window.controller
     controller.set_run_settings(RunSettings(Request(prompt="x", steps=20, upsample_steps=3)), announce=True)
     window.live._idle.setInterval(50)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pipeline_helpers import tiny_engine, tiny_model_set
-from PySide6.QtCore import QPointF, QSettings, Qt
+from PySide6.QtCore import QPointF, Qt
+from window_helpers import open_window
 
 from glide_studio.app.controller import StudioController
 from glide_studio.app.fake_engine import FakeEngine
 from glide_studio.app.run_settings import RunSettings
 from glide_studio.pipelines.request import Mode, Request
 from glide_studio.runs.record import Resumed
-from glide_studio.ui.main_window import MainWindow
 
 PICTURE = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
 
@@ -107,11 +107,7 @@ def test_resume_refuses_another_mode_and_a_new_run_lets_the_paused_one_go(qtbot,
 
 
 def test_f8_pauses_and_resumes_in_the_window(qtbot, tmp_path):
-    window = MainWindow(FakeEngine(step_delay=0.05), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                        picture=np.full((32, 32, 3), 60, np.uint8), min_interval=0.0)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
+    window = open_window(qtbot, tmp_path, FakeEngine(step_delay=0.05), np.full((32, 32, 3), 60, np.uint8))
     controller = window.controller
     controller.set_run_settings(RunSettings(Request(prompt="x", steps=12, batch=1)), announce=True)
     controller.document.set_mask_array(np.pad(np.ones((8, 8)), 12))
@@ -153,11 +149,7 @@ def test_every_step_is_kept_and_forking_from_one_without_edits_gives_the_same_pi
 
 
 def test_the_timeline_scrubs_previews_and_forks_in_the_window(qtbot, tmp_path):
-    window = MainWindow(FakeEngine(step_delay=0.0), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                        picture=np.full((32, 32, 3), 60, np.uint8), min_interval=0.0)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
+    window = open_window(qtbot, tmp_path, FakeEngine(step_delay=0.0), np.full((32, 32, 3), 60, np.uint8))
     controller = window.controller
     controller.set_run_settings(RunSettings(Request(prompt="x", steps=6, batch=1), random_seed=False), announce=True)
     controller.document.set_mask_array(np.pad(np.ones((8, 8)), 12))
@@ -233,11 +225,7 @@ def test_strokes_painted_while_paused_are_noised_to_the_current_level_and_take_e
 def test_lock_brush_in_the_window_keeps_the_locked_prediction(qtbot, tmp_path):
     from glide_studio.ui.canvas import Tool
 
-    window = MainWindow(FakeEngine(step_delay=0.05), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                        picture=np.full((64, 64, 3), 60, np.uint8), min_interval=0.0)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
+    window = open_window(qtbot, tmp_path, FakeEngine(step_delay=0.05), np.full((64, 64, 3), 60, np.uint8))
     controller, canvas = window.controller, window.canvas
     controller.set_run_settings(RunSettings(Request(prompt="x", steps=12, batch=1)), announce=True)
     controller.document.set_mask_array(np.pad(np.ones((32, 32)), 16))

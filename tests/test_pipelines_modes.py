@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pipeline_helpers import BASE_SIZE, UPSAMPLE_SIZE, picture, rect_mask, strokes, tiny_model_set
+from pipeline_helpers import BASE_SIZE, UPSAMPLE_SIZE, picture, request_for, tiny_model_set
 
 from glide_studio.diffusion.samplers import SAMPLERS
 from glide_studio.pipelines import PipelineError, run
-from glide_studio.pipelines.request import EditBox, Mode, Request
+from glide_studio.pipelines.request import EditBox, Mode
 
 W = H = UPSAMPLE_SIZE
 
@@ -19,18 +19,6 @@ def models(reference_dir):
     return tiny_model_set(reference_dir, clip=True)
 
 
-def request_for(mode, **changes):
-    inputs = {
-        Mode.GENERATE: {},
-        Mode.INPAINT: dict(image=picture(W, H), mask=rect_mask(W, H, 10, 20, 50, 44)),
-        Mode.SDEDIT: dict(image=picture(W, H), sketch=strokes(W, H, 16, 16, 40, 40),
-                          mask=rect_mask(W, H, 8, 8, 48, 48)),
-        Mode.UPSAMPLE: dict(image=picture(BASE_SIZE, BASE_SIZE)),
-    }[mode]
-    fields = dict(mode=mode, prompt="a red circle above a blue square", steps=4, upsample_steps=3, seed=7,
-                  batch=2, strength=0.75, **inputs)
-    fields.update(changes)
-    return Request(**fields)
 
 
 EXPECTED_STAGES = {

@@ -8,8 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QComboBox, QMessageBox
+from window_helpers import open_window
 
 from glide_studio import cli
 from glide_studio.app.engine import PipelineEngine
@@ -57,9 +57,7 @@ def _layers(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _window(qtbot, tmp_path, engine) -> MainWindow:
-    window = MainWindow(engine, QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
-                        picture=starter_scene(64), min_interval=0.0)
-    qtbot.addWidget(window)
+    window = open_window(qtbot, tmp_path, engine, starter_scene(64), show=False)
     return window
 
 

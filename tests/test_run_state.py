@@ -7,14 +7,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pipeline_helpers as helpers
 import pytest
 import torch
-from pipeline_helpers import BASE_SIZE, UPSAMPLE_SIZE, picture, rect_mask, strokes, tiny_model_set
+from pipeline_helpers import BASE_SIZE, UPSAMPLE_SIZE, rect_mask, tiny_model_set
 
 from glide_studio.diffusion import NoiseState, SamplerState
 from glide_studio.diffusion.samplers import Sampler
 from glide_studio.pipelines import PipelineError, RunState, run
-from glide_studio.pipelines.request import Mode, Request
+from glide_studio.pipelines.request import Mode
 from glide_studio.pipelines.stages import tensor_to_uint8
 
 W = H = UPSAMPLE_SIZE
@@ -27,17 +28,8 @@ def models(reference_dir):
 
 
 def request_for(mode, **changes):
-    inputs = {
-        Mode.GENERATE: {},
-        Mode.INPAINT: dict(image=picture(W, H), mask=rect_mask(W, H, 10, 20, 50, 44)),
-        Mode.SDEDIT: dict(image=picture(W, H), sketch=strokes(W, H, 16, 16, 40, 40),
-                          mask=rect_mask(W, H, 8, 8, 48, 48)),
-        Mode.UPSAMPLE: dict(image=picture(BASE_SIZE, BASE_SIZE)),
-    }[mode]
-    fields = dict(mode=mode, prompt="a red circle above a blue square", steps=BASE_STEPS,
-                  upsample_steps=UPSAMPLE_STEPS, seed=11, batch=2, strength=0.75, **inputs)
-    fields.update(changes)
-    return Request(**fields)
+    return helpers.request_for(mode, **{"steps": BASE_STEPS, "upsample_steps": UPSAMPLE_STEPS, "seed": 11,
+                                        **changes})
 
 
 def pause_points(mode):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pipeline_helpers import tiny_engine, tiny_model_set
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
+from window_helpers import open_window
 
 from glide_studio.app.fake_engine import FakeEngine
 from glide_studio.app.run_settings import RunSettings
@@ -22,11 +23,7 @@ def tiny_models(reference_dir):
 
 
 def _window(qtbot, tmp_path, engine, picture) -> MainWindow:
-    window = MainWindow(engine, QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
-                        picture=picture, min_interval=0.0)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
+    window = open_window(qtbot, tmp_path, engine, picture)
     return window
 
 
