@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtWidgets import QComboBox, QMessageBox
+from PySide6.QtWidgets import QComboBox, QLineEdit, QMessageBox
 from window_helpers import open_window
 
 from glide_studio import cli
@@ -17,7 +17,7 @@ from glide_studio.app.fake_engine import FakeEngine
 from glide_studio.app.run_settings import RunSettings
 from glide_studio.app.starter import starter_scene
 from glide_studio.diffusion.samplers import Sampler
-from glide_studio.pipelines.request import EditBox, Guidance, Mode, Request
+from glide_studio.pipelines.request import EditBox, Guidance, Mode, Request, Scheduler
 from glide_studio.png_metadata import read_record
 from glide_studio.runs.codec import RecordError, decode, encode, spec
 from glide_studio.ui.main_window import MainWindow
@@ -27,6 +27,7 @@ TARGET = Request(
     mode=Mode.SDEDIT, prompt="a purple triangle left of a green circle", steps=7, sampler=Sampler.DDIM,
     guidance_scale=4.5, seed=1234, strength=0.55, eta=0.3, guidance=Guidance.CLIP, batch=3,
     base_model="base-inpaint", upsample_model="upsample-inpaint", upsample_steps=9, edit_box=EditBox(4, 6, 40, 40),
+    negative_prompt="blurry, text", scheduler=Scheduler.EULER_A,
 )
 # The same run as a person types it on the command line, flag by flag.
 TARGET_FLAGS = {
@@ -35,6 +36,7 @@ TARGET_FLAGS = {
     "eta": ["--eta", "0.3"], "guidance": ["--guidance", "clip"], "batch": ["--candidates", "3"],
     "base_model": ["--model", "base-inpaint"], "upsample_model": ["--upsample-model", "upsample-inpaint"],
     "upsample_steps": ["--upsample-steps", "9"], "edit_box": ["--box", "4,6,40,40"],
+    "negative_prompt": ["--negative-prompt", "blurry, text"], "scheduler": ["--scheduler", "Euler a"],
 }
 RECORDED_FIELDS = [field for field in dataclasses.fields(Request) if not field.metadata.get("pixels")]
 
@@ -79,6 +81,8 @@ def _set_control(widget, value) -> None:
     """As a person would: pick the item that shows the value, or type the number."""
     if isinstance(widget, QComboBox):
         widget.setCurrentIndex(widget.findText(str(value.value)))
+    elif isinstance(widget, QLineEdit):
+        widget.setText(value)
     else:
         widget.setValue(value)
 

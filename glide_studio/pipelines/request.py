@@ -42,6 +42,49 @@ class Guidance(str, Enum):
         return self.value
 
 
+class Family(str, Enum):
+    """Which engine family a model belongs to: GLIDE (pixel space, our networks) or Stable Diffusion (latent space,
+    diffusers components, the optional `sd` extra)."""
+
+    GLIDE = "glide"
+    SD = "sd"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+SD_MODEL_PREFIX = "sd:"
+"""A model name of the Stable Diffusion family: "sd:" + a known name, a Hub repository id, a diffusers folder or a
+single-file .safetensors checkpoint."""
+
+
+def family_of(model: str | None) -> Family:
+    return Family.SD if isinstance(model, str) and model.startswith(SD_MODEL_PREFIX) else Family.GLIDE
+
+
+class Scheduler(str, Enum):
+    """The Stable Diffusion family's samplers, by the names A1111 and InvokeAI users know (diffusers' schedulers)."""
+
+    DPMPP_2M_KARRAS = "DPM++ 2M Karras"
+    EULER_A = "Euler a"
+    DDIM = "DDIM"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _glide(request: Request) -> bool:
+    return request.family is Family.GLIDE
+
+
+def _sd(request: Request) -> bool:
+    return request.family is Family.SD
+
+
+def _uses_eta(request: Request) -> bool:
+    return request.scheduler == Scheduler.DDIM if _sd(request) else request.sampler == Sampler.DDIM
+
+
 @dataclass(frozen=True)
 class EditBox:
     """The square-able region of the picture the model sees, in picture pixels (x, y, width, height)."""
@@ -99,13 +142,13 @@ class Request:
     sketch: np.ndarray | None = pixels("RGBA sketch layer (SDEdit): alpha marks strokes", ("sdedit",), ("sdedit",))
     steps: int = setting(25, label="Steps", help="base model steps", a1111="Steps", minimum=1, maximum=MAX_STEPS)
     sampler: Sampler = setting(
-        Sampler.DPMPP_2M_SDE, label="Sampler", a1111="Sampler",
+        Sampler.DPMPP_2M_SDE, label="Sampler", a1111="Sampler", relevant=_glide,
         help="the stochastic DPM-Solver++(2M) by default: SDEdit is defined by a stochastic reverse process")
     eta: float = setting(0.0, label="Eta", help="DDIM stochasticity (sampler ddim only)", a1111="Eta",
-                         minimum=0.0, maximum=1.0, step=0.1, relevant=lambda request: request.sampler == Sampler.DDIM)
+                         minimum=0.0, maximum=1.0, step=0.1, relevant=_uses_eta)
     guidance_scale: float = setting(3.0, label="Guidance scale", help="guidance strength (3 is GLIDE's usual)",
                                     a1111="CFG scale", minimum=0.0, maximum=100.0, step=0.5)
-    guidance: Guidance = setting(Guidance.CFG, label="Guidance", a1111="Guidance",
+    guidance: Guidance = setting(Guidance.CFG, label="Guidance", a1111="Guidance", relevant=_glide,
                                  help="classifier-free (cfg) or noised-CLIP (clip) guidance")
     seed: int = setting(0, label="Seed", help="random seed", a1111="Seed", minimum=0, maximum=MAX_SEED)
     strength: float = setting(
@@ -118,40 +161,50 @@ class Request:
                               a1111="Model", control=False)
     upsample_model: str | None = setting(
         "demo-upsample-inpaint", label="Upsampler", help="upsampler model name, or 'none' to stop at 64 px",
-        a1111="Hires upscaler", control=False)
+        a1111="Hires upscaler", control=False, relevant=_glide)
     upsample_steps: int = setting(
         15, label="Upsample steps", help="upsampler steps", a1111="Hires steps", minimum=1, maximum=MAX_STEPS,
-        relevant=lambda request: request.upsample_model is not None)
+        relevant=lambda request: _glide(request) and request.upsample_model is not None)
     # -- speed levers (glide_studio.pipelines.levers): 1 / 0 / 1 is the exact path ------------------------------
     reuse_interval: int = setting(
-        1, label="Feature reuse", a1111="Feature reuse", minimum=1, maximum=10, 
+        1, label="Feature reuse", a1111="Feature reuse", minimum=1, maximum=10, relevant=_glide,
         help="run the whole network every N steps and only its shallow branch on its cached deep features in "
              "between (DeepCache); 1 runs it in full at every step")
     guidance_stop: float = setting(
         0.0, label="Guidance until", a1111="CFG until", minimum=0.0, maximum=1.0, step=0.05,
-        relevant=lambda request: request.guidance == Guidance.CFG,
+        relevant=lambda request: _glide(request) and request.guidance == Guidance.CFG,
         help="classifier-free guidance stops below this noise level (0..1); the steps below it run the "
              "conditional half alone, at half the cost; 0 guides every step")
     guidance_start: float = setting(
         1.0, label="Guidance from", a1111="CFG from", minimum=0.0, maximum=1.0, step=0.05,
-        relevant=lambda request: request.guidance == Guidance.CFG,
+        relevant=lambda request: _glide(request) and request.guidance == Guidance.CFG,
         help="classifier-free guidance starts at this noise level (0..1; 1 guides from the first step)")
     edit_box: EditBox | None = setting(
         None, label="Edit box", help="edit box x,y,width,height in picture pixels (what the model sees)",
         cli="box", a1111="Edit box", control=False)
     mode: Mode = setting(Mode.INPAINT, label="Mode", help="what the run does", cli="", a1111="Mode",
                          control=False)
+    # -- the Stable Diffusion family's section: read only when base_model is an "sd:" model ----------------------
+    negative_prompt: str = setting(
+        "", label="Negative prompt", help="what the picture should not show (Stable Diffusion models)",
+        relevant=_sd)
+    scheduler: Scheduler = setting(Scheduler.DPMPP_2M_KARRAS, label="Scheduler", a1111="Sampler", relevant=_sd,
+                                   help="the Stable Diffusion sampler (diffusers' scheduler of that name)")
 
     def __post_init__(self) -> None:
-        for name, kind in (("mode", Mode), ("sampler", Sampler), ("guidance", Guidance)):
+        for name, kind in (("mode", Mode), ("sampler", Sampler), ("guidance", Guidance), ("scheduler", Scheduler)):
             value = getattr(self, name)
             if not isinstance(value, kind):
                 try:
                     object.__setattr__(self, name, kind(value))
                 except ValueError:
                     known = ", ".join(member.value for member in kind)
-                    what = "sampler" if kind is Sampler else name
+                    what = "sampler" if kind in (Sampler, Scheduler) else name
                     raise RequestError(f"unknown {what} {value!r}; expected one of {known}") from None
+
+    @property
+    def family(self) -> Family:
+        return family_of(self.base_model)
 
     def with_(self, **changes) -> Request:
         return replace(self, **changes)
