@@ -239,10 +239,9 @@ class GlideUNet(nn.Module):
             parts.append(F.interpolate(low_res, x.shape[-2:], mode="bilinear", align_corners=False))
         return torch.cat(parts, dim=1)
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, inpaint_image: torch.Tensor | None = None,
-                inpaint_mask: torch.Tensor | None = None, low_res: torch.Tensor | None = None,
-                text_emb: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def _inputs(self, x, timesteps, tokens=None, mask=None, inpaint_image=None, inpaint_mask=None, low_res=None,
+                text_emb=None):
+        """The body's input h, the time (+ text) embedding and the text tokens for cross-attention."""
         h = self.assemble_input(x, inpaint_image, inpaint_mask, low_res)
         emb = self.time_embed(timestep_embedding(timesteps, self.config.num_channels))
         xf_out = None
@@ -256,6 +255,13 @@ class GlideUNet(nn.Module):
         h = h.to(self.dtype)
         if xf_out is not None:
             xf_out = xf_out.to(self.dtype)
+        return h, emb, xf_out
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None, inpaint_image: torch.Tensor | None = None,
+                inpaint_mask: torch.Tensor | None = None, low_res: torch.Tensor | None = None,
+                text_emb: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        h, emb, xf_out = self._inputs(x, timesteps, tokens, mask, inpaint_image, inpaint_mask, low_res, text_emb)
         skips = []
         for block in self.input_blocks:
             h = block(h, emb, xf_out)
@@ -264,3 +270,32 @@ class GlideUNet(nn.Module):
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb, xf_out)
         return self.out(h.to(x.dtype))
+
+    def forward_reusing(self, x: torch.Tensor, timesteps: torch.Tensor, *, shallow_blocks: int,
+                        deep: torch.Tensor | None = None, **inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output, deep) for `forward`'s inputs: the network split at its `shallow_blocks`-th skip connection
+        (DeepCache's branch).
+
+        Without `deep` it runs in full, the same operations in the same order as `forward` (so the same
+        output, bit for bit), and also returns the deep features: what the deeper part of the body hands the
+        last `shallow_blocks` output blocks. Given such `deep` features (from an earlier call at a nearby
+        timestep), only the shallow part runs: the first `shallow_blocks` input blocks, for their skips, and
+        the last `shallow_blocks` output blocks on `deep`; the deep part, most of the arithmetic, is skipped.
+        """
+        count = len(self.input_blocks)
+        if not 1 <= shallow_blocks < count:
+            raise ValueError(f"shallow_blocks must be from 1 to {count - 1}, got {shallow_blocks}")
+        h, emb, xf_out = self._inputs(x, timesteps, **inputs)
+        skips = []
+        for block in self.input_blocks if deep is None else self.input_blocks[:shallow_blocks]:
+            h = block(h, emb, xf_out)
+            skips.append(h)
+        if deep is None:
+            h = self.middle_block(h, emb, xf_out)
+            for block in self.output_blocks[:count - shallow_blocks]:
+                h = block(torch.cat([h, skips.pop()], dim=1), emb, xf_out)
+            deep = h
+        h = deep
+        for block in self.output_blocks[count - shallow_blocks:]:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb, xf_out)
+        return self.out(h.to(x.dtype)), deep

@@ -11,10 +11,11 @@ import dataclasses
 import numpy as np
 import torch
 
-from glide_studio.diffusion import Conditioning, NoiseSource, paired_classifier_free_guidance
+from glide_studio.diffusion import Conditioning, NoiseSource
 from glide_studio.pipelines.chains import from_noise, start_from_image
 from glide_studio.pipelines.editbox import BoxedInput
 from glide_studio.pipelines.errors import PipelineError
+from glide_studio.pipelines.levers import StageDenoiser
 from glide_studio.pipelines.models import ModelSet
 from glide_studio.pipelines.request import Guidance, Request
 from glide_studio.pipelines.stages import (
@@ -25,7 +26,6 @@ from glide_studio.pipelines.stages import (
     inpaint_kwargs,
     keep_known_pixels,
     mask_to_tensor,
-    model_denoiser,
     paste_fn,
     tensor_to_uint8,
     text_kwargs,
@@ -82,23 +82,22 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
         raise PipelineError(NO_CLIP_MESSAGE)
     guided = not use_clip and request.guidance_scale != 1.0
     known_pixels = _Known(known, device)
+    levers = StageDenoiser(model, models.precision, request, guided=guided)
 
     shape = (batch, 3, size, size)
 
-    def start(started_from, state):
+    def start(started_from, state, anchor):
         if state is not None and start_image is not None and started_from is not None:
             state = _renoise_new_strokes(chain, state, started_from, start_image, noise, device)
         rows = 2 * batch if guided else batch
         kwargs = text_kwargs(model, request.prompt, batch, device, guided, models.precision)
         kwargs.update(inpaint_kwargs(model, known_pixels.image, known_pixels.regenerate, rows))
-        denoiser = model_denoiser(model, models.precision)
-        if guided:
-            denoiser = paired_classifier_free_guidance(denoiser, request.guidance_scale)
+        denoiser = levers.build(device, state, anchor)
         cond_fn = clip_cond_fn(models, request.prompt, batch, request.guidance_scale) if use_clip else None
         return chain.sample(denoiser, noise, shape, device, known_pixels.conditioning(kwargs, cond_fn), state)
 
     return StagePlan("base", chain.num_steps, start, known_pixels.finish, shape, str(chain.sampler), chain.key,
-                     start_image)
+                     start_image, carried=levers.carried)
 
 
 def _renoise_new_strokes(chain, state, started_from: np.ndarray, start_image: np.ndarray, noise, device):
@@ -126,17 +125,18 @@ def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, kn
     chain = from_noise(model.config.noise_schedule, request.sampler, request.upsample_steps, eta=request.eta,
                        upsampler=True)
     known_pixels = _Known(known, device)
+    levers = StageDenoiser(model, models.precision, request, guided=False)
     shape = (batch, 3, size, size)
 
-    def start(previous, state):
+    def start(previous, state, anchor):
         source = previous if previous is not None else low_res
         if source is None:
             raise PipelineError("the upsample stage has no low-resolution input")
         kwargs = text_kwargs(model, request.prompt, batch, device, guided=False, precision=models.precision)
         kwargs["low_res"] = image_to_tensor(source, device)
         kwargs.update(inpaint_kwargs(model, known_pixels.image, known_pixels.regenerate, batch))
-        return chain.sample(model_denoiser(model, models.precision), noise, shape, device,
+        return chain.sample(levers.build(device, state, anchor), noise, shape, device,
                             known_pixels.conditioning(kwargs), state)
 
     return StagePlan("upsample", chain.num_steps, start, known_pixels.finish, shape, str(chain.sampler),
-                     chain.key)
+                     chain.key, carried=levers.carried)

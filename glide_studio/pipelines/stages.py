@@ -20,6 +20,7 @@ from glide_studio.diffusion import (
     clip_text_embedding,
     paste_known_pixels,
 )
+from glide_studio.diffusion.feature_reuse import ReuseAnchor
 from glide_studio.models.precision import Precision
 from glide_studio.models.tokenizers import clip_tokenize_prompts, tokenize_prompts
 from glide_studio.pipelines.errors import PipelineError
@@ -65,7 +66,7 @@ def text_kwargs(model: torch.nn.Module, prompt: str, batch: int, device, guided:
     then B empty-prompt rows when guided (CFG)."""
     prompts = [prompt] * batch + ([""] * batch if guided else [])
     tokens, mask = tokenize_prompts(prompts, model.config.text_ctx)
-    with torch.no_grad(), _autocast(precision):
+    with torch.no_grad(), autocast_for(precision):
         return {"text_emb": model.get_text_emb(tokens.to(device), mask.to(device))}
 
 
@@ -111,7 +112,7 @@ def clip_cond_fn(models: ModelSet, prompt: str, batch: int, scale: float):
     return clip_guidance(encode, text_embedding, scale, logit_scale=models.clip_logit_scale)
 
 
-def _autocast(precision: Precision | None):
+def autocast_for(precision: Precision | None):
     return contextlib.nullcontext() if precision is None else precision.autocast()
 
 
@@ -120,7 +121,7 @@ def model_denoiser(model: torch.nn.Module, precision: Precision | None = None):
     arithmetic stay in full precision whatever the network ran in."""
 
     def denoise(x, timesteps, **kwargs):
-        with _autocast(precision):
+        with autocast_for(precision):
             output = model(x, timesteps, **kwargs)
         return output.float()
 
@@ -138,7 +139,7 @@ class StagePlan:
 
     name: str
     num_steps: int
-    start: Callable[[np.ndarray | None, SamplerState | None], Iterator[SamplerStep]]
+    start: Callable[[np.ndarray | None, SamplerState | None, ReuseAnchor | None], Iterator[SamplerStep]]
     finish: Callable[[torch.Tensor], np.ndarray]
     shape: tuple[int, ...]
     sampler: str
@@ -146,6 +147,9 @@ class StagePlan:
     start_image: np.ndarray | None = None
     """What a first stage starts from when it is not noise (SDEdit's picture with its strokes, uint8 at the
     stage's size): kept in the run's states, so that a resumed run can see which pixels were painted since."""
+    carried: Callable[[], ReuseAnchor | None] = lambda: None
+    """What the stage's denoiser keeps after its latest step (feature reuse's anchor, see `levers`); `start`
+    takes it back, with the sampler state, to continue."""
 
 
 def drive(stages: list[StagePlan], final: Callable[[np.ndarray], np.ndarray], *, mode: str,
@@ -170,7 +174,8 @@ def _steps(stages: list[StagePlan], final, mode: str, resume: RunState | None) -
             offset += stage.num_steps
             continue
         stage_input = previous if previous is not None else stage.start_image
-        steps = stage.start(previous, state)
+        anchor = resume.reuse_anchor if state is not None else None
+        steps = stage.start(previous, state, anchor)
         try:
             for step in steps:
                 result = None
@@ -178,7 +183,7 @@ def _steps(stages: list[StagePlan], final, mode: str, resume: RunState | None) -
                     previous = stage.finish(step.sample)
                     if is_last:
                         result = final(previous)
-                run_state = RunState(mode, stage.name, number, step.state, stage_input)
+                run_state = RunState(mode, stage.name, number, step.state, stage_input, stage.carried())
                 yield Step(offset + step.index, total, stage.name, step.sample, step.pred_xstart, result,
                            stage_index=step.index, stage_total=stage.num_steps, state=run_state)
         finally:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from glide_studio.diffusion import SamplerState
+from glide_studio.diffusion.feature_reuse import ReuseAnchor
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,15 @@ class RunState:
     stage_number: int
     sampler: SamplerState
     previous: np.ndarray | None = None
+    reuse_anchor: ReuseAnchor | None = None
+    """The last full network step of a feature-reusing stage, while the next step may still reuse it."""
 
     @property
     def size_bytes(self) -> int:
         """What keeping this state costs (`previous` counted in full, though states of a stage share it)."""
-        return self.sampler.size_bytes + (0 if self.previous is None else self.previous.nbytes)
+        anchor = 0 if self.reuse_anchor is None else self.reuse_anchor.size_bytes
+        return self.sampler.size_bytes + (0 if self.previous is None else self.previous.nbytes) + anchor
 
     def to(self, device) -> RunState:
-        return replace(self, sampler=self.sampler.to(device))
+        anchor = None if self.reuse_anchor is None else self.reuse_anchor.to(device)
+        return replace(self, sampler=self.sampler.to(device), reuse_anchor=anchor)

@@ -1,0 +1,71 @@
+"""The speed levers of a stage's denoiser, chosen by the request's settings: each one a wrapper around the
+network or the denoiser (as guidance is), none a branch inside the samplers.
+
+- feature reuse (`reuse_interval`): the whole UNet every N steps, its shallow branch on the cached deep
+  features in between (`glide_studio.diffusion.feature_reuse`);
+- guidance interval (`guidance_stop`, `guidance_start`): classifier-free guidance only inside a window of
+  noise levels, the conditional half alone (half the rows) outside it.
+
+With `reuse_interval` 1 and the window (0, 1) the denoiser is exactly the plain one, bit for bit.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from glide_studio.diffusion.feature_reuse import FeatureReuse, ReuseAnchor
+from glide_studio.diffusion.gaussian import Denoiser
+from glide_studio.diffusion.guidance import guidance_in_window
+from glide_studio.diffusion.state import SamplerState
+from glide_studio.models.precision import Precision
+from glide_studio.pipelines.request import Request
+from glide_studio.pipelines.stages import autocast_for, model_denoiser
+
+SHALLOW_BLOCKS = 1
+"""Where feature reuse splits the UNet: the outermost skip connection, so a reuse step runs the stem conv, the
+last output block and the output head. Measured (benchmarks/bench_levers.py, eval_levers.py): the deeper
+split of 2 blocks costs a third more per reuse step for no oracle gain."""
+
+
+def reusing_network(model: torch.nn.Module, precision: Precision | None, shallow_blocks: int = SHALLOW_BLOCKS):
+    """`model.forward_reusing` under the precision: (float32 output, deep features in the network's dtype)."""
+
+    def network(x, timesteps, deep=None, **kwargs):
+        with autocast_for(precision):
+            output, deep = model.forward_reusing(x, timesteps, shallow_blocks=shallow_blocks, deep=deep, **kwargs)
+        return output.float(), deep
+
+    return network
+
+
+class StageDenoiser:
+    """A stage's denoiser as the request's levers make it; `carried()` is what a state after the latest step
+    keeps for it (the feature reuse's anchor), `build(state, anchor)` continues from such a state."""
+
+    def __init__(self, model: torch.nn.Module, precision: Precision | None, request: Request, *, guided: bool,
+                 shallow_blocks: int = SHALLOW_BLOCKS):
+        self.model, self.precision, self.guided = model, precision, guided
+        self.interval = request.reuse_interval
+        self.scale = request.guidance_scale
+        self.window = (request.guidance_stop, request.guidance_start)
+        self.num_timesteps = int(getattr(model.config, "diffusion_steps", 1000))
+        self.shallow_blocks = shallow_blocks
+        self.reuse: FeatureReuse | None = None
+
+    def build(self, device, state: SamplerState | None = None, anchor: ReuseAnchor | None = None) -> Denoiser:
+        """The denoiser for a stage starting afresh, or continuing from `state` (and the `anchor` kept with it)."""
+        if self.interval > 1:
+            first_step = 0 if state is None else state.index
+            anchor = None if state is None or anchor is None else anchor.to(device)
+            self.reuse = FeatureReuse(reusing_network(self.model, self.precision, self.shallow_blocks),
+                                      self.interval, first_step=first_step, anchor=anchor)
+            denoiser = self.reuse
+        else:
+            self.reuse = None
+            denoiser = model_denoiser(self.model, self.precision)
+        if self.guided:
+            denoiser = guidance_in_window(denoiser, self.scale, self.window, self.num_timesteps)
+        return denoiser
+
+    def carried(self) -> ReuseAnchor | None:
+        return None if self.reuse is None else self.reuse.carried()
