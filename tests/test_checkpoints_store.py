@@ -26,6 +26,7 @@ from glide_studio.checkpoints import (
     verify,
 )
 from glide_studio.checkpoints import registry as registry_module
+from glide_studio.checkpoints.pin_demo_digests import pin_demo_digests
 from glide_studio.checkpoints.registry import get_spec as real_get_spec
 
 
@@ -116,6 +117,9 @@ def test_demo_weights_missing_and_present(tmp_path):
     demo.mkdir()
     save_file({"w": torch.ones(2)}, str(demo / "demo-base-inpaint.safetensors"))
     (demo / "demo-base-inpaint.json").write_text(json.dumps({"options": {"image_size": 64}}))
+    with pytest.raises(HashNotRecordedError, match="pins no sha256.*pin_demo_digests"):
+        ensure_checkpoint("demo-base-inpaint", offline=True)
+    pin_demo_digests(demo)
     path = ensure_checkpoint("demo-base-inpaint", offline=True)
     assert path == demo / "demo-base-inpaint.safetensors"
     assert registry_module.is_downloaded("demo-base-inpaint")

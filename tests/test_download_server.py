@@ -36,10 +36,16 @@ def make_checkpoint_bytes(seed: int = 0, rows: int = 96) -> bytes:
 class Behaviour:
     """How the server misbehaves. ``fail_requests`` counts how many requests misbehave before it behaves."""
 
-    mode: str = "ok"  # ok | cut | reset | 404 | 503 | stall_body | stall_headers | ignore_range
+    mode: str = "ok"  # ok | cut | reset | 404 | 503 | stall_body | stall_headers | ignore_range | trickle
     cut_at: int = 0
     fail_requests: int = 1_000_000
     send_content_length: bool = True
+    ignore_range: bool = False  # with any mode: always answer 200 with the whole file
+    range_shift: int = 0  # a 206 whose Content-Range starts this many bytes after the asked offset
+    extra_length: int = 0  # a Content-Length this many bytes longer than the body sent
+    content_type: str = "application/octet-stream"
+    trickle_interval: float = 0.05  # trickle: one byte per interval, until released
+    stall_seconds: float = 10.0  # how long a stalled answer waits unless released
     requests: list[dict] = field(default_factory=list)
 
 
@@ -113,11 +119,11 @@ class FakeCheckpointServer:
             handler.send_error(503, "Service Unavailable")
             return
         if mode == "stall_headers":
-            self.release.wait(10)
+            self.release.wait(b.stall_seconds)
             return
         start = 0
         status = 200
-        if range_header and mode != "ignore_range":
+        if range_header and mode != "ignore_range" and not b.ignore_range:
             start = int(range_header.removeprefix("bytes=").split("-")[0])
             if start >= len(data):
                 handler.send_response(416)
@@ -126,23 +132,37 @@ class FakeCheckpointServer:
                 handler.end_headers()
                 return
             status = 206
+        if b.range_shift:
+            status = 206  # a broken cache: partial answers even to a plain request
         body = data[start:]
         handler.send_response(status)
         if status == 206:
-            handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            shown = start + b.range_shift
+            handler.send_header("Content-Range", f"bytes {shown}-{len(data) - 1}/{len(data)}")
         if b.send_content_length:
-            handler.send_header("Content-Length", str(len(body)))
+            handler.send_header("Content-Length", str(len(body) + b.extra_length))
+        handler.send_header("Content-Type", b.content_type)
         handler.send_header("Accept-Ranges", "bytes")
         handler.end_headers()
         if mode in ("cut", "reset", "stall_body"):
             handler.wfile.write(body[: b.cut_at])
             handler.wfile.flush()
             if mode == "stall_body":
-                self.release.wait(10)
+                self.release.wait(b.stall_seconds)
             elif mode == "reset":
                 # SO_LINGER 0: close with RST instead of FIN, so the client sees a connection reset.
                 handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 handler.connection.close()
+            return
+        if mode == "trickle":
+            for index in range(len(body)):
+                if self.release.wait(b.trickle_interval):
+                    return
+                try:
+                    handler.wfile.write(body[index: index + 1])
+                    handler.wfile.flush()
+                except OSError:  # the client hung up
+                    return
             return
         handler.wfile.write(body)
 

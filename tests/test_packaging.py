@@ -90,6 +90,9 @@ def _write_stand_in_demo_models(folder: Path) -> None:
         save_file(weights, str(folder / f"{name}.safetensors"), metadata={"name": name})
         meta = {"name": name, "options": DEMO_OPTIONS[name], "training_steps": 0}
         (folder / f"{name}.json").write_text(json.dumps(meta), encoding="utf-8")
+    from glide_studio.checkpoints.pin_demo_digests import pin_demo_digests
+
+    pin_demo_digests(folder)
     (folder / "MODEL_CARD.md").write_text("# Stand-in demo models (random weights, tests only)\n")
 
 

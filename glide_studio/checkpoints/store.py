@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .download import DEFAULT_TIMEOUT, DownloadProgress, download_steps, is_offline
-from .errors import IntegrityError, MissingWeightsError, OfflineError
-from .integrity import read_record, verify
+from .errors import CheckpointFormatError, IntegrityError, MissingWeightsError, OfflineError
+from .integrity import check_checkpoint_file, read_record, verify, verify_demo
 from .registry import REGISTRY, CacheArg, CheckpointSpec, cached_paths, demo_paths, get_spec, local_path
 
 ProgressCallback = Callable[[DownloadProgress], None]
@@ -22,8 +22,9 @@ ProgressCallback = Callable[[DownloadProgress], None]
 class ModelStatus:
     """What is known about one registered checkpoint on this machine.
 
-    ``verified`` is True when the file matched its recorded sha256, False when it did not (see ``problem``),
-    and None when it was not checked or no hash is recorded (e.g. the shipped demo weights).
+    ``verified`` is True when the file matched its recorded sha256 (a demo model: the one pinned in its json)
+    and is the kind of file it should be, False when it did not (see ``problem``), and None when it was not
+    checked or no hash is recorded.
     """
 
     name: str
@@ -55,15 +56,17 @@ def ensure_checkpoint(
     """The path of checkpoint ``name``, downloading it first when needed (unless offline).
 
     Official checkpoints are verified against the sha256 recorded at their download (``verify_hash``);
-    demo weights are checked only if a hash was recorded for them. ``progress`` receives every
+    demo weights against the sha256 pinned in their json, and for NaN or infinite values. The first download
+    is checked too: its size against the parameter count the registry gives (the official manifests), and its
+    format (a PyTorch checkpoint, never an error page). ``progress`` receives every
     DownloadProgress record. Raises MissingWeightsError, OfflineError, IntegrityError or DownloadError
     subclasses with a readable message.
     """
     spec = get_spec(name)
     if spec.source == "demo":
-        weights, _ = demo_paths(name)
+        weights, meta = demo_paths(name)
         if verify_hash:
-            verify(weights, require_record=False)
+            verify_demo(weights, meta)
         return weights
     existing = local_path(name, cache)
     if existing is not None:
@@ -80,10 +83,20 @@ def ensure_checkpoint(
     return pt
 
 
+def expected_size_range(spec: CheckpointSpec) -> tuple[int, int] | None:
+    """The bytes a checkpoint file of ``spec`` can hold: its parameters in fp16 (the least a checkpoint of them
+    stores) up to fp32 plus the archive's own records (a few bytes per tensor, a 2 % and 8 MB allowance)."""
+    if spec.num_params is None:
+        return None
+    fp32 = spec.num_params * 4
+    return spec.num_params * 2, fp32 + fp32 // 50 + 8_000_000
+
+
 def _download(spec: CheckpointSpec, dest: Path, progress, cancel, timeout: float) -> None:
     assert spec.url is not None
     for record in download_steps(
-        spec.url, dest, spec.approx_size, sha256=spec.sha256, cancel=cancel, timeout=timeout, offline=False
+        spec.url, dest, spec.approx_size, sha256=spec.sha256, cancel=cancel, timeout=timeout, offline=False,
+        size_range=expected_size_range(spec), check_file=check_checkpoint_file,
     ):
         if progress is not None:
             progress(record)
@@ -105,11 +118,17 @@ def model_status(name: str, cache: CacheArg = None, *, verify_hash: bool = True)
     verified: bool | None = None
     problem = None
     try:
-        if verify_hash:
-            verified = verify(path, require_record=False) or None
-        elif read_record(path) is None and spec.source == "official":
-            problem = "no sha256 recorded"
-    except IntegrityError as exc:
+        if spec.source == "demo":
+            if verify_hash:
+                verify_demo(*demo_paths(name))
+                verified = True
+        else:
+            check_checkpoint_file(path)
+            if verify_hash:
+                verified = verify(path, require_record=False) or None
+            elif read_record(path) is None:
+                problem = "no sha256 recorded"
+    except (IntegrityError, CheckpointFormatError) as exc:
         verified, problem = False, str(exc)
     if verified is None and spec.source == "official" and verify_hash:
         problem = "no sha256 recorded; delete the file and download it again"
