@@ -184,7 +184,6 @@ def _progress(quiet: bool):
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from glide_studio import pipelines
     from glide_studio import png_metadata as metadata
     from glide_studio.pipelines.editbox import with_default_box
     from glide_studio.pipelines.request import Mode, Request
@@ -192,6 +191,7 @@ def run_command(args: argparse.Namespace) -> int:
     from glide_studio.runs.drain import drain
     from glide_studio.runs.models import load_model_set
     from glide_studio.runs.record import RunContext, RunRecord
+    from glide_studio.runs.streams import run
 
     png = args.png if args.command == "repeat" else args.from_png
     record = metadata.read_record(png).record if png is not None else None
@@ -216,7 +216,7 @@ def run_command(args: argparse.Namespace) -> int:
     models = load_model_set(request, device, precision)
     on_step, close_bar = _progress(args.quiet)
     try:
-        final = drain(pipelines.run(models, request), on_step)
+        final = drain(run(models, request), on_step)
     finally:
         close_bar()
     if len(final) != len(outputs):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from glide_studio.app.errors import ModelUnavailableError
-from glide_studio.pipelines.request import Mode, Request, Step
+from glide_studio.pipelines.request import Family, Mode, Request, Step
 from glide_studio.runs.record import RunContext
 
 
@@ -117,6 +117,8 @@ class PipelineEngine:
         from glide_studio.runs.drain import drain
 
         self.load_models(request, device)
+        if request.family is Family.SD:
+            return  # its first step builds nothing a warm-up could save; a 512 px step would only delay the window
         # One base step of an empty-caption generation: builds the tokenizer's tables and the CPU kernels'
         # first-call state (the GIL-holding parts of a cold start), which would otherwise land in the first run.
         warm = Request(mode=Mode.GENERATE, base_model=request.base_model, upsample_model=None, steps=1,
@@ -126,6 +128,6 @@ class PipelineEngine:
     def run(self, request: Request, resume: object | None = None) -> Iterator[Step]:
         if self._model_set is None:
             raise ModelUnavailableError("No model is loaded.")
-        from glide_studio import pipelines
+        from glide_studio.runs.streams import run
 
-        return pipelines.run(self._model_set, request, resume=resume)
+        return run(self._model_set, request, resume=resume)

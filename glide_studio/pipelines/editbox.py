@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from glide_studio.pipelines.request import EditBox, Mode, Request
+from glide_studio.pipelines.request import EditBox, Family, Mode, Request
 
 FEATHER_RESULT_PX = 2
 """The default blend ramp is this many of the result's pixels deep (in picture pixels: 2 for a 256 px picture
@@ -58,6 +58,8 @@ the model already saw the known pixels, so a deeper ramp would only blend in wha
 (an 8 px ramp half-faded every edge of a 20 px object on a 64 px picture). The cost: where the model's new
 background differs in tone from the old one, a faint step can show along a straight mask edge, which the
 wider ramp used to smear out."""
+SD_BOX_SIZE = 512
+"""The least side of a default box for a Stable Diffusion model: the size SD 1.x/2.x inpainting models see."""
 MASK_COVERAGE_THRESHOLD = 0
 """A model-size mask pixel is set when more than this share (out of 255) of it was painted."""
 
@@ -187,7 +189,7 @@ def with_default_box(request: Request) -> Request:
     if painted is None:
         return request
     height, width = request.image.shape[:2]
-    model_size = 256 if request.upsample_model else 64
+    model_size = SD_BOX_SIZE if request.family is Family.SD else 256 if request.upsample_model else 64
     return request.with_(edit_box=default_box((width, height), np.asarray(painted) != 0, model_size=model_size))
 
 

@@ -8,7 +8,7 @@ from collections.abc import MutableMapping
 from glide_studio import checkpoints
 from glide_studio.models import choose_precision
 from glide_studio.pipelines.models import ModelSet
-from glide_studio.pipelines.request import Guidance, Mode, Request
+from glide_studio.pipelines.request import Family, Guidance, Mode, Request
 from glide_studio.runs.errors import ModelUnavailableError
 
 CLIP_ENCODERS = ("clip-image-enc", "clip-text-enc")
@@ -37,7 +37,9 @@ def load_model_set(request: Request, device: str, precision: str = "auto", *,
 
     `loaded` keeps networks between calls (the editor's engine passes one): a network found there is not read
     again, and networks this request does not need are dropped from it. `sizes`: ModelSet's base_size /
-    upsample_size overrides."""
+    upsample_size overrides. A Stable Diffusion request gets its model from `load_sd_model_set` instead."""
+    if request.family is Family.SD:
+        return load_sd_model_set(request, device, precision, loaded=loaded)
     base, upsample, clip = network_names(request)
     wanted = [name for name in (base, upsample, *clip) if name]
     cache = loaded if loaded is not None else {}
@@ -52,3 +54,25 @@ def load_model_set(request: Request, device: str, precision: str = "auto", *,
         sizes.pop("upsample_size", None)
     return ModelSet.prepared(choose_precision(device, precision), network.get(base), network.get(upsample),
                              clip_image, clip_text, **sizes)
+
+
+def load_sd_model_set(request: Request, device: str, precision: str = "auto", *,
+                      loaded: MutableMapping[tuple[str, str], object] | None = None, progress_class=None):
+    """The request's Stable Diffusion model (the sd extra), kept in `loaded` per device and precision; a model
+    from the Hub is fetched first, with `progress_class` (a tqdm class) showing the bytes."""
+    from glide_studio import sd
+
+    if not sd.available():
+        raise ModelUnavailableError(f"{request.base_model!r} is a Stable Diffusion model. {sd.INSTALL_HINT}")
+    from glide_studio.sd.loading import load_model
+
+    key = (request.base_model, f"{device}/{precision}")
+    cache = loaded if loaded is not None else {}
+    for other in [other for other in cache if other != key]:
+        del cache[other]
+    if key not in cache:
+        try:
+            cache[key] = load_model(request.base_model, device, precision, progress_class=progress_class)
+        except sd.SDError as error:
+            raise ModelUnavailableError(f"the model {request.base_model!r} could not be loaded: {error}") from error
+    return cache[key]

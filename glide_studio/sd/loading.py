@@ -1,0 +1,145 @@
+"""Loading a Stable Diffusion model by its name: "sd:" + a known name (registry), a Hub repository id
+("owner/name"), a local diffusers folder or a single-file .safetensors checkpoint. Weights are read only from
+safetensors: a pickled checkpoint (.ckpt, .bin, .pt) is refused, never opened."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from glide_studio.models.precision import Precision, choose_precision
+from glide_studio.pipelines.request import SD_MODEL_PREFIX
+from glide_studio.sd import hub, registry, require
+from glide_studio.sd.components import SDModelSet
+from glide_studio.sd.errors import SDModelError
+from glide_studio.sd.preview import fit_projection
+
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a model name points: a diffusers `folder`, a single `file`, or a Hub `repo_id` to fetch."""
+
+    name: str
+    folder: Path | None = None
+    file: Path | None = None
+    repo_id: str | None = None
+
+
+def resolve(name: str) -> Source:
+    if not name.startswith(SD_MODEL_PREFIX):
+        raise SDModelError(f"{name!r} is not a Stable Diffusion model name (they start with {SD_MODEL_PREFIX!r})")
+    spec = name[len(SD_MODEL_PREFIX):].strip()
+    known = registry.known(spec)
+    if known is not None:
+        return Source(name, repo_id=known.repo_id)
+    path = Path(spec).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise SDModelError(f"{path.name} is a pickled checkpoint, which can run code when opened; use its "
+                           ".safetensors version (or convert it where you trust it)")
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise SDModelError(f"{path} is not a diffusers folder (it has no model_index.json)")
+        return Source(name, folder=path)
+    if path.suffix.lower() == ".safetensors":
+        if not path.is_file():
+            raise SDModelError(f"{path}: no such file")
+        return Source(name, file=path)
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        return Source(name, repo_id=spec)
+    names = ", ".join(model.name for model in registry.KNOWN_MODELS)
+    raise SDModelError(f"no Stable Diffusion model {spec!r}: give a known name ({names}), a Hub repository id "
+                       "(owner/name), a diffusers folder or a .safetensors file")
+
+
+def short_hash(path: Path) -> str:
+    """A1111's model hash: the first 10 hex digits of the file's SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:10]
+
+
+def folder_of(source: Source, *, progress_class=None) -> Path:
+    if source.folder is not None:
+        return source.folder
+    if source.file is not None:
+        raise SDModelError("a single file has no folder")
+    return hub.fetch(source.repo_id, progress_class=progress_class)
+
+
+def _weights_file(folder: Path, subfolder: str, filename: str) -> Path:
+    path = folder / subfolder / filename
+    if not path.is_file():
+        pickled = [found.name for found in (folder / subfolder).glob("*") if found.suffix in PICKLE_SUFFIXES]
+        hint = f" (only the pickled {', '.join(pickled)} is there, which is never opened)" if pickled else ""
+        raise SDModelError(f"{folder} has no {subfolder}/{filename}{hint}")
+    return path
+
+
+def _components_from_folder(folder: Path) -> dict:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    unet_file = _weights_file(folder, "unet", "diffusion_pytorch_model.safetensors")
+    _weights_file(folder, "vae", "diffusion_pytorch_model.safetensors")
+    _weights_file(folder, "text_encoder", "model.safetensors")
+    scheduler_file = folder / "scheduler" / "scheduler_config.json"
+    if not scheduler_file.is_file():
+        raise SDModelError(f"{folder} has no scheduler/scheduler_config.json")
+    try:
+        return {
+            "unet": UNet2DConditionModel.from_pretrained(folder, subfolder="unet", use_safetensors=True),
+            "vae": AutoencoderKL.from_pretrained(folder, subfolder="vae", use_safetensors=True),
+            "text_encoder": CLIPTextModel.from_pretrained(folder / "text_encoder", use_safetensors=True),
+            "tokenizer": CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+            "scheduler_config": dict(json.loads(scheduler_file.read_text())),
+            "weights": unet_file,
+        }
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
+        raise SDModelError(f"{folder} could not be read as a Stable Diffusion model: {error}") from error
+
+
+def _components(source: Source, progress_class=None) -> dict:
+    if source.file is not None:
+        from glide_studio.sd.single_file import components_from_file
+
+        return components_from_file(source.file, progress_class=progress_class)
+    return _components_from_folder(folder_of(source, progress_class=progress_class))
+
+
+def load_model(name: str, device: str = "cpu", precision: str | Precision = "auto", *,
+               progress_class=None) -> SDModelSet:
+    """The model's components on `device` in `precision` (auto: fp16 on CUDA, bf16 on CPUs with native bf16,
+    else fp32), in eval mode, with the preview projection fitted to its VAE."""
+    require()
+    import torch
+
+    chosen = precision if isinstance(precision, Precision) else choose_precision(device, precision)
+    parts = _components(resolve(name), progress_class)
+    dtype = chosen.autocast_dtype or (torch.float16 if chosen.fp16_weights else torch.float32)
+    unet = parts["unet"].to(chosen.device, dtype).eval()
+    text_encoder = parts["text_encoder"].to(chosen.device, dtype).eval()
+    vae = parts["vae"].to(chosen.device, torch.float32).eval()
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    weight, bias = fit_projection(vae, scale, float(vae.config.scaling_factor), chosen.device)
+    return SDModelSet(name, unet, vae, text_encoder, parts["tokenizer"], parts["scheduler_config"], chosen,
+                      weight, bias, model_hash=short_hash(parts["weights"]), source=str(parts["weights"]))
+
+
+def is_present(name: str) -> bool:
+    """Whether the model can be loaded without a download (never fetches)."""
+    try:
+        source = resolve(name)
+    except SDModelError:
+        return False
+    if source.repo_id is None:
+        return True
+    try:
+        return hub.cached_folder(source.repo_id) is not None
+    except ImportError:
+        return False
