@@ -109,7 +109,7 @@ def user_data_dir(tmp_path_factory, monkeypatch) -> Path:
 
 
 # --- The command line's runs without networks -----------------------------------------------------------------
-def _fake_pipeline(models, request):
+def _fake_pipeline(models, request, resume=None):
     """Deterministic in the request, like the real pipelines: 3 steps, then the final pictures (the picture's
     unmasked pixels kept, as the real paste-back keeps them)."""
     import numpy as np
