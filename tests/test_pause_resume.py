@@ -90,7 +90,10 @@ def test_resuming_after_editing_the_caption_is_a_fork(qtbot, controller):
     assert not np.array_equal(fork.images, uninterrupted)
     kept = mask == 0
     assert np.array_equal(fork.images[0][kept], PICTURE[kept])  # the new mask's known pixels stay exact
-    assert len(controller.runs) == 2
+    first, stopped, forked = controller.runs  # the paused run stays in the gallery; the fork is its child
+    assert stopped.paused_at == (paused.index, paused.total) and np.array_equal(stopped.images, paused.pictures)
+    assert stopped.parent is None and forked.parent == 1 and forked.paused_at is None
+    assert forked.record.resumed == fork.record.resumed and forked.run_id != stopped.run_id
 
 
 def test_resume_refuses_another_mode_and_a_new_run_lets_the_paused_one_go(qtbot, controller):

@@ -6,6 +6,7 @@ journal as it happens (`app.journaling`); replaying the journal through the same
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,27 +23,21 @@ from glide_studio.app.images import load_image, load_image_bytes
 from glide_studio.app.journal import Journal, JournalError
 from glide_studio.app.project import ProjectData, load_project, save_project
 from glide_studio.app.run_settings import RunSettings, choose_seed, run_request
+from glide_studio.app.step_archive import DEFAULT_CAP_MB, StepArchive, TimelineStep
 from glide_studio.app.worker import Job, JobResult, JobRunner, Paused, Progress
 from glide_studio.atomic_files import check_room
 from glide_studio.pipelines import editbox
+from glide_studio.pipelines.chains import start_over
 from glide_studio.pipelines.editbox import EditBoxError
-from glide_studio.pipelines.request import EditBox, Mode, Request
+from glide_studio.pipelines.request import MAX_SEED, EditBox, Mode, Request
 from glide_studio.png_metadata import MetadataError, read_record, write_png
-from glide_studio.runs.record import Resumed, RunRecord, changed_fields
+from glide_studio.runs.record import CandidateScore, Resumed, RunRecord, array_digest, changed_fields, pixel_fields
 
 TIMELINE_CAP_BYTES = 512 * 2**20
 """The most memory the timeline's kept run states may take; the oldest steps' states go first."""
 
 
-@dataclass(frozen=True)
-class TimelineStep:
-    """One step of the latest run, kept for scrubbing (its preview) and forking (its state)."""
-
-    index: int
-    total: int
-    stage: str
-    preview: np.ndarray = field(repr=False)
-    state: object | None = field(default=None, repr=False)
+__all__ = ["GalleryRun", "StudioController", "TimelineStep"]
 
 
 @dataclass
@@ -52,9 +47,48 @@ class GalleryRun:
     record: RunRecord
     images: np.ndarray = field(repr=False)
     deleted: set[int] = field(default_factory=set)
+    scores: tuple[CandidateScore, ...] = ()
+    """Each candidate's match with the caption, when a CLIP for the model was at hand (else empty)."""
 
     def kept(self) -> list[int]:
-        return [index for index in range(len(self.images)) if index not in self.deleted]
+        """The candidates not deleted, best match with the caption first when the run was scored."""
+        kept = [index for index in range(len(self.images)) if index not in self.deleted]
+        if len(self.scores) == len(self.images):
+            kept.sort(key=lambda index: -self.scores[index].similarity)
+        return kept
+
+    run_id: str = ""
+    """Which run this is, across pauses: a run paused and resumed unchanged keeps its id (and its entry), a fork
+    gets its own. Its steps are kept in the journal under this id."""
+    parent: int | None = None
+    """The gallery number of the run this one went on from (a fork, a re-run at another strength), if any."""
+    paused_at: tuple[int, int] | None = None
+    """(step, total) for a run that stopped there: its candidates are its predictions at that step."""
+
+    def score(self, index: int) -> CandidateScore | None:
+        return self.scores[index] if index < len(self.scores) else None
+
+    @property
+    def mark(self) -> str:
+        """A short sign for the gallery: paused (⏸), or gone on from another run (⑂)."""
+        return "⏸" if self.paused_at is not None else ("⑂" if self.parent is not None else "")
+
+    def lineage(self) -> str:
+        """Where the run came from, in words: paused, and which run and step it went on from with what changed."""
+        lines = []
+        if self.paused_at is not None:
+            lines.append(f"Paused after step {self.paused_at[0] + 1} of {self.paused_at[1]}")
+        resumed = self.record.resumed
+        strength = self.record.request.strength
+        if self.parent is not None and resumed is not None and "strength" in resumed.changed:
+            lines.append(f"Re-run of run {self.parent + 1} at strength {strength:.2f}, sharing its first "
+                         f"{resumed.step + 1} steps")
+        elif self.parent is not None and resumed is not None:
+            changed = ", ".join(resumed.changed) or "nothing"
+            lines.append(f"Fork of run {self.parent + 1} after step {resumed.step + 1}; changed: {changed}")
+        elif self.parent is not None:
+            lines.append(f"Re-run of run {self.parent + 1} at strength {strength:.2f}")
+        return "\n".join(lines)
 
 
 class AcceptCommand(QUndoCommand):
@@ -121,14 +155,24 @@ class StudioController(QObject):
         """The runner also serves live painting and outpainting; this controller answers only its own jobs."""
         self.runner.job_step.connect(self._on_step)
         self.runner.job_finished.connect(self._on_finished)
-        self.runner.job_failed.connect(lambda job, message: self._is_own(job) and self.run_failed.emit(message))
-        self.runner.job_cancelled.connect(lambda job: self._is_own(job) and self.run_cancelled.emit())
+        self.runner.job_failed.connect(self._on_failed)
+        self.runner.job_cancelled.connect(self._on_cancelled)
         self.runner.job_paused.connect(self._on_paused)
         self.paused: Paused | None = None
         """A run stopped between two steps, held in memory until it is resumed, replaced or cancelled."""
         self.timeline: list[TimelineStep] = []
         self.timeline_request: Request | None = None
+        self.timeline_record: RunRecord | None = None
+        """The timeline's run as the gallery recorded it, when it was read back (its pictures known by digest)."""
+        self.timeline_run_id: str | None = None
         self.timeline_cap_bytes = TIMELINE_CAP_BYTES
+        self.archive: StepArchive | None = None
+        """The steps of past runs, in the journal on disk (set with the journal)."""
+        self.steps_cap_bytes = DEFAULT_CAP_MB * 2**20
+        self._unarchived: dict[str, list[TimelineStep]] = {}
+        """Runs handed to the archive and not yet written: their steps are read from here meanwhile."""
+        self._job_runs: dict[int, tuple[str, int | None]] = {}
+        """Each of our jobs' run id and the gallery number of the run it went on from."""
         self.runner.job_status.connect(lambda _job, text: self.status.emit(text))
         self.runner.busy_changed.connect(self.busy_changed)
         self.document.layer_committed.connect(self._on_layer_committed)
@@ -139,6 +183,7 @@ class StudioController(QObject):
     def attach_journal(self, journal: Journal) -> None:
         """From now on every change is journalled; an empty journal first records the document as it is."""
         self.journal = journal
+        self._open_archive(journal)
         if journal.count() == 0:
             self._record(*journaling.document_event(self.document.picture, self.history.current.caption))
             self._record(*journaling.settings_event(self._settings))
@@ -146,8 +191,33 @@ class StudioController(QObject):
 
     def detach_journal(self) -> None:
         """Stops journalling (the window is closing and its session goes away)."""
+        self._close_archive()
         self.journal = None
         self._unjournaled_edits = 0
+
+    def _open_archive(self, journal: Journal) -> None:
+        self._close_archive()
+        try:
+            self.archive = StepArchive(journal.path, self.steps_cap_bytes, self,
+                                       hands_checkpoints=journal.leave_checkpoints_to_others)
+        except JournalError as error:
+            self.status.emit(f"{error}: older runs' steps will not be kept.")
+            return
+        self.archive.archived.connect(lambda run_id: self._unarchived.pop(run_id, None))
+        self.archive.failed.connect(self.status)
+
+    def _close_archive(self) -> None:
+        if self.archive is not None:
+            self.archive.close()
+            self.archive.deleteLater()
+            self.archive = None
+        self._unarchived.clear()
+
+    def set_steps_cap(self, megabytes: int) -> None:
+        """Keep steps of past runs: at most this many MB of them in the journal (the oldest go first)."""
+        self.steps_cap_bytes = max(0, int(megabytes)) * 2**20
+        if self.archive is not None:
+            self.archive.set_cap(self.steps_cap_bytes)
 
     def replay(self, journal: Journal) -> None:
         """Rebuilds the document from its journal (recovery, opening a project), then journals into it."""
@@ -159,6 +229,10 @@ class StudioController(QObject):
             self.replaying = False
         self.document.undo_stack.clear()
         self.journal = journal
+        if self.archive is None or self.archive.path != journal.path:
+            self._open_archive(journal)
+        if self.shown_run is not None:
+            self._load_timeline(self.shown_run)
         self._saved_seq = 0  # a replayed document is in no file until it is saved
         self.run_settings_changed.emit(self._settings)
 
@@ -221,11 +295,30 @@ class StudioController(QObject):
 
     def generate(self) -> Job:
         """Queues a run of the current settings on the current picture and layers (a paused run is let go)."""
-        request = self.request_for(choose_seed(self._settings))
-        self.paused = None
-        self.timeline, self.timeline_request = [], request
+        return self._start(self.request_for(choose_seed(self._settings)))
+
+    def retry_area(self, run: int) -> Job:
+        """Draws the gallery run's region again with the next seeds (Retry this area, offered where a candidate
+        missed its caption): the run's own caption, mask and box, on the picture as it is now."""
+        recorded = self.runs[run].record.request
+        seed = (recorded.seed + recorded.batch) % (MAX_SEED + 1)
+        same_picture = recorded.image is not None and recorded.image.shape == self.document.picture.shape
+        if same_picture and (recorded.mask is not None or recorded.mode != Mode.INPAINT):
+            return self._start(recorded.with_(image=self.document.picture, seed=seed))
+        settings = replace(self._settings, request=recorded.with_(image=None, mask=None, sketch=None))
+        return self._start(self.request_for(seed, settings))
+
+    def _start(self, request: Request, parent: int | None = None) -> Job:
+        self._let_paused_go()
+        self._set_timeline([], request, uuid.uuid4().hex)
+        job = Job(request, self._settings.device, self.preview_source, keep_steps=True)
+        return self._submit(job, run=(self.timeline_run_id, parent))
+
+    def _set_timeline(self, steps: list[TimelineStep], request: Request | None, run_id: str | None,
+                      record: RunRecord | None = None) -> None:
+        self.timeline, self.timeline_request, self.timeline_run_id = steps, request, run_id
+        self.timeline_record = record
         self.timeline_changed.emit()
-        return self._submit(Job(request, self._settings.device, self.preview_source, keep_steps=True))
 
     def pause(self) -> None:
         """The run stops after its current step, keeping everything it needs to go on (run_paused)."""
@@ -237,29 +330,85 @@ class StudioController(QObject):
         paused = self.paused
         if paused is None:
             raise StudioError("No run is paused.")
-        return self._go_on(paused.request, paused.state, paused.index, paused.preview)
+        return self._go_on(paused.request, paused.state, paused.index, paused.preview, resuming=True)
 
     def fork_from(self, index: int) -> Job:
-        """A new run that goes on from step `index` of the timeline's run, under the settings and layers as they
-        are now (Fork from here)."""
+        """A new run that goes on from step `index` of the timeline's run (the latest, or an older one read back
+        from the journal), under the settings and layers as they are now (Fork from here)."""
         kept = next((step for step in self.timeline if step.index == index), None)
-        if kept is None or kept.state is None or self.timeline_request is None:
-            raise StudioError("That step's state is no longer kept (the timeline's memory cap): fork from a later "
-                              "step, or run again.")
-        return self._go_on(self.timeline_request, kept.state, index, kept.preview)
+        state = None if kept is None else self._state_of(kept)
+        if state is None or self.timeline_request is None:
+            raise StudioError("That step's state is no longer kept (the memory or disk cap for steps): fork from a "
+                              "later step, or run again.")
+        return self._go_on(self.timeline_request, state, index, kept.preview)
 
-    def _go_on(self, parent: Request, state: object, index: int, preview: np.ndarray | None) -> Job:
+    def rerun_at_strength(self, strength: float) -> Job:
+        """The strength scrubber: the timeline's sketch-to-image run again from the noise level `strength`, from
+        the same start noise (its seed). Below the level it started at, the run starts over at its kept step
+        nearest that level, so the steps above are the stored ones and only the rest is sampled; above it
+        (nothing is kept there) it is a fresh run at that strength."""
+        parent = self.timeline_request
+        if parent is None or parent.mode != Mode.SDEDIT:
+            raise StudioError("The strength scrubber re-runs a sketch-to-image run: pick one in the gallery first.")
+        if self._settings.request.mode != Mode.SDEDIT:
+            raise StudioError("Switch the mode back to Sketch → image to re-run this run at another strength.")
+        strength = float(min(1.0, max(0.01, strength)))
+        origin = self._gallery_number(self.timeline_run_id)
+        kept = [step for step in self.timeline if step.stage == "base" and step.can_fork
+                and step.level is not None and step.level > 0 and step.index < step.total - 1]
+        best = min(kept, key=lambda step: abs(step.level - strength), default=None)
+        if best is None or abs(best.level - strength) >= abs(parent.strength - strength):
+            self.set_run_settings(self._settings.with_request(strength=strength), announce=True)
+            return self._start(self.request_for(parent.seed), parent=origin)
+        state = self._state_of(best)
+        if state is None:
+            raise StudioError("That step's state is no longer kept: re-run at another strength, or run again.")
+        chain = {"strength": parent.strength, "steps": parent.steps, "sampler": parent.sampler, "eta": parent.eta}
+        request = self.request_for(parent.seed, self._settings.with_request(**chain))
+        recorded = request.with_(strength=round(float(best.level), 4))
+        self.set_run_settings(self._settings.with_request(strength=recorded.strength), announce=True)
+        return self._go_on(parent, start_over(state), best.index, best.preview, request=request, recorded=recorded)
+
+    def _state_of(self, step: TimelineStep) -> object | None:
+        if step.state is not None:
+            return step.state
+        return None if self.archive is None else self.archive.load_state(step)
+
+    def _gallery_number(self, run_id: str | None) -> int | None:
+        return next((number for number in reversed(range(len(self.runs))) if self.runs[number].run_id == run_id),
+                    None)
+
+    def _go_on(self, parent: Request, state: object, index: int, preview: np.ndarray | None, *,
+               resuming: bool = False, request: Request | None = None, recorded: Request | None = None) -> Job:
         if self._settings.request.mode != parent.mode:
             raise StudioError(f"The paused run goes on in its own mode ({parent.mode.value}): switch back "
                               "to it to resume, or start a new run.")
-        request = self._with_lock(self.request_for(parent.seed), preview)
-        resumed = Resumed(index, changed_fields(parent, request))
-        self.paused = None
-        self.timeline = [step for step in self.timeline if step.index <= index]
-        self.timeline_request = request
-        self.timeline_changed.emit()
+        request = self._with_lock(request or self.request_for(parent.seed), preview)
+        resumed = Resumed(index, self._changes(parent, recorded or request))
+        origin_id = self.timeline_run_id
+        origin = self._gallery_number(origin_id)
+        same_run = resuming and not resumed.changed and origin_id is not None
+        run_id = origin_id if same_run else uuid.uuid4().hex
+        parent_number = self.runs[origin].parent if same_run and origin is not None else origin
+        self._let_paused_go()
+        kept = [step for step in self.timeline if step.index <= index]
+        self._set_timeline(kept, recorded or request, run_id)
         return self._submit(Job(request, self._settings.device, self.preview_source, resume=state,
-                                resumed=resumed, keep_steps=True), resumed)
+                                resumed=resumed, keep_steps=True, recorded=recorded), resumed,
+                            run=(run_id, parent_number))
+
+    def _changes(self, parent: Request, request: Request) -> tuple[str, ...]:
+        """What differs from the run gone on from; a run read back from the journal knows its pictures by digest."""
+        record = self.timeline_record
+        pixels = pixel_fields()
+        if record is None or any(getattr(parent, name) is not None for name in pixels):
+            return changed_fields(parent, request)
+        names = [name for name in changed_fields(parent, request) if name not in pixels]
+        for name in pixels:
+            new, old = getattr(request, name), record.inputs.get(name)
+            if (new is None) != (old is None) or (new is not None and array_digest(new, name) != old.sha256):
+                names.append(name)
+        return tuple(names)
 
     def _with_lock(self, request: Request, preview: np.ndarray | None) -> Request:
         """Pixels locked on the prediction shown at the pause become known pixels of the picture for the rest
@@ -283,19 +432,49 @@ class StudioController(QObject):
     def _is_own(self, job_id: int) -> bool:
         return job_id in self._jobs
 
-    def _submit(self, job: Job, resumed: Resumed | None = None) -> Job:
+    def _submit(self, job: Job, resumed: Resumed | None = None, run: tuple[str, int | None] | None = None) -> Job:
         self._jobs.add(job.id)
+        if run is not None:
+            self._job_runs[job.id] = run
         self._record(*journaling.run_started_event(job.request, resumed))
         self.runner.submit(job)
         self.run_started.emit(job)
         return job
 
+    def _on_failed(self, job_id: int, message: str) -> None:
+        if self._is_own(job_id):
+            self._job_runs.pop(job_id, None)
+            self.run_failed.emit(message)
+
+    def _on_cancelled(self, job_id: int) -> None:
+        if self._is_own(job_id):
+            self._job_runs.pop(job_id, None)
+            self.run_cancelled.emit()
+
     def _on_paused(self, paused: Paused) -> None:
+        """The paused run joins the gallery (its predictions at that step) and stays there whatever follows; its
+        steps so far go to the journal, so it can be scrubbed and forked from after a restart too."""
         if not self._is_own(paused.job_id):
             return
         self.paused = paused
-        self._record("run_paused", {"step": paused.index, "total": paused.total})
+        run_id, parent = self._job_runs.get(paused.job_id, (None, None))
+        if paused.record is not None and paused.pictures is not None and run_id is not None:
+            self._record(*journaling.paused_event(paused.record, paused.pictures, paused.encoded, run_id, parent,
+                                                  paused.index, paused.total))
+            self.add_run(paused.record, paused.pictures, run_id=run_id, parent=parent,
+                         paused_at=(paused.index, paused.total))
+        else:
+            self._record("run_paused", {"step": paused.index, "total": paused.total})
+        self._archive_timeline()
         self.run_paused.emit(paused)
+
+    def _archive_timeline(self) -> None:
+        run_id = self.timeline_run_id
+        if run_id is None or not self.timeline:
+            return
+        if self.archive is not None:
+            self._unarchived[run_id] = list(self.timeline)
+            self.archive.put(run_id, self.timeline)
 
     def request_for(self, seed: int, settings: RunSettings | None = None) -> Request:
         """The request a run of `settings` (by default the current ones) on the document makes: checked, with its
@@ -340,6 +519,13 @@ class StudioController(QObject):
         """Stops the run after its current step; a paused run is let go."""
         self.paused = None
         self.runner.cancel()
+        self._let_paused_go()
+
+    def _let_paused_go(self) -> None:
+        """A paused run's job is over: its gallery entry and kept steps stay, its claim on the timeline goes."""
+        if self.paused is not None:
+            self._job_runs.pop(self.paused.job_id, None)
+        self.paused = None
 
     def _on_step(self, progress: Progress) -> None:
         if not self._is_own(progress.job_id):
@@ -366,20 +552,37 @@ class StudioController(QObject):
             return
         if result.warning:
             self.status.emit(result.warning)
-        self.keep_result(result)
+        run_id, parent = self._job_runs.pop(result.job_id, (None, None))
+        self.keep_result(result, run_id, parent)
+        if run_id is not None and run_id == self.timeline_run_id:
+            self._archive_timeline()
         self.run_finished.emit(result)
 
-    def keep_result(self, result: JobResult) -> int:
+    def keep_result(self, result: JobResult, run_id: str | None = None, parent: int | None = None) -> int:
         """A finished run's candidates join the gallery, journalled; returns the run's number there."""
-        self._record(*journaling.run_event(result.record, result.images, result.encoded))
-        return self.add_run(result.record, result.images)
+        run_id = run_id or uuid.uuid4().hex
+        self._record(*journaling.run_event(result.record, result.images, result.encoded, result.scores,
+                                           run_id=run_id, parent=parent))
+        return self.add_run(result.record, result.images, result.scores, run_id=run_id, parent=parent)
 
-    def add_run(self, record: RunRecord, images: np.ndarray) -> int:
-        """A finished run joins the gallery and is shown; returns its number there."""
-        self.runs.append(GalleryRun(record, np.ascontiguousarray(images, dtype=np.uint8)))
+    def add_run(self, record: RunRecord, images: np.ndarray, scores: tuple[CandidateScore, ...] = (), *,
+                run_id: str = "", parent: int | None = None, paused_at: tuple[int, int] | None = None) -> int:
+        """A run joins the gallery and is shown; returns its number there. A paused run resumed unchanged takes
+        the place of its paused entry. A paused run is not shown: the canvas stays on the picture being edited,
+        with the paused prediction over it."""
+        entry = GalleryRun(record, np.ascontiguousarray(images, dtype=np.uint8), scores=tuple(scores),
+                           run_id=run_id, parent=parent, paused_at=paused_at)
+        number = self._gallery_number(run_id) if run_id else None
+        if number is not None and self.runs[number].paused_at is not None:
+            entry.deleted = set(self.runs[number].deleted)
+            self.runs[number] = entry
+        else:
+            self.runs.append(entry)
+            number = len(self.runs) - 1
         self.gallery_changed.emit()
-        self.show_run(len(self.runs) - 1)
-        return len(self.runs) - 1
+        if paused_at is None:
+            self.show_run(number)
+        return number
 
     # --- candidates and the gallery -----------------------------------------------------------------
     @property
@@ -395,11 +598,25 @@ class StudioController(QObject):
         if not 0 <= run < len(self.runs):
             return
         self.shown_run = run
+        self._load_timeline(run)
         self.viewed_candidate = None
         self.candidates_changed.emit()
         kept = self.runs[run].kept()
         if kept:
             self.view_candidate(kept[0])
+
+    def _load_timeline(self, run: int) -> None:
+        """The timeline follows the gallery: an older run's steps come back from the journal (or from memory
+        while they are still being written); a run in progress keeps the timeline to itself."""
+        entry = self.runs[run]
+        if self.replaying or not entry.run_id or entry.run_id == self.timeline_run_id:
+            return
+        if self.timeline_run_id in {run_id for run_id, _parent in self._job_runs.values()}:
+            return  # our run in progress (or paused in the runner's hands) owns the timeline
+        steps = self._unarchived.get(entry.run_id)
+        if steps is None:
+            steps = [] if self.archive is None else self.archive.timeline(entry.run_id)
+        self._set_timeline(list(steps), entry.record.request, entry.run_id, entry.record)
 
     def view_candidate(self, index: int | None) -> None:
         """None shows the document's own picture again."""
@@ -539,7 +756,11 @@ class StudioController(QObject):
         return journaling.state_digest(self)
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
-        return self.runner.shutdown(timeout_ms)
+        """Stops the worker and the step archive's writer (steps not yet written are dropped: closing on purpose
+        discards the session)."""
+        ended = self.runner.shutdown(timeout_ms)
+        self._close_archive()
+        return ended
 
 
 def _check_painted_inside(box: EditBox, painted: np.ndarray) -> None:

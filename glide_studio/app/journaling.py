@@ -2,9 +2,10 @@
 
 Each event is (kind, data, blobs). Kinds: document (a new picture), layer (the exact pixels a finished stroke,
 clear, invert or undo left in a rectangle of the mask or sketch), box, settings, run_started, run (a finished
-run: its record and every candidate), accept, discard, delete, goto (history, undo/redo of an accept) and
-history (a project's tree imported whole). Replaying calls the same controller methods the live actions did,
-so the document after a replay is the document before it, bit for bit (`state_digest`).
+run: its record and every candidate), run_paused (a paused run's predictions at that step), accept, discard,
+delete, goto (history, undo/redo of an accept) and history (a project's tree imported whole). Replaying calls
+the same controller methods the live actions did, so the document after a replay is the document before it, bit
+for bit (`state_digest`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from PySide6.QtCore import QRect
 from glide_studio.app.document import LAYERS
 from glide_studio.app.history import HistoryNode
 from glide_studio.app.images import png_bytes
-from glide_studio.app.journal import Journal, JournalError, digest_of
+from glide_studio.app.journal import STEP_TABLES, Journal, JournalError, digest_of
 from glide_studio.app.run_settings import RunSettings
 from glide_studio.pipelines.request import EditBox, Request
 from glide_studio.runs.codec import RecordError, decode, encode
-from glide_studio.runs.record import Resumed, RunRecord
+from glide_studio.runs.record import CandidateScore, Resumed, RunRecord
 
 if TYPE_CHECKING:
     from glide_studio.app.controller import StudioController
@@ -77,10 +78,36 @@ def run_started_event(request: Request, resumed: Resumed | None = None) -> Event
     return "run_started", data, {}
 
 
-def run_event(record: RunRecord, images: np.ndarray, encoded: Sequence[bytes] | None = None) -> Event:
+def run_event(record: RunRecord, images: np.ndarray, encoded: Sequence[bytes] | None = None,
+              scores: Sequence[CandidateScore] = (), *, run_id: str = "", parent: int | None = None) -> Event:
+    """A finished run; `run_id` names it across pauses (and its kept steps), `parent` is the gallery number of the
+    run it went on from."""
     payloads = list(encoded) if encoded else [png_bytes(image) for image in images]
     blobs = {digest_of(payload): payload for payload in payloads}
-    return "run", {"record": encode(record), "candidates": [digest_of(payload) for payload in payloads]}, blobs
+    return "run", {"record": encode(record), "candidates": [digest_of(payload) for payload in payloads],
+                   "scores": [[score.similarity, score.background] for score in scores],
+                   "run_id": run_id, "parent": parent}, blobs
+
+
+def paused_event(record: RunRecord, pictures: np.ndarray, encoded: Sequence[bytes], run_id: str,
+                 parent: int | None, step: int, total: int) -> Event:
+    """A run paused after `step`: its predictions there join the gallery as that run's entry."""
+    _kind, data, blobs = run_event(record, pictures, encoded, run_id=run_id, parent=parent)
+    return "run_paused", {**data, "step": step, "total": total}, blobs
+
+
+def _scores(data: dict) -> tuple[CandidateScore, ...]:
+    """A run event's scores; a journal from before ranking, or a damaged entry, has none."""
+    try:
+        return tuple(CandidateScore(float(similarity), None if background is None else float(background))
+                     for similarity, background in data.get("scores") or ())
+    except (TypeError, ValueError):
+        return ()
+
+
+def _lineage(data: dict) -> dict:
+    parent = data.get("parent")
+    return {"run_id": str(data.get("run_id") or ""), "parent": None if parent is None else int(parent)}
 
 
 def history_event(nodes: Sequence[HistoryNode], current: int) -> Event:
@@ -119,7 +146,11 @@ def _apply(controller: StudioController, journal: Journal, kind: str, data: dict
         controller.set_run_settings(RunSettings.from_json(data["settings"]))
     elif kind == "run":
         images = np.stack([_picture(journal, digest) for digest in data["candidates"]])
-        controller.add_run(decode(RunRecord, data["record"]), images)
+        controller.add_run(decode(RunRecord, data["record"]), images, _scores(data), **_lineage(data))
+    elif kind == "run_paused" and "record" in data:  # older journals' pauses carried no pictures
+        images = np.stack([_picture(journal, digest) for digest in data["candidates"]])
+        controller.add_run(decode(RunRecord, data["record"]), images, **_lineage(data),
+                           paused_at=(int(data["step"]), int(data["total"])))
     elif kind == "accept":
         controller.apply_accept(int(data["run"]), int(data["candidate"]))
     elif kind == "discard":
@@ -135,7 +166,7 @@ def _apply(controller: StudioController, journal: Journal, kind: str, data: dict
                              float(entry["created"]))
                  for entry in data["nodes"]]
         controller.restore_history(nodes, int(data["current"]))
-    # run_started, run_paused and kinds from a newer version change nothing here
+    # run_started and kinds from a newer version change nothing here
 
 
 def import_journal(journal: Journal, source: str) -> None:
@@ -150,6 +181,8 @@ def import_journal(journal: Journal, source: str) -> None:
             db.execute("DELETE FROM blobs")
             db.execute("INSERT INTO events SELECT * FROM imported.events")
             db.execute("INSERT INTO blobs SELECT * FROM imported.blobs")
+            for table in STEP_TABLES:  # the steps of the document replaced: a project keeps none
+                db.execute(f"DELETE FROM {table}")  # noqa: S608 - our own table names
             db.execute("COMMIT")
         finally:
             if db.in_transaction:
@@ -177,7 +210,7 @@ def state_digest(controller: StudioController) -> str:
         add(node.image.tobytes())
     add(controller.history.current.id)
     for run in controller.runs:
-        add((encode(run.record), sorted(run.deleted)))
+        add((encode(run.record), sorted(run.deleted), run.run_id, run.parent, run.paused_at))
         add(run.images.tobytes())
     add(controller.shown_run)
     return digest.hexdigest()

@@ -21,6 +21,7 @@ from glide_studio.app.engine import Engine
 from glide_studio.app.errors import StudioError
 from glide_studio.app.images import png_bytes
 from glide_studio.app.preview import to_uint8_images
+from glide_studio.app.stills import over_base, paused_pictures
 from glide_studio.pipelines.request import Request
 from glide_studio.runs.drain import drain
 from glide_studio.runs.errors import RunError
@@ -42,7 +43,10 @@ class JobState(Enum):
 @dataclass(frozen=True)
 class Paused:
     """A run stopped between two steps with all it needs to go on: `state` is the pipeline's RunState after
-    step `index` (of `total`), on the run's device; `preview` the last (N, h, w, 3) uint8 preview."""
+    step `index` (of `total`), on the run's device; `preview` the last (N, h, w, 3) uint8 preview.
+
+    `record`, `pictures` and `encoded` are the paused run as the gallery keeps it (its previews put into the
+    picture, and those as PNG files for the journal), made on the worker thread."""
 
     job_id: int
     request: Request
@@ -50,6 +54,9 @@ class Paused:
     index: int = 0
     total: int = 0
     preview: np.ndarray | None = field(default=None, repr=False)
+    record: RunRecord | None = None
+    pictures: np.ndarray | None = field(default=None, repr=False)
+    encoded: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,9 @@ class Job:
     """Send every step's preview and state back (the timeline keeps them for scrubbing and forking)."""
     keep_inputs: bool = True
     """Keep the run's input pictures by digest for `repeat` (a live run keeps them only when it is applied)."""
+    recorded: Request | None = None
+    """What the run's record says was asked for, when that is not `request` (the strength scrubber runs the
+    stored run's chain but records the strength it started from)."""
     id: int = field(default_factory=lambda: next(_job_ids))
     cancel_event: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
     pause_event: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
@@ -118,6 +128,8 @@ class JobResult:
     """Set when the inputs could not be kept (the result is still good, but cannot be repeated)."""
     encoded: tuple[bytes, ...] = ()
     """The images as PNG files, made here off the GUI thread, for the document's journal."""
+    scores: tuple = ()
+    """Each candidate's CandidateScore against the caption, when a CLIP for the model is at hand."""
 
     @property
     def request(self) -> Request:
@@ -196,14 +208,24 @@ class GenerationWorker(QObject):
     def _result(self, job: Job, images: np.ndarray) -> JobResult:
         """The run's record, and its inputs kept by digest so that an export can be repeated: done here, off the
         GUI thread, since hashing and writing a large picture takes a while."""
-        record = RunRecord.of(job.request, self.engine.context(), resumed=job.resumed)
+        record = RunRecord.of(job.recorded or job.request, self.engine.context(), resumed=job.resumed)
         warning = ""
         try:
             if job.keep_inputs:
                 (self.inputs or InputStore()).put_inputs(record)
         except OSError as error:
             warning = f"The run's inputs could not be kept ({error}); its exports cannot be repeated."
-        return JobResult(job.id, images, record, warning, tuple(png_bytes(image) for image in images))
+        return JobResult(job.id, images, record, warning, tuple(png_bytes(image) for image in images),
+                         self._scores(job, images))
+
+    def _scores(self, job: Job, images: np.ndarray) -> tuple:
+        if not job.keep_inputs:  # a live preview is not ranked: it is replaced within the second
+            return ()
+        try:
+            return tuple(self.engine.score(job.request, images))
+        except Exception:  # noqa: BLE001 - ranking is a courtesy; the run's result stands without it
+            traceback.print_exc()
+            return ()
 
     def _drain(self, job: Job) -> Outcome:
         """Runs the job's Step stream (one drain for the app, the CLI and the evaluation), emitting throttled
@@ -220,17 +242,16 @@ class GenerationWorker(QObject):
             is_last = step.final is not None or step.index >= step.total - 1
             pausing = job.pause_event.is_set() and not is_last and step.state is not None
             preview = still = state = None
-            source = step.x_t if job.preview_source == "x_t" else step.pred_x0
             if job.keep_steps:
-                still = to_uint8_images(source)
+                still = _preview_of(step, job.preview_source)
                 state = None if step.state is None else step.state.to("cpu")
             if is_last or pausing or step.index == 0 or now - last_preview >= self.min_interval:
-                preview = still if still is not None else to_uint8_images(source)
+                preview = still if still is not None else _preview_of(step, job.preview_source)
                 last_preview = now
             self.step.emit(Progress(job.id, step.index, step.total, step.stage, now - start, preview, still, state,
                                     step.stage_index, step.stage_total))
             if pausing:
-                paused.append(Paused(job.id, job.request, step.state, step.index, step.total, preview))
+                paused.append(self._paused(job, step, preview))
             return pausing
 
         final = drain(self.engine.run(job.request, resume=job.resume), on_step)
@@ -241,6 +262,31 @@ class GenerationWorker(QObject):
         if final is None:
             return Outcome(JobState.CANCELLED)
         return Outcome(JobState.FINISHED, final)
+
+
+    def _paused(self, job: Job, step, preview: np.ndarray) -> Paused:
+        """The paused run with its gallery entry: the previews in the picture, as PNGs, and its record."""
+        record = RunRecord.of(job.recorded or job.request, self.engine.context(), resumed=job.resumed)
+        try:
+            pictures = paused_pictures(job.request, preview)
+            encoded = tuple(png_bytes(picture) for picture in pictures)
+        except (ValueError, OSError):  # a picture that cannot be made only costs the paused run its entry
+            traceback.print_exc()
+            pictures, encoded = None, ()
+        return Paused(job.id, job.request, step.state, step.index, step.total, preview, record, pictures, encoded)
+
+
+def _preview_of(step, source: str) -> np.ndarray:
+    """The step as the user sees it: its prediction (or x_t); in the upsampler's stage the prediction laid over
+    the base result it refines, so that stage never shows noise (its x_t is mostly noise for most of it)."""
+    state = step.state
+    base = getattr(state, "previous", None)
+    if step.stage == "upsample" and base is not None:
+        level = getattr(state, "level", None)
+        if level is None:
+            level = 1 - (step.stage_index + 1) / max(1, step.stage_total)
+        return over_base(to_uint8_images(step.pred_x0), base, 1 - level)
+    return to_uint8_images(step.x_t if source == "x_t" else step.pred_x0)
 
 
 class JobRunner(QObject):

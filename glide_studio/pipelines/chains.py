@@ -9,7 +9,7 @@ partial schedule and the noising of the image are all decided here.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -25,6 +25,7 @@ from glide_studio.diffusion import (
 )
 from glide_studio.diffusion.samplers import LOG_SNR_GRID_SAMPLERS
 from glide_studio.diffusion.schedules import log_snr_timesteps, partial_timesteps
+from glide_studio.pipelines.state import RunState
 
 UPSAMPLE_TEMPERATURE = 0.997
 """GLIDE's notebooks scale the upsampler's starting noise (only x_T) by this."""
@@ -49,6 +50,26 @@ class Chain:
     def key(self) -> str:
         """Which chain this is, as a sampler state records it (`diffusion.chain_key`)."""
         return chain_key(self.diffusion)
+
+    @property
+    def levels(self) -> tuple[float, ...]:
+        """The noise level, as a strength, that x sits at before each respaced index runs (index t: level of
+        timestep_map[t]), so a state can say how noisy its x is."""
+        last = self.diffusion.num_base_steps - 1
+        return tuple(float(timestep) / last for timestep in self.diffusion.timestep_map.tolist())
+
+    def restart(self, state: SamplerState, first_noise: torch.Tensor) -> SamplerState:
+        """The strength scrubber: x becomes `start_image` noised to the level the state has reached with the
+        run's own first draw (the start noise of every strength), as if the chain had started there; the steps
+        above stay the stored run's, the ones below are this chain's own. A multistep history is dropped (a
+        fresh start has none); the noise source goes on where the state left it."""
+        if self.start_image is None:
+            raise ValueError("only a chain that starts from an image can start over at a lower level")
+        x = state.x
+        level = torch.full((x.shape[0],), max(state.t, 0), dtype=torch.int64, device=x.device)
+        image = self.start_image.to(x.device).expand(x.shape[0], -1, -1, -1)
+        fresh = self.diffusion.q_sample(image, level, first_noise.to(device=x.device, dtype=x.dtype))
+        return SamplerState(state.sampler, state.chain, fresh.to(x.dtype), state.t, state.index, state.noise)
 
     def x_T(self, noise: NoiseSource, shape: tuple[int, ...], device) -> torch.Tensor:
         """The first sample, from one draw of `noise`."""
@@ -96,3 +117,18 @@ def start_from_image(schedule: str, sampler: str, steps: int, strength: float, i
         return Chain(sampler, respaced(schedule, sampler, steps), eta, start_image=image)
     timesteps = partial_timesteps(schedule, steps, strength, log_snr_grid=sampler in LOG_SNR_GRID_SAMPLERS)
     return Chain(sampler, Diffusion(schedule, timesteps=timesteps), eta, start_image=image)
+
+
+@dataclass(frozen=True)
+class StartOver(SamplerState):
+    """A stored state to re-run an image-started chain from (`Chain.restart`), rather than to go on from."""
+
+    @classmethod
+    def of(cls, state: SamplerState) -> StartOver:
+        return cls(**{spec.name: getattr(state, spec.name) for spec in fields(SamplerState)})
+
+
+def start_over(state: RunState) -> RunState:
+    """A kept run state turned into the start of a re-run from its level (the strength scrubber): the request
+    that runs it keeps the stored run's chain (its strength and steps) and seed."""
+    return replace(state, sampler=StartOver.of(state.sampler), reuse_anchor=None)
