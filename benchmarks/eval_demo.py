@@ -24,11 +24,13 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import eval_clip  # beside this script
 import numpy as np
 import torch
 
 from glide_studio.pipelines import Mode, Request, run
 from glide_studio.pipelines.models import ModelSet
+from glide_studio.pipelines.request import Guidance
 from glide_studio.runs.drain import drain
 from glide_studio.runs.errors import ModelUnavailableError
 from glide_studio.runs.models import load_model_set
@@ -73,7 +75,7 @@ def _tally_drawn(drawn: dict, asked: str, found) -> None:
     drawn.setdefault(asked, Counter())[found.kind if found is not None else "nothing"] += 1
 
 
-def eval_inpaint(models, tasks: range, guidance, steps, sampler=Request.sampler):
+def eval_inpaint(models, tasks: range, guidance, steps, sampler=Request.sampler, **fields):
     colour_ok = shape_ok = shape_nearest_ok = identical = 0
     drawn: dict = {}
     n = len(tasks)
@@ -82,7 +84,7 @@ def eval_inpaint(models, tasks: range, guidance, steps, sampler=Request.sampler)
         image, box, _, kept, background = _removed_object_task(rng)
         colour, kind = _new_object(rng, background, kept)
         request = Request(mode=Mode.INPAINT, prompt=f"a {colour} {kind}", image=image, mask=box, steps=steps,
-                          guidance_scale=guidance, seed=k, upsample_model=None, sampler=sampler)
+                          guidance_scale=guidance, seed=k, upsample_model=None, sampler=sampler, **fields)
         result = _drain(models, request)
         found = oracle.detect(result, box.astype(bool))
         _tally_drawn(drawn, kind, found)
@@ -102,14 +104,14 @@ def _palette_fraction(image: np.ndarray, colour: str) -> int:
     return int((nearest == names.index(colour)).sum())
 
 
-def eval_generate(models, tasks: range, guidance, steps, sampler=Request.sampler):
+def eval_generate(models, tasks: range, guidance, steps, sampler=Request.sampler, **fields):
     named = right = 0
     for k in tasks:
         rng = np.random.default_rng(2 * SEED_OFFSET + k)
         scene = world.sample_scene(rng, n_objects=int(rng.integers(1, 3)))
         caption = " and ".join(f"a {o.colour} {o.kind}" for o in scene.objects)
         request = Request(mode=Mode.GENERATE, prompt=caption, steps=steps, guidance_scale=guidance, seed=k,
-                          upsample_model=None, sampler=sampler)
+                          upsample_model=None, sampler=sampler, **fields)
         result = _drain(models, request)
         for obj in scene.objects:
             named += 1
@@ -243,6 +245,13 @@ SUITES = {
     "sdedit_ode": lambda m, a: eval_sdedit(m, _tasks(a), a.guidance, a.steps, a.strength, sampler="dpm++2m"),
     "generate_ode": lambda m, a: eval_generate(m, _tasks(a), a.guidance, a.steps, sampler="dpm++2m"),
     "timing": lambda m, a: time_full_inpaint(m),
+    "clip_retrieval": lambda m, a: eval_clip.eval_retrieval(m, a.tasks),
+    "inpaint_clip": lambda m, a: eval_inpaint(eval_clip.clip_model_set(m), _tasks(a), a.clip_scale, a.steps,
+                                              guidance=Guidance.CLIP),
+    "generate_clip": lambda m, a: eval_generate(eval_clip.clip_model_set(m), _tasks(a), a.clip_scale, a.steps,
+                                                guidance=Guidance.CLIP),
+    "missed_insertion": lambda m, a: eval_clip.eval_missed_insertion(m, _tasks(a), a.steps, _removed_object_task,
+                                                                    _new_object),
 }
 
 
@@ -265,6 +274,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=Request.steps)
     parser.add_argument("--guidance", type=float, default=Request.guidance_scale)
     parser.add_argument("--strength", type=float, default=Request.strength)
+    parser.add_argument("--clip-scale", type=float, default=3.0, help="guidance scale of the CLIP suites")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))

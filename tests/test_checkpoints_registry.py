@@ -21,14 +21,15 @@ from glide_studio.checkpoints import (
 from glide_studio.checkpoints import registry as registry_module
 
 
-def test_six_official_checkpoints_and_two_demos():
+def test_six_official_checkpoints_and_four_demos():
     assert OFFICIAL_NAMES == (
         "base", "upsample", "base-inpaint", "upsample-inpaint", "clip-image-enc", "clip-text-enc"
     )
-    assert DEMO_NAMES == ("demo-base-inpaint", "demo-upsample-inpaint")
+    assert DEMO_NAMES == ("demo-base-inpaint", "demo-upsample-inpaint", "demo-clip-image-enc", "demo-clip-text-enc")
     kinds = {name: REGISTRY[name].kind for name in REGISTRY}
-    assert kinds["clip-image-enc"] == "clip-image" and kinds["clip-text-enc"] == "clip-text"
-    unets = ("base", "upsample", "base-inpaint", "upsample-inpaint", *DEMO_NAMES)
+    for family in ("", "demo-"):
+        assert kinds[f"{family}clip-image-enc"] == "clip-image" and kinds[f"{family}clip-text-enc"] == "clip-text"
+    unets = ("base", "upsample", "base-inpaint", "upsample-inpaint", "demo-base-inpaint", "demo-upsample-inpaint")
     assert {kinds[n] for n in unets} == {"unet"}
     assert get_spec("base-inpaint").url.endswith("/diffusion/dec-2021/base_inpaint.pt")
 

@@ -354,10 +354,8 @@ class StudioController(QObject):
             raise StudioError("Switch the mode back to Sketch → image to re-run this run at another strength.")
         strength = float(min(1.0, max(0.01, strength)))
         origin = self._gallery_number(self.timeline_run_id)
-        kept = [step for step in self.timeline if step.stage == "base" and step.can_fork
-                and step.level is not None and step.level > 0 and step.index < step.total - 1]
-        best = min(kept, key=lambda step: abs(step.level - strength), default=None)
-        if best is None or abs(best.level - strength) >= abs(parent.strength - strength):
+        best = self.strength_start(strength)
+        if best is None:
             self.set_run_settings(self._settings.with_request(strength=strength), announce=True)
             return self._start(self.request_for(parent.seed), parent=origin)
         state = self._state_of(best)
@@ -368,6 +366,19 @@ class StudioController(QObject):
         recorded = request.with_(strength=round(float(best.level), 4))
         self.set_run_settings(self._settings.with_request(strength=recorded.strength), announce=True)
         return self._go_on(parent, start_over(state), best.index, best.preview, request=request, recorded=recorded)
+
+    def strength_start(self, strength: float) -> TimelineStep | None:
+        """The kept step a re-run of the timeline's run at `strength` starts over from: the base-stage step whose
+        level is nearest, when it is nearer than the level the run started at; None means a fresh run."""
+        parent = self.timeline_request
+        if parent is None or parent.mode != Mode.SDEDIT:
+            return None
+        kept = [step for step in self.timeline if step.stage == "base" and step.can_fork
+                and step.level is not None and step.level > 0 and step.index < step.total - 1]
+        best = min(kept, key=lambda step: abs(step.level - strength), default=None)
+        if best is None or abs(best.level - strength) >= abs(parent.strength - strength):
+            return None
+        return best
 
     def _state_of(self, step: TimelineStep) -> object | None:
         if step.state is not None:

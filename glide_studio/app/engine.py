@@ -43,6 +43,10 @@ class Engine(Protocol):
     def context(self) -> RunContext:
         """Where and in what precision the loaded networks run: part of every run's record."""
 
+    def score(self, request: Request, images) -> tuple:
+        """Each candidate's CandidateScore (how well its region shows the caption), or () when no CLIP that
+        belongs with the request's model is on this machine. Called off the GUI thread after a run."""
+
 
 def torch_devices() -> list[str]:
     import torch
@@ -73,6 +77,7 @@ class PipelineEngine:
         self.base_size, self.upsample_size = base_size, upsample_size
         self.precision = precision
         self._networks: dict[tuple[str, str], object] = {}
+        self._scoring_networks: dict[tuple[str, str], object] = {}
         self._model_set = None
         self._device = "cpu"
         self._devices: list[str] | None = None
@@ -131,3 +136,12 @@ class PipelineEngine:
         from glide_studio.runs.streams import run
 
         return run(self._model_set, request, resume=resume)
+
+    def score(self, request: Request, images) -> tuple:
+        from collections import ChainMap
+
+        from glide_studio.runs.models import load_scorer
+
+        # Reuse the CLIP a CLIP-guided run already loaded; what only scoring needs is kept on its own.
+        scorer = load_scorer(request, self._device, loaded=ChainMap(self._scoring_networks, self._networks))
+        return () if scorer is None else scorer.score(request, images)

@@ -47,6 +47,8 @@ class FakeEngine:
         self.requests: list[Request] = []
         self.closed_runs = 0
         self.run_threads: list[threading.Thread] = []
+        self.scores: tuple = ()
+        """What `score` answers (tests set CandidateScores to check the ranking)."""
 
     def devices(self) -> list[str]:
         return ["cpu"]
@@ -68,6 +70,9 @@ class FakeEngine:
 
     def context(self) -> RunContext:
         return RunContext("cpu", "fp32", {"fake_engine": "1"})
+
+    def score(self, request: Request, images) -> tuple:
+        return tuple(self.scores[:len(images)])
 
     def run(self, request: Request, resume: object | None = None) -> Iterator[Step]:
         """`resume` is a FakeState that one of its steps carried."""

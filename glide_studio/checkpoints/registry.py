@@ -173,11 +173,26 @@ _SPECS: tuple[CheckpointSpec, ...] = (
         name="demo-upsample-inpaint", kind="unet", source="demo",
         description="Small shapes-world inpainting upsampler (shipped)",
     ),
+    CheckpointSpec(
+        name="demo-clip-image-enc", kind="clip-image", source="demo",
+        description="Small shapes-world noised CLIP image encoder (CLIP guidance, ranking; shipped)",
+    ),
+    CheckpointSpec(
+        name="demo-clip-text-enc", kind="clip-text", source="demo",
+        description="Small shapes-world noised CLIP text encoder (CLIP guidance, ranking; shipped)",
+    ),
 )
 
 REGISTRY: Mapping[str, CheckpointSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
 OFFICIAL_NAMES: tuple[str, ...] = tuple(s.name for s in _SPECS if s.source == "official")
 DEMO_NAMES: tuple[str, ...] = tuple(s.name for s in _SPECS if s.source == "demo")
+
+
+def clip_encoders_for(unet_name: str) -> tuple[str, str]:
+    """(image, text) noised CLIP encoders that belong with a UNet: the demo pair for the demo models, OpenAI's
+    for theirs (a CLIP scores pictures of the world it was trained on)."""
+    family = "demo-" if get_spec(unet_name).source == "demo" else ""
+    return f"{family}clip-image-enc", f"{family}clip-text-enc"
 
 
 def get_spec(name: str) -> CheckpointSpec:

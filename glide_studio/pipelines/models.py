@@ -47,6 +47,8 @@ class ModelSet:
         networks = {name: None if module is None else prepare_model(module, precision)
                     for name, module in (("base", base), ("upsample", upsample), ("clip_image", clip_image),
                                          ("clip_text", clip_text))}
+        if clip_image is not None:  # the scale the encoders were trained with (100 for OpenAI's)
+            sizes.setdefault("clip_logit_scale", math.log(float(clip_image.config.logit_scale)))
         return cls(**networks, device=precision.device, precision=precision, **sizes)
 
     def __post_init__(self) -> None:

@@ -11,13 +11,11 @@ from glide_studio.pipelines.models import ModelSet
 from glide_studio.pipelines.request import Family, Guidance, Mode, Request
 from glide_studio.runs.errors import ModelUnavailableError
 
-CLIP_ENCODERS = ("clip-image-enc", "clip-text-enc")
-
 
 def network_names(request: Request) -> tuple[str | None, str | None, tuple[str, ...]]:
     """(base, upsampler, CLIP encoders) the request needs; None where a stage does not run."""
     base = None if request.mode == Mode.UPSAMPLE else request.base_model
-    clip = CLIP_ENCODERS if request.guidance == Guidance.CLIP else ()
+    clip = checkpoints.clip_encoders_for(request.base_model) if request.guidance == Guidance.CLIP else ()
     return base, request.upsample_model, clip
 
 
@@ -76,3 +74,30 @@ def load_sd_model_set(request: Request, device: str, precision: str = "auto", *,
         except sd.SDError as error:
             raise ModelUnavailableError(f"the model {request.base_model!r} could not be loaded: {error}") from error
     return cache[key]
+
+
+def background_captions(unet_name: str) -> tuple[str, ...]:
+    """Captions of bare background in the words the model's CLIP learned (the shapes world's colours for the
+    demo models)."""
+    if checkpoints.get_spec(unet_name).source == "demo":
+        from glide_studio.shapes.world import BACKGROUND_COLOURS
+
+        return tuple(f"{'an' if colour[0] in 'aeiou' else 'a'} {colour} background" for colour in BACKGROUND_COLOURS)
+    return ("an empty background", "a plain background", "a blank wall", "an empty floor", "the sky", "grass")
+
+
+def load_scorer(request: Request, device: str, *, loaded: MutableMapping[tuple[str, str], object] | None = None):
+    """A Scorer with the noised CLIP that belongs with the request's base model, or None when its weights are not
+    on this machine (ranking is a courtesy: it never downloads, and never fails a run)."""
+    from glide_studio.runs.scoring import Scorer
+
+    names = checkpoints.clip_encoders_for(request.base_model)
+    cache = loaded if loaded is not None else {}
+    try:
+        for name in names:
+            if (name, device) not in cache:
+                cache[(name, device)] = checkpoints.load_network(name, device)
+    except checkpoints.CheckpointError:
+        return None
+    image_encoder, text_encoder = (cache[(name, device)] for name in names)
+    return Scorer(image_encoder, text_encoder, background_captions(request.base_model))

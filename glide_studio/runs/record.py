@@ -103,3 +103,19 @@ def changed_fields(before: Request, after: Request) -> tuple[str, ...]:
         if (a is None) != (b is None) or (a is not None and array_digest(a, name) != array_digest(b, name)):
             names.append(name)
     return tuple(names)
+
+
+MISS_MARGIN = 0.0
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    similarity: float
+    """Cosine similarity of the candidate's region and the caption (higher is a better match)."""
+    background: float | None = None
+    """For an inpaint: the best cosine similarity of the region with a bare-background caption."""
+
+    @property
+    def missed(self) -> bool:
+        """The region looks more like bare background than like its caption."""
+        return self.background is not None and self.similarity <= self.background + MISS_MARGIN

@@ -29,3 +29,13 @@ DEMO_OPTIONS = {
     "demo-base-inpaint": DEMO_BASE_INPAINT_OPTIONS,
     "demo-upsample-inpaint": DEMO_UPSAMPLE_INPAINT_OPTIONS,
 }
+
+# The demo noised CLIP: GLIDE's CLIP config keys at small widths. The text side reads CLIP's own BPE ids (so
+# its vocabulary is the tokenizer's 49408, not the 65536 slots of OpenAI's table) and needs little width: the
+# shapes world has a few dozen words. logit_scale is replaced by the learned value at export.
+DEMO_CLIP_OPTIONS = {
+    "logit_scale": 100.0, "beta_schedule": "squaredcos_cap_v2", "n_timesteps": 1000, "image_size": 64,
+    "patch_size": 8, "n_vocab": 49408, "max_text_len": 77, "n_embd": 128,
+    "n_head_state_text": 32, "n_head_text": 2, "n_xf_blocks_text": 3,
+    "n_head_state_image": 32, "n_head_image": 4, "n_xf_blocks_image": 4,
+}

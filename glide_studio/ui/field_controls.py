@@ -23,7 +23,7 @@ def _widget(found: FieldSpec) -> QWidget:
     if isinstance(kind, type) and issubclass(kind, Enum):
         combo = QComboBox()
         for member in kind:
-            combo.addItem(str(member.value), member)
+            combo.addItem(getattr(member, "label", str(member.value)), member)
         return combo
     if kind is int:
         spin = QSpinBox()

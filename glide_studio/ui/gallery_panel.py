@@ -56,10 +56,13 @@ class GalleryPanel(QWidget):
                 pixmap = QPixmap.fromImage(array_to_qimage(thumbnail(image, THUMB)))
                 icon = QIcon(pixmap)
                 icon.addPixmap(pixmap, QIcon.Mode.Selected)
-                item = QListWidgetItem(icon, f"{run_index + 1}·{candidate + 1}")
+                score = run.score(candidate)
+                flag = "⚠ " if score is not None and score.missed else ""
+                item = QListWidgetItem(icon, f"{flag}{run.mark}{run_index + 1}·{candidate + 1}")
                 item.setData(ITEM_ROLE, (run_index, candidate))
                 height, width = image.shape[:2]
-                item.setToolTip(a1111_text(run.record.for_candidate(candidate), (width, height)).replace(", ", "\n"))
+                settings = a1111_text(run.record.for_candidate(candidate), (width, height)).replace(", ", "\n")
+                item.setToolTip("\n\n".join(part for part in (run.lineage(), settings) if part))
                 item.setSizeHint(QSize(THUMB + 16, THUMB + 26))
                 self.list.addItem(item)
         self.list.blockSignals(False)

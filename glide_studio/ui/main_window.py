@@ -237,6 +237,7 @@ class MainWindow(QMainWindow):
         self.candidates.candidate_clicked.connect(controller.view_candidate)
         self.candidates.accept_requested.connect(self.accept)
         self.candidates.discard_requested.connect(controller.discard_candidates)
+        self.candidates.retry_requested.connect(self.retry_area)
         self.history_panel.node_clicked.connect(self.go_to_node)
         self.gallery.accept_requested.connect(self.accept_from_gallery)
         self.gallery.delete_requested.connect(self.delete_from_gallery)
@@ -257,6 +258,15 @@ class MainWindow(QMainWindow):
         self.controller.set_run_settings(self.controls.run_settings())
         try:
             self.controller.generate()
+        except StudioError as error:
+            self.statusBar().showMessage(str(error), 8000)
+
+    def retry_area(self) -> None:
+        """Retry this area: the shown run's region drawn again with new seeds."""
+        if self.controller.busy or self.controller.shown_run is None:
+            return
+        try:
+            self.controller.retry_area(self.controller.shown_run)
         except StudioError as error:
             self.statusBar().showMessage(str(error), 8000)
 
@@ -425,8 +435,10 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Cancelled; nothing changed.", 5000)
 
     def _on_candidates_changed(self) -> None:
-        images = self.controller.candidates
-        self.candidates.set_candidates(images)
+        images, run = self.controller.candidates, self.controller.shown_run
+        shown = None if run is None else self.controller.runs[run]
+        self.candidates.set_candidates(images, None if shown is None else shown.kept(),
+                                       () if shown is None else shown.scores)
         has_any = images is not None and len(images) > 0
         self.accept_action.setEnabled(has_any)
         self.discard_action.setEnabled(has_any)
