@@ -221,7 +221,7 @@ def run_command(args: argparse.Namespace) -> int:
         close_bar()
     if len(final) != len(outputs):
         raise CliError(f"the pipeline returned {len(final)} pictures for {len(outputs)} candidates")
-    ran = RunRecord.of(request, RunContext.here(device, models.precision.name), paths=paths)
+    ran = RunRecord.of(request, RunContext.here(device, models.precision.name, getattr(models, "model_hash", "")), paths=paths)
     for candidate, (path, picture) in enumerate(zip(outputs, final, strict=True)):
         path.parent.mkdir(parents=True, exist_ok=True)
         metadata.write_png(path, picture, ran.for_candidate(candidate))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import types
@@ -93,7 +94,8 @@ def picture_files(tmp_path):
     return tmp_path / "picture.png", tmp_path / "mask.png", picture, mask
 
 
-def test_inpaint_run_writes_pngs_that_repeat_to_the_same_pixels(tmp_path, fake_models, picture_files, capsys):
+def test_inpaint_run_writes_pngs_that_repeat_to_the_same_pixels(tmp_path, fake_models, picture_files, capsys,
+                                                                 user_data_dir):
     picture_path, mask_path, picture, mask = picture_files
     args = ["inpaint", "--image", str(picture_path), "--mask", str(mask_path), "--prompt", "a red circle"]
     args += ["--seed", "5", "--candidates", "2", "--steps", "7", "--device", "cpu", "--quiet"]
@@ -115,18 +117,20 @@ def test_inpaint_run_writes_pngs_that_repeat_to_the_same_pixels(tmp_path, fake_m
         7,
     )
     assert recorded["batch"] == 2 and recorded["edit_box"] is not None  # the default box, recorded
-    assert meta.inputs["image"].path == str(picture_path.resolve())
+    assert meta.inputs["image"].path == "picture.png"  # a name, never this machine's folders
 
+    # Repeating candidate 1 gives candidate 1 (one picture), with the same record.
     assert cli.main(["repeat", str(written[1]), "--quiet", "--output", str(tmp_path / "again.png")]) == 0
-    again = [np.asarray(Image.open(tmp_path / f"again-{i}.png")) for i in range(2)]
-    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
-    repeated = read_record(tmp_path / "again-1.png").record
-    assert encode(repeated.request) == recorded and repeated.context == meta.context
+    assert capsys.readouterr().out.split() == [str(tmp_path / "again.png")]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), first[1])
+    repeated = read_record(tmp_path / "again.png").record
+    assert encode(repeated.request) == recorded and repeated.context == meta.context and repeated.candidate == 1
 
     changed = picture.copy()
     changed[0, 0] ^= 255
     Image.fromarray(changed).save(picture_path)
-    assert cli.main(["repeat", str(written[0]), "--quiet", "--output", str(tmp_path / "x.png")]) == 2
+    shutil.rmtree(user_data_dir / "inputs")  # the inputs the run kept are gone too
+    assert cli.main(["repeat", str(written[0]), "--quiet", "--output", str(tmp_path / "x.png")]) == cli.EXIT_INPUT
     assert "differs from the one the recorded run used" in capsys.readouterr().err
 
 
@@ -142,17 +146,17 @@ def test_from_png_with_overrides_changes_only_what_is_given(tmp_path, fake_model
 
 def test_missing_and_broken_inputs_are_clear_errors(tmp_path, fake_models, picture_files, capsys):
     picture_path, mask_path, _, _ = picture_files
-    assert cli.main(["inpaint", "--image", str(picture_path), "--prompt", "x", "-q"]) == 2
+    assert cli.main(["inpaint", "--image", str(picture_path), "--prompt", "x", "-q"]) == cli.EXIT_USAGE
     assert "inpaint needs --mask" in capsys.readouterr().err
     junk = tmp_path / "junk.png"
     junk.write_text("not a picture")
-    assert cli.main(["inpaint", "--image", str(junk), "--mask", str(mask_path), "-q"]) == 2
+    assert cli.main(["inpaint", "--image", str(junk), "--mask", str(mask_path), "-q"]) == cli.EXIT_INPUT
     assert "not an image file" in capsys.readouterr().err
     empty = tmp_path / "empty-mask.png"
     Image.fromarray(np.zeros((200, 300), np.uint8)).save(empty)
-    assert cli.main(["inpaint", "--image", str(picture_path), "--mask", str(empty), "-q"]) == 2
+    assert cli.main(["inpaint", "--image", str(picture_path), "--mask", str(empty), "-q"]) == cli.EXIT_INPUT
     assert "mask is empty" in capsys.readouterr().err
-    assert cli.main(["generate", "--prompt", "x", "-q", "-o", str(tmp_path / "out.jpg")]) == 2
+    assert cli.main(["generate", "--prompt", "x", "-q", "-o", str(tmp_path / "out.jpg")]) == cli.EXIT_USAGE
     assert "--output must name .png files" in capsys.readouterr().err
     assert fake_models == []  # nothing was loaded for runs that could not start
 
@@ -171,10 +175,11 @@ def test_real_pipeline_run_repeats_to_identical_pixels(tmp_path, picture_files, 
     if mode == "inpaint":
         args += ["--image", str(picture_path), "--mask", str(mask_path)]
     assert cli.main([*args, "-o", str(tmp_path / "first.png")]) == 0
-    assert cli.main(["repeat", str(tmp_path / "first-0.png"), "-q", "-o", str(tmp_path / "again.png")]) == 0
     for candidate in range(2):
+        again_path = tmp_path / f"again-{candidate}.png"
+        assert cli.main(["repeat", str(tmp_path / f"first-{candidate}.png"), "-q", "-o", str(again_path)]) == 0
         first = np.asarray(Image.open(tmp_path / f"first-{candidate}.png"))
-        again = np.asarray(Image.open(tmp_path / f"again-{candidate}.png"))
+        again = np.asarray(Image.open(again_path))
         assert np.array_equal(first, again)
         if mode == "inpaint":
             assert first.shape == picture.shape
@@ -205,8 +210,7 @@ def test_tiny_reference_inpaint_repeats_to_identical_pixels(tmp_path, picture_fi
     assert cli.main([*args, "-q", "-o", str(tmp_path / "first.png")]) == 0
     assert cli.main(["repeat", str(tmp_path / "first-1.png"), "-q", "-o", str(tmp_path / "again.png")]) == 0
     first = [np.asarray(Image.open(tmp_path / f"first-{i}.png")) for i in range(2)]
-    again = [np.asarray(Image.open(tmp_path / f"again-{i}.png")) for i in range(2)]
-    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), first[1])
     assert not np.array_equal(first[0], first[1])
     assert first[0].shape == picture.shape
     assert np.array_equal(first[0][mask == 0], picture[mask == 0])

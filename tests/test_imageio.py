@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glide_studio.imageio import ImageLoadError, load_image, load_mask, load_sketch
+from glide_studio.imageio import (
+    MAX_PIXELS_ENV,
+    ImageLoadError,
+    load_image,
+    load_image_data,
+    load_mask,
+    load_sketch,
+    max_pixels,
+)
 
 
 def _save(path: Path, array: np.ndarray) -> Path:
@@ -85,24 +93,71 @@ def test_truncated_files_are_refused(tmp_path):
 
 
 def test_missing_files_and_directories(tmp_path):
-    with pytest.raises(ImageLoadError, match="no such file"):
+    with pytest.raises(ImageLoadError, match="does not exist"):
         load_image(tmp_path / "nowhere.png")
     with pytest.raises(ImageLoadError, match="directory"):
         load_image(tmp_path)
 
 
-def test_decompression_bomb_header_is_refused_before_decoding(tmp_path):
-    # A valid PNG header announcing 30000 x 30000 pixels, with almost no data behind it.
-    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
-    data = zlib.compress(b"\0" * 100)
-    bomb = tmp_path / "bomb.png"
-    chunks = _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
-    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
-    with pytest.raises(ImageLoadError, match="30000x30000 .*over the limit of 400 megapixels"):
+def bomb_png(path: Path, side: int = 30000) -> Path:
+    """A valid PNG header announcing side x side pixels, with almost no data behind it."""
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    chunks = _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 100)) + _png_chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+    return path
+
+
+def test_decompression_bomb_header_is_refused_before_decoding_with_the_size_and_limit(tmp_path, monkeypatch):
+    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
+    # Between Pillow's limit and twice it, Pillow only warns: our check names the size from the header.
+    between = bomb_png(tmp_path / "between.png", 12000)
+    with pytest.raises(ImageLoadError, match=r"12000x12000 \(144.0 megapixels\), over the limit of 89.5 megapixels"
+                       r".*GLIDE_STUDIO_MAX_MEGAPIXELS"):
+        load_image(between)
+    # Beyond twice it Pillow refuses while reading the header; the message still names the size and the limit.
+    bomb = bomb_png(tmp_path / "bomb.png", 15000)
+    with pytest.raises(ImageLoadError, match=r"the image is 225.0 megapixels, over the limit of 89.5 megapixels"):
         load_image(bomb)
+    with pytest.raises(ImageLoadError, match="the pasted data: the image is 225.0 megapixels"):
+        load_image_data(bomb.read_bytes(), "the pasted data")
     small = _save(tmp_path / "small.png", np.zeros((20, 20, 3), np.uint8))
     with pytest.raises(ImageLoadError, match="over the limit"):
         load_image(small, max_pixels=100)
+    with pytest.raises(ImageLoadError, match="20x20; the largest side the editor takes is 16 px"):
+        load_image(small, max_side=16)
+
+
+def test_the_limit_can_be_raised_and_pillows_guard_stays_on(tmp_path, monkeypatch):
+    bomb = bomb_png(tmp_path / "bomb.png", 15000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # something switched Pillow's guard off
+    monkeypatch.setenv(MAX_PIXELS_ENV, "300")
+    assert max_pixels() == 300_000_000
+    # Past the size check the 100 bytes of pixel data are too few: the header is no longer what refuses it.
+    with pytest.raises(ImageLoadError, match="broken"):
+        load_image(bomb)
+    assert Image.MAX_IMAGE_PIXELS == 300_000_000  # on again, at least as high as ours
+    monkeypatch.setenv(MAX_PIXELS_ENV, "ten")
+    with pytest.raises(ImageLoadError, match="GLIDE_STUDIO_MAX_MEGAPIXELS must be a positive number"):
+        load_image(bomb)
+
+
+def test_a_dark_sixteen_bit_picture_is_scaled_as_sixteen_bit(tmp_path):
+    path = tmp_path / "dark.png"
+    Image.fromarray(np.full((3, 3), 1000, dtype=np.uint16)).save(path)
+    assert np.all(load_image(path) == round(1000 / 65535 * 255))
+
+
+def test_soft_masks_are_read_at_half_and_a_mask_that_paints_nothing_says_why(tmp_path):
+    grey = _save(tmp_path / "grey.png", np.full((8, 8), 102, np.uint8))  # a flat 40 % grey
+    with pytest.raises(ImageLoadError, match="paints nothing: its brightest pixel is 40% and only pixels of "
+                       "50% or more count"):
+        load_mask(grey)
+    ramp = np.tile(np.linspace(0, 255, 8).astype(np.uint8), (8, 1))
+    notes = []
+    mask = load_mask(_save(tmp_path / "ramp.png", ramp), on_note=notes.append)
+    assert mask.sum() == 8 * 4 and mask[:, 4:].all()
+    assert len(notes) == 1 and "75% of the mask is grey (soft)" in notes[0] and "32 pixels painted" in notes[0]
+    assert load_mask(_save(tmp_path / "black.png", np.zeros((4, 4), np.uint8))).sum() == 0  # empty: the run says so
 
 
 def test_masks_from_brightness_alpha_and_zero_one(tmp_path):

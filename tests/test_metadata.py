@@ -85,9 +85,11 @@ def test_a1111_parameters_text(tmp_path, request_):
     text = Image.open(path).text["parameters"]
     prompt, settings = text.rsplit("\n", 1)
     assert prompt == request_.prompt
-    assert settings.startswith("Steps: 17, Sampler: ddim, Eta: 0, CFG scale: 4.5, Guidance: cfg, Seed: 1234, "
-                               "Denoising strength: 0.55")
+    # A1111's sampler name; the picture's own seed (candidate 1 of a batch from 1234), as A1111 writes it.
+    assert settings.startswith("Steps: 17, Sampler: DDIM, Eta: 0, CFG scale: 4.5, Guidance: cfg, Seed: 1235, "
+                               "Denoising strength: 0.55, Batch size: 3")
     assert "Size: 64x48" in settings and "Batch pos: 1" in settings and 'Edit box: "3,4,40,30"' in settings
+    assert json.loads(Image.open(path).text["glide_studio"])["request"]["seed"] == 1234  # the run's, in the JSON
     assert "Hires" not in settings  # no upsampler
 
 
@@ -190,7 +192,7 @@ def test_mask_digest_ignores_the_mask_encoding(inputs):
 def test_text_for_generate_without_upsampler():
     request = Request(mode=Mode.GENERATE, prompt="p", upsample_model=None, seed=1, sampler="dpm++2m")
     text = a1111_text(RunRecord(request), (64, 64))
-    assert text.startswith("p\nSteps: 25, Sampler: dpm++2m, CFG scale: 3, Guidance: cfg, Seed: 1")
+    assert text.startswith("p\nSteps: 25, Sampler: DPM++ 2M, CFG scale: 3, Guidance: cfg, Seed: 1")
     assert "Hires" not in text and "Denoising" not in text and "Eta" not in text and "Mode: generate" in text
     assert encode(request)["sampler"] == "dpm++2m"
 
@@ -218,3 +220,42 @@ def test_deeply_nested_json_is_a_metadata_error(tmp_path):
     Image.new("RGB", (4, 4)).save(path, pnginfo=info)
     with pytest.raises(MetadataError):
         read_record(path)
+
+
+@pytest.mark.parametrize(("sampler", "name"), [("dpm++2m-sde", "DPM++ 2M SDE"), ("dpm++2m", "DPM++ 2M"),
+                                               ("ddim", "DDIM"), ("ancestral", "DDPM")])
+def test_samplers_go_by_a1111_names_in_the_text_and_by_ours_in_the_json(tmp_path, sampler, name):
+    from glide_studio.png_metadata import parse_a1111
+
+    request = Request(mode=Mode.GENERATE, prompt="p", sampler=sampler, seed=9, batch=2)
+    path = write_png(tmp_path / "s.png", np.zeros((4, 4, 3), np.uint8), RunRecord(request, candidate=1))
+    texts = Image.open(path).text
+    assert f"Sampler: {name}," in texts["parameters"] and "Seed: 10," in texts["parameters"]
+    assert json.loads(texts["glide_studio"])["request"]["sampler"] == sampler
+    read = parse_a1111(texts["parameters"]).record
+    assert read.request.sampler == sampler and read.candidate == 1
+    assert read.request.seed == 9 and read.request.candidate_seed(1) == 10  # the batch's seed, and this picture's
+    assert parse_a1111(f"p\nSteps: 3, Sampler: {name.lower()}, Seed: 4").record.request.sampler == sampler
+    assert parse_a1111(f"p\nSteps: 3, Sampler: {sampler}, Seed: 4").record.request.sampler == sampler
+
+
+def test_shared_metadata_names_input_files_without_their_folders(tmp_path, request_):
+    secret = "/home/someone/private/holiday"
+    record = RunRecord.of(request_, CONTEXT, paths={"image": f"{secret}/pic.png", "mask": "masks/m.png"})
+    path = write_png(tmp_path / "out.png", np.zeros((4, 4, 3), np.uint8), record)
+    assert secret.encode() not in path.read_bytes() and b"masks/" not in path.read_bytes()
+    read = read_record(path).record
+    assert read.inputs["image"].path == "pic.png" and read.inputs["mask"].path == "m.png"
+    assert read.inputs["image"].sha256 == record.inputs["image"].sha256
+
+
+def test_a_prompt_that_is_not_utf8_is_refused_before_anything_is_written(tmp_path):
+    from glide_studio.png_metadata import check_writable
+
+    prompt = b"caf\xe9 au lait".decode("utf-8", "surrogateescape")  # Latin-1 bytes as the shell hands them over
+    record = RunRecord(Request(mode=Mode.GENERATE, prompt=prompt))
+    with pytest.raises(MetadataError, match=r"the prompt is not valid UTF-8 text \(byte 0xe9\) at character 3"):
+        check_writable(record)
+    with pytest.raises(MetadataError, match="not valid UTF-8"):
+        write_png(tmp_path / "out.png", np.zeros((4, 4, 3), np.uint8), record)
+    assert list(tmp_path.iterdir()) == []

@@ -115,7 +115,8 @@ class PipelineEngine:
     def context(self) -> RunContext:
         if self._model_set is None:
             raise ModelUnavailableError("No model is loaded.")
-        return RunContext.here(self._device, self._model_set.precision.name)
+        return RunContext.here(self._device, self._model_set.precision.name,
+                               getattr(self._model_set, "model_hash", ""))
 
     def prepare(self, request: Request, device: str) -> None:
         from glide_studio import pipelines

@@ -6,48 +6,31 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from PySide6.QtGui import QImage
 
+from glide_studio import imageio
 from glide_studio.app.errors import ImageLoadError
 
 OPEN_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.gif *.tif *.tiff);;All files (*)"
 MAX_SIDE = 8192
-
-
-def _to_rgb_array(image: Image.Image, source: str) -> np.ndarray:
-    if image.width > MAX_SIDE or image.height > MAX_SIDE:
-        raise ImageLoadError(
-            f"{source} is {image.width}x{image.height}; the largest side allowed is {MAX_SIDE}."
-        )
-    if image.mode in ("RGBA", "LA", "P"):
-        # Transparent areas become white rather than black, as in most editors' flatten.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+"""The largest side the canvas takes (the picture limit in pixels is imageio's, for GUI and CLI alike)."""
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read any common picture file as an HxWx3 uint8 RGB array, or raise ImageLoadError."""
-    path = Path(path)
+    """Any common picture file as an HxWx3 uint8 RGB array (the one loader the command line uses too: EXIF
+    orientation, 16-bit scaled, the decompression-bomb limit), or ImageLoadError with a message to show."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return _to_rgb_array(image, path.name)
-    except FileNotFoundError as error:
-        raise ImageLoadError(f"{path} does not exist.") from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"{path.name} is not a picture GLIDE Studio can read ({error}).") from error
+        return imageio.load_image(path, max_side=MAX_SIDE)
+    except imageio.ImageLoadError as error:
+        raise ImageLoadError(str(error)) from error
 
 
 def load_image_bytes(data: bytes, source: str = "the pasted data") -> np.ndarray:
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return _to_rgb_array(image, source)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"{source} is not a picture GLIDE Studio can read ({error}).") from error
+        return imageio.load_image_data(data, source, max_side=MAX_SIDE)
+    except imageio.ImageLoadError as error:
+        raise ImageLoadError(str(error)) from error
 
 
 def difference_heatmap(before: np.ndarray, after: np.ndarray) -> np.ndarray:

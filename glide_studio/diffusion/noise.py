@@ -20,6 +20,8 @@ class NoiseState:
     draws: int
     rng: bytes | None = None
     device: str = "cpu"
+    rows: int = 1
+    """How many generators `rng` holds, one after another (one per batch row, or one for the whole draw)."""
 
     @property
     def size_bytes(self) -> int:
@@ -49,6 +51,12 @@ class NoiseSource:
         return GeneratorNoise(generator)
 
     @staticmethod
+    def per_row(generators: Iterable[torch.Generator]) -> NoiseSource:
+        """Row i of every draw from generator i alone: a batch's candidate i gets the same noise as a run of that
+        candidate by itself with generator i's seed."""
+        return GeneratorNoise(*generators)
+
+    @staticmethod
     def from_recorded(draws: Iterable[torch.Tensor]) -> NoiseSource:
         return RecordedNoise(draws)
 
@@ -57,34 +65,49 @@ class NoiseSource:
         """A new source at `state`: a fresh generator for a generator's state; replayed noise needs its
         `recorded` draws, which a state does not carry (they are the whole run's noise)."""
         if state.kind == "generator":
-            return GeneratorNoise(torch.Generator(device=state.device)).restore(state)
+            generators = [torch.Generator(device=state.device) for _ in range(state.rows)]
+            return GeneratorNoise(*generators).restore(state)
         if recorded is None:
             raise DiffusionError("restoring recorded noise needs the recorded draws")
         return RecordedNoise(recorded).restore(state)
 
 
 class GeneratorNoise(NoiseSource):
-    """Draws float32 noise on the generator's device, then moves it, so a CPU seed gives the same
-    numbers whatever device the model runs on."""
+    """Draws float32 noise on the generators' device, then moves it, so a CPU seed gives the same numbers
+    whatever device the model runs on. One generator draws whole tensors; several draw one batch row each (row i
+    from generator i, in order), so that a row's noise does not depend on how many rows are drawn with it."""
 
-    def __init__(self, generator: torch.Generator):
-        self.generator = generator
+    def __init__(self, generator: torch.Generator, *more: torch.Generator):
+        self.generators = (generator, *more)
         self.draws = 0
 
     def draw(self, shape, device="cpu", dtype=torch.float32):
+        shape = tuple(shape)
+        if len(self.generators) > 1 and (not shape or shape[0] != len(self.generators)):
+            raise DiffusionError(f"{len(self.generators)} per-row generators cannot draw a tensor of shape {shape}")
         self.draws += 1
-        values = torch.randn(tuple(shape), generator=self.generator, device=self.generator.device,
-                             dtype=torch.float32)
+        rows = [self._randn(generator, shape if len(self.generators) == 1 else (1, *shape[1:]))
+                for generator in self.generators]
+        values = rows[0] if len(rows) == 1 else torch.cat(rows)
         return values.to(device=device, dtype=dtype)
 
+    @staticmethod
+    def _randn(generator: torch.Generator, shape) -> torch.Tensor:
+        return torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
+
     def state(self) -> NoiseState:
-        rng = bytes(self.generator.get_state().numpy())
-        return NoiseState("generator", self.draws, rng, str(self.generator.device))
+        rng = b"".join(bytes(generator.get_state().numpy()) for generator in self.generators)
+        return NoiseState("generator", self.draws, rng, str(self.generators[0].device), len(self.generators))
 
     def restore(self, state: NoiseState) -> GeneratorNoise:
         if state.kind != "generator" or state.rng is None:
             raise DiffusionError(f"a generator cannot take the state of {state.kind} noise")
-        self.generator.set_state(torch.frombuffer(bytearray(state.rng), dtype=torch.uint8))
+        if state.rows != len(self.generators) or len(state.rng) % state.rows:
+            raise DiffusionError(f"the state holds {state.rows} generators; this source has {len(self.generators)}")
+        size = len(state.rng) // state.rows
+        for number, generator in enumerate(self.generators):
+            chunk = bytearray(state.rng[number * size:(number + 1) * size])
+            generator.set_state(torch.frombuffer(chunk, dtype=torch.uint8))
         self.draws = state.draws
         return self
 

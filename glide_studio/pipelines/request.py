@@ -213,6 +213,15 @@ class Request:
         """The request with the pictures its mode does not read left out (so they are not recorded either)."""
         unused = {spec.name: None for spec in fields(self)
                   if spec.metadata.get("pixels") and self.mode.value not in spec.metadata["modes"]}
+    def candidate_seed(self, candidate: int) -> int:
+        """The seed that candidate `candidate` of this run draws all its noise from (A1111's seed + i, wrapping
+        within the seed range), so that any candidate can be run again by itself."""
+        return (self.seed + candidate) % (MAX_SEED + 1)
+
+    def alone(self, candidate: int) -> Request:
+        """Candidate `candidate` of this run as a run of its own: one candidate, drawn from its own seed."""
+        return replace(self, seed=self.candidate_seed(candidate), batch=1)
+
         return replace(self, **unused) if unused else self
 
     def check(self) -> None:
@@ -228,7 +237,8 @@ class Request:
             number = isinstance(value, int) if whole else isinstance(value, (int, float))
             if not number or isinstance(value, bool) or not math.isfinite(value) or not low <= value <= high:
                 kind = "a whole number" if whole else "a finite number"
-                raise RequestError(f"{spec.name} must be {kind} from {low:g} to {high:g}, got {value!r}")
+                span = " to ".join(str(int(end)) if float(end).is_integer() else f"{end:g}" for end in (low, high))
+                raise RequestError(f"{spec.name} must be {kind} from {span}, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -221,8 +221,9 @@ def check_request(request: Request) -> None:
 
 
 def noise_for(request: Request, resume: RunState | None = None) -> NoiseSource:
-    """All randomness of a run comes from one CPU generator seeded by the request, or, resuming, that
-    generator as the state left it (the seed no longer matters then)."""
+    """All randomness of a run comes from CPU generators, one per candidate seeded with its own seed (candidate i of
+    a batch draws the noise `request.alone(i)` draws), or, resuming, those generators as the state left them (the
+    seed no longer matters then)."""
     if resume is not None and resume.sampler.noise is not None and resume.sampler.noise.kind == "generator":
         return NoiseSource.from_state(resume.sampler.noise)
     return NoiseSource.from_generator(torch.Generator(device="cpu").manual_seed(request.seed))

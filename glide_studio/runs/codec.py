@@ -125,10 +125,15 @@ def decode(cls: type, data: Any, *, lenient: bool = False, where: str = "", **ov
         raise RecordError(f"{where or cls.__name__}: {error}") from None
 
 
+def bound_text(value: float) -> str:
+    """A range's end as a person reads it: whole numbers in full (2147483647, not 2.14748e+09)."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 2**63 else f"{value:g}"
+
+
 def _in_range(found: FieldSpec, value: Any, where: str) -> Any:
     low, high = found.metadata.get("minimum"), found.metadata.get("maximum")
     if value is not None and low is not None and high is not None and not low <= value <= high:
-        raise RecordError(f"{where} must be from {low:g} to {high:g}, got {value!r}")
+        raise RecordError(f"{where} must be from {bound_text(low)} to {bound_text(high)}, got {value!r}")
     return value
 
 

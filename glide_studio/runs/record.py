@@ -35,13 +35,15 @@ class RunContext:
     precision: str | None = None
     """fp32, bf16 or fp16 as run; None in records written before precision was recorded."""
     versions: dict[str, str] = field(default_factory=dict, compare=False)
+    model_hash: str = ""
+    """A1111's short hash of the weights file (Stable Diffusion models); "" where not known."""
 
     @classmethod
-    def here(cls, device: str, precision: str) -> RunContext:
+    def here(cls, device: str, precision: str, model_hash: str = "") -> RunContext:
         import torch
 
         versions = {"glide_studio": __version__, "torch": torch.__version__, "python": platform.python_version()}
-        return cls(str(device), precision, versions)
+        return cls(str(device), precision, versions, model_hash)
 
 
 @dataclass(frozen=True)

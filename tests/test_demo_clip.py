@@ -1,0 +1,103 @@
+"""The shipped demo noised CLIP: loaded like OpenAI's, laid out like OpenAI's, guiding runs, scoring candidates."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from glide_studio import checkpoints
+from glide_studio.app.engine import PipelineEngine
+from glide_studio.pipelines import Mode, Request
+from glide_studio.pipelines.request import Guidance
+from glide_studio.runs.drain import drain
+from glide_studio.runs.models import load_scorer
+from glide_studio.runs.scoring import ranked
+from glide_studio.shapes import world
+
+NAMES = {"clip-image-enc": "demo-clip-image-enc", "clip-text-enc": "demo-clip-text-enc"}
+BLOCK = re.compile(r"\.block_(\d+)\.")
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    found = load_scorer(Request(), "cpu")
+    assert found is not None, "the demo noised CLIP is not in weights/"
+    return found
+
+
+@pytest.mark.parametrize("official", sorted(NAMES))
+def test_the_demo_clip_has_the_official_layout_for_its_options(reference_dir, official):
+    manifest = json.loads((reference_dir / "manifests" / f"{official}.json").read_text())
+    name = NAMES[official]
+    path = checkpoints.demo_paths(name)[0]
+    with safe_open(str(path), framework="pt") as handle:
+        ours = list(handle.keys())
+    options = checkpoints.network_options(name)
+    blocks = options["n_xf_blocks_image" if "image" in name else "n_xf_blocks_text"]
+    expected = [key for key, _, _ in manifest["state_dict"]
+                if not BLOCK.search(key) or int(BLOCK.search(key).group(1)) < blocks]
+    assert sorted(ours) == sorted(expected)  # OpenAI's names, the blocks this width has
+    assert set(options) == set(manifest["options"])  # the same config keys
+    network = checkpoints.load_network(name, "cpu")  # the same checked loader as OpenAI's files
+    assert type(network).__name__ == ("CLIPImageEncoder" if "image" in name else "CLIPTextEncoder")
+    assert all(torch.isfinite(value).all() for value in network.state_dict().values())
+
+
+def test_the_demo_clip_pairs_with_the_demo_models_and_openais_with_theirs():
+    assert checkpoints.clip_encoders_for("demo-base-inpaint") == ("demo-clip-image-enc", "demo-clip-text-enc")
+    assert checkpoints.clip_encoders_for("base-inpaint") == ("clip-image-enc", "clip-text-enc")
+
+
+def _scene_with_and_without(colour: str, kind: str):
+    obj = world.ShapeObject(kind, colour, "large", 0.5, 0.5, 0.2)
+    background = world.Background("blue", "plain", 3)
+    region = np.zeros((64, 64), dtype=np.uint8)
+    region[16:48, 16:48] = 255
+    return (world.render(world.Scene(background, (obj,)), 64), world.render(world.Scene(background, ()), 64),
+            region)
+
+
+def test_a_region_showing_its_caption_scores_higher_and_bare_background_is_flagged(scorer):
+    shown, bare, region = _scene_with_and_without("yellow", "star")
+    request = Request(mode=Mode.INPAINT, prompt="a yellow star", image=bare, mask=region)
+    with_star, without = scorer.score(request, np.stack([shown, bare]))
+    assert with_star.similarity > without.similarity
+    assert not with_star.missed and without.missed
+    assert ranked([without, with_star]) == [1, 0]
+
+
+def test_a_forced_miss_an_empty_caption_inpaint_is_flagged(scorer, tmp_path):
+    _, bare, region = _scene_with_and_without("red", "circle")
+    engine = PipelineEngine(precision="fp32")
+    empty = Request(mode=Mode.INPAINT, prompt="", image=bare, mask=region, steps=6, upsample_model=None, batch=2)
+    engine.load_models(empty, "cpu")
+    filled = drain(engine.run(empty))  # the model fills the hole from the picture alone: background
+    scores = engine.score(empty.with_(prompt="a red circle"), filled)
+    assert len(scores) == 2 and all(score.missed for score in scores)
+
+
+def test_clip_guidance_runs_in_the_gui_engine_and_steers_the_result():
+    image, bare, region = _scene_with_and_without("green", "square")
+    engine = PipelineEngine(precision="fp32")
+    request = Request(mode=Mode.INPAINT, prompt="a green square", image=bare, mask=region, steps=5,
+                      upsample_model=None, guidance=Guidance.CLIP, guidance_scale=3.0, seed=4)
+    engine.load_models(request, "cpu")
+    guided = drain(engine.run(request))
+    unguided = drain(engine.run(request.with_(guidance_scale=0.0)))
+    assert guided.shape == unguided.shape == (1, 64, 64, 3)
+    assert not np.array_equal(guided, unguided)  # the CLIP gradient moved the sample
+    outside = region == 0
+    assert np.array_equal(guided[0][outside], bare[outside])
+
+
+def test_without_a_clip_for_the_model_there_are_no_scores(monkeypatch):
+    def missing(name, device, **_kwargs):
+        raise checkpoints.MissingWeightsError(f"{name} is not here")
+
+    monkeypatch.setattr(checkpoints, "load_network", missing)
+    assert load_scorer(Request(), "cpu") is None
