@@ -14,23 +14,89 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from pathlib import Path
 
 from glide_studio import __version__
-from glide_studio.cli_run import DEFAULT_OUTPUT
+from glide_studio.cli_run import DEFAULT_OUTPUT, RANDOM_SEED
 
 MODES = ("generate", "inpaint", "sdedit", "upsample")
+
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_RUNTIME = 4
+EXIT_INTERRUPTED = 130
+EXIT_STATUS_HELP = f"""exit status:
+  0    done
+  1    an internal error (a bug: its traceback is printed, please report it)
+  {EXIT_USAGE}    usage error: the command line cannot be run as given
+  {EXIT_INPUT}    bad input data: a picture, mask or PNG that cannot be used
+  {EXIT_RUNTIME}    runtime failure: a model, the device, memory or the disk failed the run
+  {EXIT_INTERRUPTED}  interrupted (Ctrl+C)"""
+
+# (module, class) -> exit status, most specific first. Looked up in sys.modules: an error can only be an
+# instance of a class whose module is loaded, so classifying one imports nothing.
+_EXIT_STATUS = (
+    ("glide_studio.cli_run", "InputDataError", EXIT_INPUT),
+    ("glide_studio.cli_run", "CliError", EXIT_USAGE),
+    ("glide_studio.checkpoints.errors", "UnknownCheckpointError", EXIT_USAGE),
+    ("glide_studio.imageio", "ImageLoadError", EXIT_INPUT),
+    ("glide_studio.png_metadata", "MetadataError", EXIT_INPUT),
+    ("glide_studio.runs.codec", "RecordError", EXIT_INPUT),
+    ("glide_studio.pipelines.errors", "PipelineError", EXIT_INPUT),
+    ("glide_studio.pipelines.editbox", "EditBoxError", EXIT_INPUT),
+    ("glide_studio.runs.errors", "RunError", EXIT_RUNTIME),
+    ("glide_studio.checkpoints.errors", "CheckpointError", EXIT_RUNTIME),
+)
+
+
+def exit_status(error: BaseException) -> int | None:
+    """The exit status for an error a user can act on, or None for a bug (which keeps its traceback)."""
+    for module, name, status in _EXIT_STATUS:
+        kind = getattr(sys.modules.get(module), name, None)
+        if kind is not None and isinstance(error, kind):
+            return status
+    if isinstance(error, OSError):  # a folder that cannot be written, a full disk
+        return EXIT_RUNTIME
+    if type(error).__module__.startswith("glide_studio."):
+        return EXIT_RUNTIME
+    return None
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, KeyError) and error.args:  # str() of a KeyError is its repr
+        return str(error.args[0])
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error) or type(error).__name__
+
+
+def _not_text(text: str) -> str | None:
+    """Why a command-line string is not text: bytes that were not UTF-8 reach Python as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raw = text.encode("utf-8", "surrogateescape")[error.start:error.start + 1]
+        byte = f"byte 0x{raw[0]:02x}" if raw else "a character"
+        return f"is not valid UTF-8 text ({byte} at position {error.start}); give it as UTF-8"
+    return None
 
 
 def _text_parser(found):
     from glide_studio.runs.codec import RecordError, parse_text
 
     def parse(text: str):
+        problem = _not_text(text)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        if found.name == "seed" and text.strip() == str(RANDOM_SEED):
+            return RANDOM_SEED
         try:
             return parse_text(found, text)
         except (RecordError, ValueError) as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
+            extra = f" (or {RANDOM_SEED} for a random seed)" if found.name == "seed" else ""
+            raise argparse.ArgumentTypeError(f"{error}{extra}") from None
 
     parse.__name__ = found.name  # argparse names the option's type in its error messages
     return parse
@@ -53,6 +119,8 @@ def _add_run_options(parser: argparse.ArgumentParser, from_png: bool = True) -> 
         if not found.flag:
             continue
         help_text = found.metadata["help"]
+        if found.name == "seed":
+            help_text += f"; {RANDOM_SEED} draws a random one (it is recorded)"
         if found.default not in (None, ""):
             help_text += f" (default {format_text(found.default)})"
         choices = list(found.kind) if isinstance(found.kind, type) and issubclass(found.kind, Enum) else None
@@ -76,7 +144,24 @@ def _add_run_options(parser: argparse.ArgumentParser, from_png: bool = True) -> 
         help=f"output file, or a pattern with {{mode}} {{seed}} {{candidate}} {{prompt}} "
         f"(default {DEFAULT_OUTPUT}); a directory gets the default name",
     )
+    context.add_argument("--max-megapixels", type=_positive("--max-megapixels"), metavar="MP",
+                         help="the largest input picture accepted (default: $GLIDE_STUDIO_MAX_MEGAPIXELS, else "
+                         "Pillow's decompression-bomb limit of 89.5)")
     context.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _positive(flag: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be a positive number, got {text!r}")
+        return value
+
+    parse.__name__ = flag
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="glide-studio",
         description="Text-guided image editing with GLIDE. Without a command, opens the editor: "
         "glide-studio [FILE] [--fake-engine] [--weights-dir DIR].",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"glide-studio {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -94,13 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
         "upsample": "64 px -> 256 px with the GLIDE upsampler",
     }
     for mode in MODES:
-        sub = subparsers.add_parser(mode, help=helps[mode], description=helps[mode])
+        sub = subparsers.add_parser(mode, help=helps[mode], description=helps[mode], epilog=EXIT_STATUS_HELP,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_run_options(sub)
         sub.set_defaults(func=_run_command)
     repeat = subparsers.add_parser(
         "repeat",
         help="run again what a result PNG records",
-        description="Run again what a result PNG records (all its candidates); options override fields.",
+        description="Run again what a result PNG records: the same pixels, for the candidate that PNG holds. "
+        "Options override its fields; with --seed or --candidates it is a new run from that candidate's "
+        "settings (its own seed: the run's seed + its number, as A1111 numbers them).",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     repeat.add_argument("png", type=Path, help="a PNG written by glide-studio")
     _add_run_options(repeat, from_png=False)
@@ -149,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if _is_gui_command_line(argv, parser):
         return launch_gui(argv)
     args = parser.parse_args(argv)
+    _check_numbers(parser, args)
     func = getattr(args, "func", None)
     if func is None:
         parser.error(f"the command {args.command!r} cannot be run")
@@ -156,21 +249,26 @@ def main(argv: list[str] | None = None) -> int:
         status = func(args)
     except KeyboardInterrupt:
         print("glide-studio: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as error:
         # Our own error types carry a message written for the user; anything else is a bug and keeps
         # its traceback.
-        if not _is_user_error(error):
+        status = exit_status(error)
+        if status is None:
             raise
-        print(f"glide-studio: error: {error}", file=sys.stderr)
-        return 2
+        print(f"glide-studio: error: {_message(error)}", file=sys.stderr)
+        return status
     return int(status or 0)
 
 
-def _is_user_error(error: BaseException) -> bool:
-    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
-        return True
-    return type(error).__module__.startswith("glide_studio.")
+def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """argparse's float() takes "nan", "inf" and negative seconds; no option of ours means anything by them."""
+    for name, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            parser.error(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    timeout = getattr(args, "timeout", None)
+    if isinstance(timeout, (int, float)) and timeout <= 0:
+        parser.error(f"--timeout must be a positive number of seconds, got {timeout:g}")
 
 
 def _run_command(args: argparse.Namespace) -> int:
