@@ -33,6 +33,9 @@ from glide_studio.pipelines.request import MAX_SEED, EditBox, Mode, Request
 from glide_studio.png_metadata import MetadataError, read_record, write_png
 from glide_studio.runs.record import CandidateScore, Resumed, RunRecord, array_digest, changed_fields, pixel_fields
 
+CHAIN_FIELDS = ("strength", "steps", "upsample_steps", "sampler", "eta")
+"""The settings that decide a run's chains: going on from one of its states keeps them as the run had them."""
+
 TIMELINE_CAP_BYTES = 512 * 2**20
 """The most memory the timeline's kept run states may take; the oldest steps' states go first."""
 
@@ -163,6 +166,7 @@ class StudioController(QObject):
         self.timeline: list[TimelineStep] = []
         self.timeline_request: Request | None = None
         self.timeline_record: RunRecord | None = None
+        self.timeline_chain: dict = {}
         """The timeline's run as the gallery recorded it, when it was read back (its pictures known by digest)."""
         self.timeline_run_id: str | None = None
         self.timeline_cap_bytes = TIMELINE_CAP_BYTES
@@ -315,9 +319,12 @@ class StudioController(QObject):
         return self._submit(job, run=(self.timeline_run_id, parent))
 
     def _set_timeline(self, steps: list[TimelineStep], request: Request | None, run_id: str | None,
-                      record: RunRecord | None = None) -> None:
+                      record: RunRecord | None = None, ran: Request | None = None) -> None:
+        """`request` is the run as recorded, `ran` (if it differs) as it was run: its chain is what a fork keeps."""
         self.timeline, self.timeline_request, self.timeline_run_id = steps, request, run_id
         self.timeline_record = record
+        ran = ran or request
+        self.timeline_chain = {} if ran is None else {name: getattr(ran, name) for name in CHAIN_FIELDS}
         self.timeline_changed.emit()
 
     def pause(self) -> None:
@@ -361,22 +368,23 @@ class StudioController(QObject):
         state = self._state_of(best)
         if state is None:
             raise StudioError("That step's state is no longer kept: re-run at another strength, or run again.")
-        chain = {"strength": parent.strength, "steps": parent.steps, "sampler": parent.sampler, "eta": parent.eta}
-        request = self.request_for(parent.seed, self._settings.with_request(**chain))
+        request = self.request_for(parent.seed, self._settings.with_request(**self.timeline_chain))
         recorded = request.with_(strength=round(float(best.level), 4))
         self.set_run_settings(self._settings.with_request(strength=recorded.strength), announce=True)
         return self._go_on(parent, start_over(state), best.index, best.preview, request=request, recorded=recorded)
 
     def strength_start(self, strength: float) -> TimelineStep | None:
         """The kept step a re-run of the timeline's run at `strength` starts over from: the base-stage step whose
-        level is nearest, when it is nearer than the level the run started at; None means a fresh run."""
+        level is nearest, when it is nearer than the level its chain began at; None means a fresh run (exactly at
+        that strength: above the chain's start nothing is stored)."""
         parent = self.timeline_request
         if parent is None or parent.mode != Mode.SDEDIT:
             return None
         kept = [step for step in self.timeline if step.stage == "base" and step.can_fork
                 and step.level is not None and step.level > 0 and step.index < step.total - 1]
         best = min(kept, key=lambda step: abs(step.level - strength), default=None)
-        if best is None or abs(best.level - strength) >= abs(parent.strength - strength):
+        top = float(self.timeline_chain.get("strength", parent.strength))  # where the stored chain begins
+        if best is None or strength > top or abs(best.level - strength) >= top - strength:
             return None
         return best
 
@@ -394,7 +402,8 @@ class StudioController(QObject):
         if self._settings.request.mode != parent.mode:
             raise StudioError(f"The paused run goes on in its own mode ({parent.mode.value}): switch back "
                               "to it to resume, or start a new run.")
-        request = self._with_lock(request or self.request_for(parent.seed), preview)
+        ran = request or self.request_for(parent.seed, self._settings.with_request(**self.timeline_chain))
+        request = self._with_lock(ran, preview)
         resumed = Resumed(index, self._changes(parent, recorded or request))
         origin_id = self.timeline_run_id
         origin = self._gallery_number(origin_id)
@@ -403,7 +412,7 @@ class StudioController(QObject):
         parent_number = self.runs[origin].parent if same_run and origin is not None else origin
         self._let_paused_go()
         kept = [step for step in self.timeline if step.index <= index]
-        self._set_timeline(kept, recorded or request, run_id)
+        self._set_timeline(kept, recorded or request, run_id, ran=request)
         return self._submit(Job(request, self._settings.device, self.preview_source, resume=state,
                                 resumed=resumed, keep_steps=True, recorded=recorded), resumed,
                             run=(run_id, parent_number))

@@ -27,7 +27,6 @@ from safetensors.torch import save as save_tensors
 
 from glide_studio.app.journal import JournalError, digest_of
 from glide_studio.diffusion import NoiseState, SamplerState
-from glide_studio.diffusion.feature_reuse import ReuseAnchor
 from glide_studio.pipelines.state import RunState
 
 DEFAULT_CAP_MB = 512
@@ -127,6 +126,8 @@ def decode_state(meta: dict, payload: bytes, previous: np.ndarray | None) -> obj
                            int(spec["index"]), noise, tensors.get("previous_x0"), spec["previous_h"])
     anchor = None
     if meta.get("anchor_step") is not None:
+        from glide_studio.diffusion.feature_reuse import ReuseAnchor
+
         anchor = ReuseAnchor(int(meta["anchor_step"]), tensors["anchor_x"], tensors["anchor_timesteps"])
     return RunState(str(meta["mode"]), str(meta["stage"]), int(meta["stage_number"]), sampler, previous,
                     reuse_anchor=anchor, level=meta.get("level"))
