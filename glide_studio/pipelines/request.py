@@ -81,6 +81,10 @@ def _sd(request: Request) -> bool:
     return request.family is Family.SD
 
 
+def _edits_a_region(request: Request) -> bool:
+    return _glide(request) and request.mode in (Mode.INPAINT, Mode.SDEDIT)
+
+
 def _uses_eta(request: Request) -> bool:
     return request.scheduler == Scheduler.DDIM if _sd(request) else request.sampler == Sampler.DDIM
 
@@ -182,6 +186,14 @@ class Request:
     edit_box: EditBox | None = setting(
         None, label="Edit box", help="edit box x,y,width,height in picture pixels (what the model sees)",
         cli="box", a1111="Edit box", control=False)
+    mask_grow: int = setting(
+        0, label="Grow mask", a1111="Mask grow", minimum=-64, maximum=256, relevant=_edits_a_region,
+        help="grow the painted region by this many picture pixels before the run (negative: shrink it); pixels "
+             "it reaches are regenerated too")
+    mask_feather: int = setting(
+        0, label="Feather", a1111="Mask feather", minimum=0, maximum=256, relevant=_edits_a_region,
+        help="how deep inside the mask the result fades in, in picture pixels (never less than two of the "
+             "model's pixels); pixels outside the mask are never touched")
     mode: Mode = setting(Mode.INPAINT, label="Mode", help="what the run does", cli="", a1111="Mode",
                          control=False)
     # -- the Stable Diffusion family's section: read only when base_model is an "sd:" model ----------------------
