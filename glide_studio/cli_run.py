@@ -169,14 +169,18 @@ def _check_given_options_matter(request, given: list[str]) -> None:
 def _check_model_roles(request) -> None:
     """A base model given as the upsampler or the other way round is refused before anything loads."""
     from glide_studio import checkpoints
-    from glide_studio.pipelines.request import Mode
+    from glide_studio.pipelines.request import Family, Mode, family_of
 
     roles = [("--upsample-model", request.upsample_model, True)]
     if request.mode != Mode.UPSAMPLE:
         roles.insert(0, ("--model", request.base_model, False))
     for flag, name, upsampler in roles:
-        if name not in checkpoints.REGISTRY:  # another family's model, or a name the loader will refuse
-            continue
+        if name is None or family_of(name) is not Family.GLIDE or family_of(request.base_model) is not Family.GLIDE:
+            continue  # another family's models are its loader's to check
+        try:
+            checkpoints.get_spec(name)
+        except checkpoints.UnknownCheckpointError as error:
+            raise CliError(f"{flag}: {error.args[0]}") from None
         is_upsampler = bool(checkpoints.network_options(name).get("super_res"))
         if is_upsampler == upsampler:
             continue
