@@ -67,6 +67,26 @@ def _weights_present(names: tuple[str, ...]) -> tuple[bool, str]:
     return not missing, "" if not missing else "not downloaded"
 
 
+def sd_model_choices() -> list[ModelChoice]:
+    """The Stable Diffusion models the picker offers (its family key is the model name): the known ones, present
+    or not, and the user's own; without the sd extra, one entry that says how to install it."""
+    from glide_studio import sd
+    from glide_studio.sd import registry
+
+    if not sd.available():
+        return [ModelChoice("sd", "Stable Diffusion", False, "install the sd extra: pip install \"glide-studio[sd]\"")]
+    from glide_studio.sd.loading import is_present
+
+    choices = []
+    for known in registry.KNOWN_MODELS:
+        name = f"sd:{known.name}"
+        present = is_present(name)
+        detail = "" if present else f"not downloaded ({known.size_gb:g} GB; glide-studio generate --model {name})"
+        choices.append(ModelChoice(name, f"SD · {known.name}", present, detail))
+    choices += [ModelChoice(name, f"SD · {label}", True) for name, label in registry.user_models()]
+    return choices
+
+
 class PipelineEngine:
     """Runs glide_studio.pipelines with networks from the checkpoints layer; keeps loaded networks."""
 
@@ -93,6 +113,7 @@ class PipelineEngine:
         return [
             ModelChoice("demo", "Demo (shapes world)", demo, "" if demo else "weights not found"),
             ModelChoice("glide", "GLIDE (filtered)", glide, glide_detail or ""),
+            *sd_model_choices(),
         ]
 
     def load_models(self, request: Request, device: str) -> None:

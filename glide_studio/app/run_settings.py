@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from glide_studio.pipelines.editbox import with_default_box
-from glide_studio.pipelines.request import MAX_SEED, EditBox, Mode, Request
+from glide_studio.pipelines.request import MAX_SEED, EditBox, Family, Mode, Request
+from glide_studio.pipelines.request import family_of as request_family_of
 from glide_studio.runs.codec import decode, encode
 
 MODES = (Mode.INPAINT, Mode.SDEDIT, Mode.GENERATE, Mode.UPSAMPLE)
@@ -36,7 +37,10 @@ MODEL_FAMILIES = tuple(_MODEL_IDS)
 
 
 def family_of(base_model: str) -> str:
-    """The model picker's family for a recorded base model name (a name it does not know is GLIDE's)."""
+    """The model picker's family for a recorded base model name (a name it does not know is GLIDE's); a Stable
+    Diffusion model is an entry of its own, keyed by its name."""
+    if request_family_of(base_model) is Family.SD:
+        return base_model
     for family, ids in _MODEL_IDS.items():
         if any(base_model in pair for pair in ids.values()):
             return family
@@ -67,6 +71,8 @@ class RunSettings:
                     upsample: bool | None = None) -> RunSettings:
         """The picker's choice (family, mode, upsampling on or off) turned into the networks a run needs."""
         mode = Mode(mode or self.request.mode)
+        if request_family_of(family or self.family) is Family.SD:  # one network, no upsampler
+            return self.with_request(mode=mode, base_model=family or self.family, upsample_model=None)
         ids = _MODEL_IDS.get(family or self.family, _MODEL_IDS["demo"])[mode]
         wanted = self.upsample if upsample is None else upsample
         return self.with_request(mode=mode, base_model=ids[0],

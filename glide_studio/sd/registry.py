@@ -44,3 +44,24 @@ pickled .bin copies, the safety checker, or the fp16/EMA duplicates)."""
 
 def known(name: str) -> KnownModel | None:
     return next((model for model in KNOWN_MODELS if model.name == name), None)
+
+
+MODELS_PATH_VARIABLE = "GLIDE_STUDIO_SD_MODELS"
+"""Where the model picker looks for the user's own Stable Diffusion models: folders (os.pathsep-separated), each a
+diffusers folder itself or holding diffusers folders and .safetensors files."""
+
+
+def user_models() -> list[tuple[str, str]]:
+    """(model name, label) of every diffusers folder and .safetensors file found under MODELS_PATH_VARIABLE."""
+    import os
+    from pathlib import Path
+
+    found: list[tuple[str, str]] = []
+    for entry in filter(None, os.environ.get(MODELS_PATH_VARIABLE, "").split(os.pathsep)):
+        root = Path(entry).expanduser()
+        candidates = [root] if (root / "model_index.json").is_file() or root.suffix == ".safetensors" else \
+            sorted(root.iterdir()) if root.is_dir() else []
+        for path in candidates:
+            if (path / "model_index.json").is_file() or (path.is_file() and path.suffix == ".safetensors"):
+                found.append((f"sd:{path}", path.stem if path.is_file() else path.name))
+    return found

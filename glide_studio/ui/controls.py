@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from glide_studio.app.engine import ModelChoice
 from glide_studio.app.run_settings import MODE_LABELS, MODES, RunSettings
-from glide_studio.pipelines.request import MAX_SEED, Mode
+from glide_studio.pipelines.request import MAX_SEED, Family, Mode
 from glide_studio.ui import icons
 from glide_studio.ui.field_controls import FieldControls
 
@@ -188,7 +188,8 @@ class ControlsPanel(QWidget):
         mode = Mode(self.mode.currentData())
         self.fields.sync_enabled(self._settings.request)
         self.fields.widgets["seed"].setEnabled(not self.random_seed.isChecked())
-        self.upsample.setEnabled(mode != Mode.UPSAMPLE)
+        # A Stable Diffusion model is one network at its own size: no upsampler to switch.
+        self.upsample.setEnabled(mode != Mode.UPSAMPLE and self._settings.request.family is Family.GLIDE)
         self.mode_hint.setText(MODE_HINTS[mode])
 
     def _emit(self, *_args) -> None:

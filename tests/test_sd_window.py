@@ -1,0 +1,79 @@
+"""Stable Diffusion in the real window: the user's model in the picker (the sd extra installed), its own settings
+enabled and GLIDE's greyed out, an inpaint run through the editor's engine that keeps every unmasked pixel and
+previews every step; without the extra, the picker says how to install it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtWidgets import QComboBox
+from sd_helpers import save_folder
+from window_helpers import open_window
+
+from glide_studio.app.engine import PipelineEngine
+from glide_studio.app.starter import starter_scene
+from glide_studio.pipelines.request import Scheduler
+from glide_studio.sd.registry import MODELS_PATH_VARIABLE
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("user-sd-models")
+    save_folder(root / "my-inpainter", seed=2)
+    return root
+
+
+def _pick(combo: QComboBox, data) -> None:
+    index = combo.findData(data)
+    assert index >= 0, [combo.itemData(i) for i in range(combo.count())]
+    combo.setCurrentIndex(index)
+
+
+def test_the_users_sd_model_is_in_the_picker_and_inpaints_in_the_window(qtbot, tmp_path, monkeypatch, models_dir):
+    monkeypatch.setenv(MODELS_PATH_VARIABLE, str(models_dir))
+    name = f"sd:{models_dir / 'my-inpainter'}"
+    window = open_window(qtbot, tmp_path, PipelineEngine(precision="fp32"), starter_scene(64))
+    controls = window.controls
+    labels = [controls.model.itemText(index) for index in range(controls.model.count())]
+    assert "SD · my-inpainter" in labels and any(label.startswith("SD · sd15-inpainting") for label in labels)
+    _pick(controls.model, name)
+    controls.random_seed.setChecked(False)
+    widgets = controls.fields.widgets
+    widgets["steps"].setValue(3)
+    widgets["batch"].setValue(1)
+    widgets["negative_prompt"].setText("blurry")
+    _pick(widgets["scheduler"], Scheduler.DDIM)
+    controls.caption.setText("a red circle")
+    assert widgets["scheduler"].isEnabled() and widgets["negative_prompt"].isEnabled() and widgets["eta"].isEnabled()
+    assert not widgets["sampler"].isEnabled() and not controls.upsample.isEnabled()
+
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:40, 20:48] = 255
+    window.controller.document.set_mask_array(mask)
+    before = window.controller.document.picture.copy()
+    steps = []
+    window.controller.run_step.connect(lambda progress: steps.append(progress.index))
+    with qtbot.waitSignal(window.controller.run_finished, timeout=120_000) as finished:
+        window.run()
+    result = finished.args[0]
+    request = result.record.request
+    assert request.base_model == name and request.scheduler == Scheduler.DDIM and request.negative_prompt == "blurry"
+    assert request.upsample_model is None and result.record.context.model_hash
+    image = result.images[0]
+    assert image.shape == (64, 64, 3) and steps == [0, 1, 2]
+    kept = mask == 0
+    assert np.array_equal(image[kept], before[kept]) and not np.array_equal(image[~kept], before[~kept])
+    window.close()
+
+
+def test_without_the_sd_extra_the_picker_says_how_to_install_it(qtbot, tmp_path, monkeypatch):
+    from glide_studio import sd
+
+    monkeypatch.setattr(sd, "available", lambda: False)
+    window = open_window(qtbot, tmp_path, PipelineEngine(), starter_scene(64), show=False)
+    combo = window.controls.model
+    index = combo.findData("sd")
+    assert index >= 0 and 'install the sd extra: pip install "glide-studio[sd]"' in combo.itemText(index)
+    assert not combo.model().item(index).isEnabled()
+    assert [combo.itemData(i) for i in range(combo.count())][:2] == ["demo", "glide"]  # the app as it was
+    window.close()
