@@ -42,6 +42,7 @@ _EXIT_STATUS = (
     ("glide_studio.cli_run", "CliError", EXIT_USAGE),
     ("glide_studio.checkpoints.errors", "UnknownCheckpointError", EXIT_USAGE),
     ("glide_studio.imageio", "ImageLoadError", EXIT_INPUT),
+    ("PIL.Image", "DecompressionBombError", EXIT_INPUT),  # a picture read outside imageio (the input store)
     ("glide_studio.png_metadata", "MetadataError", EXIT_INPUT),
     ("glide_studio.runs.codec", "RecordError", EXIT_INPUT),
     ("glide_studio.pipelines.errors", "PipelineError", EXIT_INPUT),
@@ -198,7 +199,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(repeat, from_png=False)
     repeat.set_defaults(func=_run_command)
     _register_checkpoint_commands(subparsers)
+    sd_models = subparsers.add_parser(
+        "sd-models", help="the Stable Diffusion models known by name (the optional sd extra)",
+        description="The Stable Diffusion models known by name, with their Hub repository, size and licence. Run one "
+        "with --model sd:NAME (fetched from the Hub on first use), or give --model sd:PATH for a diffusers folder or a "
+        ".safetensors file, or sd:OWNER/REPO for any Hub repository.")
+    sd_models.set_defaults(func=_sd_models_command)
     return parser
+
+
+def _sd_models_command(args: argparse.Namespace) -> int:
+    from glide_studio import sd
+    from glide_studio.sd.registry import KNOWN_MODELS
+
+    installed = sd.available()
+    if not installed:
+        print(sd.INSTALL_HINT)
+    for known in KNOWN_MODELS:
+        if installed:
+            from glide_studio.sd.loading import is_present
+
+            state = "downloaded" if is_present(f"sd:{known.name}") else "not downloaded"
+        else:
+            state = "needs the sd extra"
+        print(f"sd:{known.name:<18} {known.size_gb:>4.1f} GB  {state:<16} {known.repo_id}\n"
+              f"    {known.description}\n    licence: {known.licence}")
+    return 0
 
 
 def _register_checkpoint_commands(subparsers) -> None:

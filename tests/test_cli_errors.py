@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -197,3 +198,21 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "load_model_set", broken)
     with pytest.raises(ZeroDivisionError):
         cli.main(["generate", "--prompt", "x", "-q", "-o", str(tmp_path / "o.png")])
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"guidance_scale": -5.0}, "guidance_scale must be a finite number from 0 to 100, got -5.0"),
+    ({"guidance_scale": 1e30}, "guidance_scale must be a finite number from 0 to 100, got 1e+30"),
+    ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number from 0 to 100, got nan"),
+    ({"seed": 2**31}, "seed must be a whole number from 0 to 2147483647, got 2147483648"),
+])
+def test_a_request_out_of_range_is_refused_by_any_front_with_its_range(changes, message):
+    """What the GUI, a script or a project hands the pipelines is checked by the same metadata ranges."""
+    from glide_studio.pipelines.request import Request, RequestError
+
+    with pytest.raises(RequestError, match=re.escape(message)):
+        Request(**changes).check()
+
+
+def test_pillows_own_bomb_refusal_is_bad_input_data():
+    assert cli.exit_status(Image.DecompressionBombError("Image size (225000000 pixels) exceeds limit")) == 3
