@@ -226,4 +226,5 @@ def noise_for(request: Request, resume: RunState | None = None) -> NoiseSource:
     seed no longer matters then)."""
     if resume is not None and resume.sampler.noise is not None and resume.sampler.noise.kind == "generator":
         return NoiseSource.from_state(resume.sampler.noise)
-    return NoiseSource.from_generator(torch.Generator(device="cpu").manual_seed(request.seed))
+    return NoiseSource.per_row(torch.Generator(device="cpu").manual_seed(request.candidate_seed(candidate))
+                               for candidate in range(request.batch))
