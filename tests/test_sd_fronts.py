@@ -120,3 +120,15 @@ def test_without_the_sd_extra_the_run_says_how_to_get_it(tmp_path, capsys, monke
     assert cli.main(args) != 0
     error = capsys.readouterr().err
     assert 'pip install "glide-studio[sd]"' in error and "Traceback" not in error
+
+
+def test_sd_models_lists_the_known_models_with_size_and_licence(capsys, monkeypatch):
+    from glide_studio import sd
+
+    assert cli.main(["sd-models"]) == 0
+    listed = capsys.readouterr().out
+    assert "sd:sd15-inpainting" in listed and "stable-diffusion-v1-5/stable-diffusion-inpainting" in listed
+    assert "licence: CreativeML OpenRAIL-M" in listed and "GB" in listed
+    monkeypatch.setattr(sd, "available", lambda: False)
+    assert cli.main(["sd-models"]) == 0
+    assert 'pip install "glide-studio[sd]"' in capsys.readouterr().out
