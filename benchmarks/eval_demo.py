@@ -7,7 +7,9 @@ Held-out seeded tasks per mode, run through the real pipelines, judged by the or
 - guidance: the inpaint tasks again at guidance scale 0;
 - timing: one full inpaint (base + upsample) at the default settings;
 - inpaint_ode, generate_ode, sdedit_ode: the same tasks with the deterministic DPM-Solver++(2M), to compare
-  with the default stochastic one.
+  with the default stochastic one;
+- seams_flat, seams_straddle, seams_cut: the mean |RGB error| of the background a full 256 px inpaint
+  regenerates against the true one, with each stage's share (eval_seams.py).
 
     python benchmarks/eval_demo.py --tasks 200 --json weights/eval_demo.json
     python benchmarks/eval_demo.py --tasks 25 --suites inpaint --base-run runs/demo-base   # a run's EMA
@@ -25,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import eval_clip  # beside this script
+import eval_seams
 import numpy as np
 import torch
 
@@ -214,6 +217,9 @@ def merge(paths: list[str]) -> dict:
     suites = {k for part in parts for k, v in part.items() if isinstance(v, dict) and k not in ("timing", DRAWN)}
     for suite in suites:
         having = [part for part in parts if suite in part]
+        if suite in eval_seams.SUITES:  # medians and percentiles: recomputed from every task's figures
+            merged[suite] = eval_seams.merge([part[suite] for part in having])
+            continue
         weights = [part[suite].get("objects", part["tasks_per_mode"]) for part in having]
         rates = [m for m in having[0][suite] if m not in COUNTS]
         merged[suite] = {m: sum(p[suite][m] * w for p, w in zip(having, weights, strict=True)) / sum(weights)
@@ -245,6 +251,8 @@ SUITES = {
     "sdedit_ode": lambda m, a: eval_sdedit(m, _tasks(a), a.guidance, a.steps, a.strength, sampler="dpm++2m"),
     "generate_ode": lambda m, a: eval_generate(m, _tasks(a), a.guidance, a.steps, sampler="dpm++2m"),
     "timing": lambda m, a: time_full_inpaint(m),
+    **{suite: lambda m, a, kind=kind: eval_seams.eval_seams(m, _tasks(a), kind, a.steps, a.guidance)
+       for suite, kind in eval_seams.SUITES.items()},
     "clip_retrieval": lambda m, a: eval_clip.eval_retrieval(m, a.tasks),
     "inpaint_clip": lambda m, a: eval_inpaint(eval_clip.clip_model_set(m), _tasks(a), a.clip_scale, a.steps,
                                               guidance=Guidance.CLIP),
@@ -311,6 +319,9 @@ def main(argv=None) -> int:
     for suite in args.suites.split(","):
         if suite == "timing":
             print(f"{'timing':<22}{'full inpaint (s)':<36}{results['timing']['full_inpaint_seconds_median']:>8.2f}")
+            continue
+        if suite in eval_seams.SUITES:
+            eval_seams.print_rows(suite, results[suite])
             continue
         for metric, value in results[suite].items():
             if metric not in COUNTS:

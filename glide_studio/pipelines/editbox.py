@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from glide_studio.pipelines import seams
 from glide_studio.pipelines.request import EditBox, Family, Mode, Request
 
 FEATHER_RESULT_PX = 2
@@ -180,17 +181,62 @@ def default_box(
     return EditBox(x, y, side_x, side_y)
 
 
+def region_to_regenerate(request: Request) -> np.ndarray | None:
+    """The pixels an inpaint or sketch-to-image run regenerates: the mask (or, without one, the sketch's strokes)
+    grown or shrunk by ``request.mask_grow``; the mask itself when that is 0. None when nothing is painted."""
+    painted = request.mask
+    if painted is None and request.sketch is not None:
+        painted = np.asarray(request.sketch)[..., 3] > 0
+    if painted is None or request.mask_grow == 0:
+        return painted
+    grown = grow_mask(painted, request.mask_grow)
+    if not grown.any() and np.any(painted):
+        raise EmptyMaskError(f"shrinking the mask by {-request.mask_grow} px leaves nothing to regenerate: "
+                             "grow it less")
+    return grown
+
+
 def with_default_box(request: Request) -> Request:
     if request.edit_box is not None or request.image is None or request.mode not in (Mode.INPAINT, Mode.SDEDIT):
         return request
-    painted = request.mask
-    if painted is None and request.sketch is not None:
-        painted = request.sketch[..., 3] > 0
+    painted = region_to_regenerate(request)
     if painted is None:
         return request
     height, width = request.image.shape[:2]
     model_size = SD_BOX_SIZE if request.family is Family.SD else 256 if request.upsample_model else 64
     return request.with_(edit_box=default_box((width, height), np.asarray(painted) != 0, model_size=model_size))
+
+
+def _grow_once(region: np.ndarray, step: int, grow: bool) -> np.ndarray:
+    """One step of an octagonal dilation (grow) or erosion: 4-neighbours, and on odd steps the diagonals too."""
+    p = np.pad(region, 1, mode="constant", constant_values=not grow)
+    combine = np.logical_or if grow else np.logical_and
+    out = combine.reduce([p[1:-1, 1:-1], p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]])
+    if step % 2 == 1:
+        out = combine.reduce([out, p[:-2, :-2], p[:-2, 2:], p[2:, :-2], p[2:, 2:]])
+    return out
+
+
+def grow_mask(mask: np.ndarray | None, px: int) -> np.ndarray | None:
+    """The painted region (nonzero) grown by `px` pixels, or shrunk by -`px` (an octagonal distance, as the blend
+    ramp measures it), as a bool array; `px` = 0 gives the mask back as it was. Only the mask's bounding box (plus
+    `px`) is worked on, so a small mask on a huge picture costs its own size."""
+    if mask is None or px == 0:
+        return mask
+    painted = np.asarray(mask) != 0
+    rows = np.flatnonzero(painted.any(axis=1))
+    if rows.size == 0:
+        return painted
+    cols = np.flatnonzero(painted[rows[0]:rows[-1] + 1].any(axis=0))
+    reach = max(px, 0) + 1
+    y0, y1 = max(rows[0] - reach, 0), min(rows[-1] + 1 + reach, painted.shape[0])
+    x0, x1 = max(cols[0] - reach, 0), min(cols[-1] + 1 + reach, painted.shape[1])
+    region = painted[y0:y1, x0:x1]
+    for step in range(abs(px)):
+        region = _grow_once(region, step, px > 0)
+    out = np.zeros_like(painted)
+    out[y0:y1, x0:x1] = region
+    return out
 
 
 _BAND_BLOCKS = 32
@@ -271,6 +317,7 @@ def prepare(
     box: EditBox | None,
     model_size: int,
     require_mask: bool = False,
+    grow_model_px: int = 0,
 ) -> BoxedInput:
     picture_size = _check_picture(image)
     _check_layer("mask", mask, picture_size, None)
@@ -298,7 +345,7 @@ def prepare(
     if mask is not None:
         painted = (mask[y0:y1, x0:x1] != 0).astype(np.uint8) * 255
         coverage = _resize_region(painted, model_size, pads, scale, Image.Resampling.BOX, 0, "max")
-        boxed_mask = coverage > MASK_COVERAGE_THRESHOLD
+        boxed_mask = grow_mask(coverage > MASK_COVERAGE_THRESHOLD, grow_model_px)
     boxed_sketch = None
     if sketch is not None:
         crop = np.ascontiguousarray(sketch[y0:y1, x0:x1])
@@ -349,6 +396,7 @@ def paste_back(
     mask: np.ndarray | None,
     feather_px: int | None = None,
     inplace: bool = False,
+    harmonise: bool = False,
 ) -> np.ndarray:
     picture_size = _check_picture(picture)
     if picture_size != boxed.picture_size:
@@ -367,8 +415,9 @@ def paste_back(
         shape = getattr(result, "shape", None)
         raise EditBoxError(f"the model result must be a square RxRx3 uint8 image, got {shape}")
     box, square = boxed.box, boxed.square
+    automatic_feather_px = default_feather_px(boxed, result.shape[0])
     if feather_px is None:
-        feather_px = default_feather_px(boxed, result.shape[0])
+        feather_px = automatic_feather_px
     k = result.shape[0] / square.width
     src = (
         (box.x - square.x) * k,
@@ -390,7 +439,10 @@ def paste_back(
     out = picture if inplace else picture.copy()
     region = _box_slice(out, box)
     original = region.astype(np.float32)
-    blended = np.rint(original + weight * (pasted.astype(np.float32) - original))
+    fill = pasted.astype(np.float32)
+    if harmonise:
+        fill = seams.harmonise(fill, original, inside, automatic_feather_px)
+    blended = np.rint(original + weight * (fill - original))
     # Copy, never recompute, where the weight is 0: those pixels must stay bit for bit.
     region[...] = np.where(weight > 0, np.clip(blended, 0, 255), original).astype(np.uint8)
     return out

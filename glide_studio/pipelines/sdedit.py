@@ -9,7 +9,7 @@ import numpy as np
 
 from glide_studio.pipelines import editbox
 from glide_studio.pipelines.errors import PipelineError
-from glide_studio.pipelines.inpaint import paste_into_picture
+from glide_studio.pipelines.inpaint import paste_into_picture, upsampler_input
 from glide_studio.pipelines.models import ModelSet
 from glide_studio.pipelines.plans import base_stage, upsample_stage, wants_upsample
 from glide_studio.pipelines.request import Request, Step
@@ -34,14 +34,13 @@ def run(models: ModelSet, request: Request, *, resume: RunState | None = None) -
         raise PipelineError(f"the sketch must be an HxWx4 RGBA layer, got shape {sketch.shape}")
     if not 0.0 < request.strength <= 1.0:
         raise PipelineError(f"strength must be in (0, 1], got {request.strength}")
-    mask = request.mask if request.mask is not None else sketch[..., 3] > 0
+    mask = editbox.region_to_regenerate(request)
     noise = noise_for(request, resume)
     boxed = editbox.prepare(request.image, mask, sketch, request.edit_box, models.base_size,
                             require_mask=True)
     start = composite_sketch(boxed.image, boxed.sketch)
     stages = [base_stage(models, request, noise, known=boxed, start_image=start)]
     if wants_upsample(models, request):
-        boxed = editbox.prepare(request.image, mask, None, request.edit_box, models.upsample_size,
-                                require_mask=True)
+        boxed = upsampler_input(models, request, mask)
         stages.append(upsample_stage(models, request, noise, known=boxed))
     return drive(stages, paste_into_picture(request, boxed, mask), mode=request.mode, resume=resume)

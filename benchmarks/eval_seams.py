@@ -1,0 +1,182 @@
+"""The seam suite of `eval_demo.py`: does the background a run regenerates inside the mask match the background
+around it?
+
+Each task is a 256 px shapes-world picture with one object to remove; the mask is a box around it, and the
+true answer is known exactly (the world renders the background without objects). Three kinds of scene:
+- flat: a plain background; the box touches no other object;
+- straddle: two plain backgrounds split by a straight edge that runs through the box;
+- cut: a plain background; the box also covers part of another object, which stays in the picture.
+The caption names the background (flat, cut) or is empty (straddle: no caption says "two backgrounds").
+
+The measure is the mean |RGB error| (0-255) of the result against the true background over the masked pixels
+that are background in the truth (the cut object's pixels, and 2 px around them, are left out); the suite
+prints its median and 90th percentile over the tasks of each kind. Each run is also split into its stages,
+so that a seam's cause shows: the 64 px base sample and the 256 px upsampled one, each against the truth at
+its own size, inside the mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from glide_studio.pipelines import Mode, Request, editbox, run
+from glide_studio.pipelines.inpaint import upsampler_input
+from glide_studio.pipelines.stages import keep_known_pixels, tensor_to_uint8
+from glide_studio.shapes import world
+from glide_studio.shapes.masks import dilate
+
+SEAM_SEED_OFFSET = 5_000_000  # held out: far from the trainer's seeds and from eval_demo's other suites
+SIZE = 256
+KINDS = ("flat", "straddle", "cut")
+OBJECT_GAP_PX = 8  # other objects keep this far from the box (flat, straddle)
+MEASURE_MARGIN_PX = 2  # a cut object's anti-aliased rim, left out of the measure
+EDGE_BAND_PX = 3  # where the upsampler's rim was (its error by distance from the mask's edge: 4.1, 2.9, 1.7, 1.3)
+
+
+def _box_around(alpha: np.ndarray, margin: int) -> np.ndarray:
+    rows, cols = np.nonzero(alpha > 0)
+    box = np.zeros(alpha.shape, dtype=np.uint8)
+    box[max(0, rows.min() - margin):rows.max() + 1 + margin, max(0, cols.min() - margin):cols.max() + 1 + margin] = 1
+    return box
+
+
+def _plain_scene(rng: np.random.Generator, n_objects: int) -> world.Scene:
+    while True:
+        scene = world.sample_scene(rng, n_objects=n_objects, styles=("plain",))
+        if len(scene.objects) == n_objects:
+            return scene
+
+
+def _split_weight(rng: np.random.Generator, box: np.ndarray) -> np.ndarray:
+    """Anti-aliased coverage (0..1) of one side of a straight edge through the middle half of `box`."""
+    rows, cols = np.nonzero(box)
+    cy = rng.uniform(0.25, 0.75) * (rows.max() - rows.min()) + rows.min() + 0.5
+    cx = rng.uniform(0.25, 0.75) * (cols.max() - cols.min()) + cols.min() + 0.5
+    angle = rng.uniform(0, np.pi)
+    dx, dy = np.cos(angle), np.sin(angle)
+    s, far = 4, 4 * SIZE
+    corners = [(cx + far * dx, cy + far * dy), (cx - far * dx, cy - far * dy)]
+    corners += [(x - far * dy, y + far * dx) for x, y in reversed(corners)]
+    canvas = Image.new("L", (SIZE * s, SIZE * s), 0)
+    ImageDraw.Draw(canvas).polygon([(x * s - 0.5, y * s - 0.5) for x, y in corners], fill=255)
+    return np.asarray(canvas.reduce(s), dtype=np.float32) / 255.0
+
+
+def seam_task(kind: str, k: int):
+    """Task `k` of a kind: (picture, mask, caption, true background as float 0..255, pixels measured)."""
+    rng = np.random.default_rng(SEAM_SEED_OFFSET + KINDS.index(kind) * 100_000 + k)
+    while True:
+        scene = _plain_scene(rng, 2)
+        removed, kept = (0, 1) if rng.random() < 0.5 else (1, 0)
+        removed_alpha = world.object_alpha(scene, removed, SIZE)
+        kept_alpha = world.object_alpha(scene, kept, SIZE)
+        mask = _box_around(removed_alpha, int(rng.integers(8, 24)))
+        if kind == "cut":
+            # Grow the box towards the kept object until it covers a fifth to two thirds of it.
+            rows, cols = np.nonzero(kept_alpha >= 0.5)
+            pick = int(rng.integers(rows.size))
+            grown = mask.copy()
+            grown[min(rows[pick], np.nonzero(mask)[0].min()):max(rows[pick], np.nonzero(mask)[0].max()) + 1,
+                  min(cols[pick], np.nonzero(mask)[1].min()):max(cols[pick], np.nonzero(mask)[1].max()) + 1] = 1
+            covered = (kept_alpha * grown).sum() / kept_alpha.sum()
+            if not 0.2 <= covered <= 0.67:
+                continue
+            mask = grown
+        elif dilate(kept_alpha > 0, OBJECT_GAP_PX)[mask == 1].any():
+            continue
+        background = world.render_float(world.Scene(scene.background, ()), SIZE)
+        picture = world.render_float(world.Scene(scene.background, (scene.objects[kept], scene.objects[removed])),
+                                     SIZE)
+        caption = f"a {scene.background.colour} background"
+        if kind == "straddle":
+            others = [c for c in world.BACKGROUND_COLOURS if c != scene.background.colour
+                      and c not in (o.colour for o in scene.objects)]
+            second = world.Background(others[int(rng.integers(len(others)))], "plain")
+            other_objects = (scene.objects[kept], scene.objects[removed])
+            weight = _split_weight(rng, mask)[..., None]
+            other_background = world.render_float(world.Scene(second, ()), SIZE)
+            other_picture = world.render_float(world.Scene(second, other_objects), SIZE)
+            background = background * (1 - weight) + other_background * weight
+            picture = picture * (1 - weight) + other_picture * weight
+            caption = ""
+        measured = (mask == 1) & ~dilate(kept_alpha > 0, MEASURE_MARGIN_PX)
+        return np.rint(picture).astype(np.uint8), mask, caption, background, measured
+
+
+def _box_mean(image: np.ndarray, factor: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    return image.reshape(h // factor, factor, w // factor, factor, -1).mean(axis=(1, 3))
+
+
+def run_stages(models, request: Request) -> dict[str, np.ndarray]:
+    """One run's final picture, each stage's own sample (uint8, the model's size), and the final picture as it
+    would be without harmonising (the same run's result pasted back with the ramp alone)."""
+    out = {}
+    for step in run(models, request):
+        if step.stage_index == step.stage_total - 1:
+            out[step.stage] = tensor_to_uint8(step.x_t)[0]
+        if step.final is not None:
+            out["final"] = step.final[0]
+    if "upsample" in out:
+        mask = editbox.region_to_regenerate(request)
+        boxed = upsampler_input(models, request, mask)
+        result = keep_known_pixels(out["upsample"][None], boxed.image, boxed.mask)[0]
+        feather = max(editbox.default_feather_px(boxed, result.shape[0]), request.mask_feather)
+        out["final, not harmonised"] = editbox.paste_back(request.image, result, boxed, mask, feather_px=feather)
+    return out
+
+
+def seam_errors(outputs: dict[str, np.ndarray], truth: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    """Mean |RGB error| of each output over the measured pixels (at a stage's own size: the truth and the
+    measured pixels box-reduced to it)."""
+    errors = {}
+    for name, image in outputs.items():
+        factor = truth.shape[0] // image.shape[0]
+        where = _box_mean(measured[..., None].astype(np.float32), factor)[..., 0] >= 1.0
+        target = _box_mean(truth, factor) if factor > 1 else truth
+        errors[name] = float(np.abs(image.astype(np.float32) - target)[where].mean())
+    return errors
+
+
+def _edge_band_error(image: np.ndarray, truth: np.ndarray, mask: np.ndarray, measured: np.ndarray) -> float:
+    band = measured & ~editbox.grow_mask(mask, -EDGE_BAND_PX)
+    return float(np.abs(image.astype(np.float32) - truth)[band].mean())
+
+
+def seam_task_errors(models, kind: str, k: int, steps: int, guidance: float) -> dict[str, float]:
+    picture, mask, caption, truth, measured = seam_task(kind, k)
+    request = Request(mode=Mode.INPAINT, prompt=caption, image=picture, mask=mask, steps=steps,
+                      guidance_scale=guidance, seed=k)
+    outputs = run_stages(models, request)
+    errors = seam_errors(outputs, truth, measured)
+    errors[f"upsample, {EDGE_BAND_PX} px at the edge"] = _edge_band_error(outputs["upsample"], truth, mask, measured)
+    return errors
+
+
+def summary(per_task: list[dict[str, float]]) -> dict:
+    """Median and 90th percentile of the final error over the tasks; the median of every other measure."""
+    finals = np.asarray([errors["final"] for errors in per_task])
+    out = {"median": float(np.median(finals)), "p90": float(np.percentile(finals, 90))}
+    for name in per_task[0]:
+        if name != "final":
+            out[f"{name}, median"] = float(np.median([errors[name] for errors in per_task]))
+    return {**out, "tasks": len(per_task), "per_task": per_task}
+
+
+def eval_seams(models, tasks: range, kind: str, steps: int, guidance: float) -> dict:
+    return summary([seam_task_errors(models, kind, k, steps, guidance) for k in tasks])
+
+
+SUITES = {f"seams_{kind}": kind for kind in KINDS}
+
+
+def merge(parts: list[dict]) -> dict:
+    """One suite's result from runs over disjoint task ranges."""
+    return summary([errors for part in parts for errors in part["per_task"]])
+
+
+def print_rows(suite: str, result: dict) -> None:
+    for metric, value in result.items():
+        if metric not in ("tasks", "per_task"):
+            print(f"{suite:<22}{metric:<36}{value:>8.2f}")
