@@ -221,10 +221,6 @@ class Request:
     def with_(self, **changes) -> Request:
         return replace(self, **changes)
 
-    def without_unused_inputs(self) -> Request:
-        """The request with the pictures its mode does not read left out (so they are not recorded either)."""
-        unused = {spec.name: None for spec in fields(self)
-                  if spec.metadata.get("pixels") and self.mode.value not in spec.metadata["modes"]}
     def candidate_seed(self, candidate: int) -> int:
         """The seed that candidate `candidate` of this run draws all its noise from (A1111's seed + i, wrapping
         within the seed range), so that any candidate can be run again by itself."""
@@ -234,6 +230,10 @@ class Request:
         """Candidate `candidate` of this run as a run of its own: one candidate, drawn from its own seed."""
         return replace(self, seed=self.candidate_seed(candidate), batch=1)
 
+    def without_unused_inputs(self) -> Request:
+        """The request with the pictures its mode does not read left out (so they are not recorded either)."""
+        unused = {spec.name: None for spec in fields(self)
+                  if spec.metadata.get("pixels") and self.mode.value not in spec.metadata["modes"]}
         return replace(self, **unused) if unused else self
 
     def check(self) -> None:
