@@ -45,7 +45,7 @@ def test_a_paused_run_stays_in_the_gallery_and_its_fork_is_its_child(qtbot, tmp_
     with qtbot.waitSignal(controller.run_paused, timeout=5000) as paused:
         qtbot.keyClick(window.canvas, Qt.Key.Key_F8)
     step = paused.args[0].index
-    assert _items(window) == ["⏸1·1"]
+    assert _items(window) == ["‖1·1"]
     stopped = controller.runs[0]
     assert stopped.paused_at == (step, 12) and "Paused after step" in window.gallery.list.item(0).toolTip()
     inside = stopped.images[0][14, 14]
@@ -58,7 +58,7 @@ def test_a_paused_run_stays_in_the_gallery_and_its_fork_is_its_child(qtbot, tmp_
     with qtbot.waitSignal(controller.run_finished, timeout=10000) as finished:
         qtbot.keyClick(window.canvas, Qt.Key.Key_F8)
     assert finished.args[0].record.resumed == Resumed(step, ("mask",))
-    assert _items(window) == ["⑂2·1", "⏸1·1"]  # newest first: the fork, then the paused run it came from
+    assert _items(window) == ["↳2·1", "‖1·1"]  # newest first: the fork, then the paused run it came from
     fork = controller.runs[1]
     assert fork.parent == 0 and controller.runs[0].paused_at == (step, 12)
     assert f"Fork of run 1 after step {step + 1}; changed: mask" in window.gallery.list.item(0).toolTip()

@@ -73,8 +73,8 @@ class GalleryRun:
 
     @property
     def mark(self) -> str:
-        """A short sign for the gallery: paused (⏸), or gone on from another run (⑂)."""
-        return "⏸" if self.paused_at is not None else ("⑂" if self.parent is not None else "")
+        """A short sign for the gallery: paused (‖), or gone on from another run (↳); glyphs the usual fonts have."""
+        return "‖" if self.paused_at is not None else ("↳" if self.parent is not None else "")
 
     def lineage(self) -> str:
         """Where the run came from, in words: paused, and which run and step it went on from with what changed."""

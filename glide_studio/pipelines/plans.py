@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from glide_studio.diffusion import Conditioning, NoiseSource
-from glide_studio.pipelines.chains import from_noise, start_from_image
+from glide_studio.pipelines.chains import StartOver, from_noise, start_from_image
 from glide_studio.pipelines.editbox import BoxedInput
 from glide_studio.pipelines.errors import PipelineError
 from glide_studio.pipelines.levers import StageDenoiser
@@ -26,6 +26,7 @@ from glide_studio.pipelines.stages import (
     inpaint_kwargs,
     keep_known_pixels,
     mask_to_tensor,
+    noise_for,
     paste_fn,
     tensor_to_uint8,
     text_kwargs,
@@ -87,7 +88,9 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
     shape = (batch, 3, size, size)
 
     def start(started_from, state, anchor):
-        if state is not None and start_image is not None and started_from is not None:
+        if isinstance(state, StartOver):  # the strength scrubber: from the run's own start noise, at this level
+            state, anchor = chain.restart(state, noise_for(request).draw(shape, device=device)), None
+        elif state is not None and start_image is not None and started_from is not None:
             state = _renoise_new_strokes(chain, state, started_from, start_image, noise, device)
         rows = 2 * batch if guided else batch
         kwargs = text_kwargs(model, request.prompt, batch, device, guided, models.precision)
@@ -97,7 +100,7 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
         return chain.sample(denoiser, noise, shape, device, known_pixels.conditioning(kwargs, cond_fn), state)
 
     return StagePlan("base", chain.num_steps, start, known_pixels.finish, shape, str(chain.sampler), chain.key,
-                     start_image, carried=levers.carried)
+                     start_image, carried=levers.carried, levels=chain.levels)
 
 
 def _renoise_new_strokes(chain, state, started_from: np.ndarray, start_image: np.ndarray, noise, device):
@@ -139,4 +142,4 @@ def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, kn
                             known_pixels.conditioning(kwargs), state)
 
     return StagePlan("upsample", chain.num_steps, start, known_pixels.finish, shape, str(chain.sampler),
-                     chain.key, carried=levers.carried)
+                     chain.key, carried=levers.carried, levels=chain.levels)

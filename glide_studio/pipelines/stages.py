@@ -150,6 +150,13 @@ class StagePlan:
     carried: Callable[[], ReuseAnchor | None] = lambda: None
     """What the stage's denoiser keeps after its latest step (feature reuse's anchor, see `levers`); `start`
     takes it back, with the sampler state, to continue."""
+    levels: tuple[float, ...] = ()
+    """The noise level (as a strength) of x before each respaced index of the stage's chain (`Chain.levels`)."""
+
+    def level_of(self, state: SamplerState | None) -> float | None:
+        if not self.levels or state is None:
+            return None
+        return 0.0 if state.done else self.levels[state.t]
 
 
 def drive(stages: list[StagePlan], final: Callable[[np.ndarray], np.ndarray], *, mode: str,
@@ -183,7 +190,8 @@ def _steps(stages: list[StagePlan], final, mode: str, resume: RunState | None) -
                     previous = stage.finish(step.sample)
                     if is_last:
                         result = final(previous)
-                run_state = RunState(mode, stage.name, number, step.state, stage_input, stage.carried())
+                run_state = RunState(mode, stage.name, number, step.state, stage_input, stage.carried(),
+                                     stage.level_of(step.state))
                 yield Step(offset + step.index, total, stage.name, step.sample, step.pred_xstart, result,
                            stage_index=step.index, stage_total=stage.num_steps, state=run_state)
         finally:

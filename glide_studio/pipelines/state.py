@@ -28,6 +28,9 @@ class RunState:
     previous: np.ndarray | None = None
     reuse_anchor: ReuseAnchor | None = None
     """The last full network step of a feature-reusing stage, while the next step may still reuse it."""
+    level: float | None = None
+    """How noisy the stage's x is now, as a strength (1: pure noise, 0: done), where the stage knows it: what the
+    strength scrubber picks a stored step by."""
 
     @property
     def size_bytes(self) -> int:

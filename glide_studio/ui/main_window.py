@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
     QDockWidget,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QMainWindow,
@@ -29,6 +30,7 @@ from glide_studio.app.live import LivePainter
 from glide_studio.app.sessions import Session, abandoned_documents
 from glide_studio.app.settings import Preferences, default_settings
 from glide_studio.app.starter import STARTER_CAPTION, starter_scene
+from glide_studio.app.step_archive import DEFAULT_CAP_MB
 from glide_studio.app.worker import Progress
 from glide_studio.pipelines.request import Mode
 from glide_studio.ui import dialogs, icons
@@ -41,6 +43,8 @@ from glide_studio.ui.history_panel import HistoryPanel
 from glide_studio.ui.outpaint_dialog import OutpaintLauncher
 from glide_studio.ui.timeline import TimelineBar
 from glide_studio.ui.tools_panel import ToolsPanel
+
+STEPS_CAP_KEY = "journal/keep_steps_mb"
 
 
 def _format_seconds(seconds: float) -> str:
@@ -59,6 +63,7 @@ class MainWindow(QMainWindow):
         first_picture = starter_scene() if picture is None else picture
         caption = "Starter scene" if picture is None else "Picture"
         self.controller = StudioController(engine, first_picture, caption, min_interval, self)
+        self.controller.set_steps_cap(self._steps_cap_mb())
         run_settings = self.preferences.run_settings()
         if picture is None and not run_settings.request.prompt:
             run_settings = run_settings.with_request(prompt=STARTER_CAPTION)
@@ -184,6 +189,7 @@ class MainWindow(QMainWindow):
         self.clear_on_accept_action = self._action("Clear mask and sketch after accepting",
                                                    self._toggle_clear_on_accept, [], edit_menu)
         self.clear_on_accept_action.setCheckable(True)
+        self._action("Keep steps of past runs…", self.ask_steps_cap, [], edit_menu)
         self.clear_on_accept_action.setChecked(self.controller.run_settings.clear_layers_on_accept)
 
         view_menu = self.menuBar().addMenu("&View")
@@ -244,6 +250,7 @@ class MainWindow(QMainWindow):
         self.canvas.compare_held.connect(self._show_before)
         self.timeline.scrubbed.connect(self._show_step)
         self.timeline.fork_requested.connect(self.fork_from)
+        self.timeline.strength_requested.connect(self.rerun_at_strength)
         self.live.shown.connect(self._show_live)
         self.live.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.live_action.toggled.connect(lambda on: None if on else self.canvas.set_preview(None))
@@ -308,8 +315,8 @@ class MainWindow(QMainWindow):
 
     def _show_step(self, preview) -> None:
         """A scrubbed step's preview over the box (None: back to what the canvas showed)."""
-        mode = self.controller.timeline_request.mode if self.controller.timeline_request else None
-        self.canvas.set_preview(preview, only_in_mask=mode in (Mode.INPAINT, Mode.SDEDIT) and preview is not None)
+        request = self.controller.timeline_request
+        self.canvas.set_preview(preview, only_in_mask=preview is not None and self._through_mask(request))
 
     def fork_from(self, index: int) -> None:
         if self.controller.busy:
@@ -319,6 +326,32 @@ class MainWindow(QMainWindow):
             self.controller.fork_from(index)
         except StudioError as error:
             self.statusBar().showMessage(str(error), 8000)
+
+    def rerun_at_strength(self, strength: float) -> None:
+        """The timeline's strength scrubber let go at `strength`."""
+        if self.controller.busy:
+            self.statusBar().showMessage("A run is going: the strength scrubber waits until it is over.", 5000)
+            return
+        self.controller.set_run_settings(self.controls.run_settings())
+        try:
+            self.controller.rerun_at_strength(strength)
+        except StudioError as error:
+            self.statusBar().showMessage(str(error), 8000)
+
+    def _steps_cap_mb(self) -> int:
+        try:
+            return max(0, int(self.preferences.value(STEPS_CAP_KEY, DEFAULT_CAP_MB)))
+        except (TypeError, ValueError):
+            return DEFAULT_CAP_MB
+
+    def ask_steps_cap(self) -> None:
+        """Edit ▸ Keep steps of past runs…: how much disk the steps of older runs may take in the journal."""
+        megabytes, chosen = QInputDialog.getInt(
+            self, "Keep steps of past runs", "Keep steps of past runs (MB on disk; 0 keeps none):",
+            self._steps_cap_mb(), 0, 1_000_000, 64)
+        if chosen:
+            self.preferences.set_value(STEPS_CAP_KEY, int(megabytes))
+            self.controller.set_steps_cap(megabytes)
 
     def _on_paused(self, paused) -> None:
         self.controls.set_running(False, paused=True)
@@ -396,8 +429,13 @@ class MainWindow(QMainWindow):
         self.progress.setFormat(f"{progress.stage} {done}/{progress.total} · {_format_seconds(left)} left")
         if progress.preview is not None and len(progress.preview):
             job = self.controller.runner.current_job
-            masked = job is not None and job.request.mode in (Mode.INPAINT, Mode.SDEDIT)
-            self.canvas.set_preview(progress.preview[0], only_in_mask=masked)
+            self.canvas.set_preview(progress.preview[0], only_in_mask=self._through_mask(job and job.request))
+
+    def _through_mask(self, request) -> bool:
+        """A preview shows through the mask the canvas has, so the kept pixels stay sharp around it; a sketch run
+        without a mask changes only where its strokes are, and its prediction is the picture elsewhere."""
+        return (request is not None and request.mode in (Mode.INPAINT, Mode.SDEDIT)
+                and self.controller.document.has_mask())
 
     def _time_left(self, progress: Progress) -> float:
         """Each stage at its own cost per step: this stage's so far, later stages' from the last run that had

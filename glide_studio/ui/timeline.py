@@ -64,6 +64,7 @@ class TimelineBar(QWidget):
         self.strength_slider.sliderReleased.connect(self._request_strength)
         controller.timeline_changed.connect(self.refresh)
         controller.busy_changed.connect(lambda _busy: self._sync())
+        controller.gallery_changed.connect(self._sync)  # the label names the run once it is in the gallery
         self.refresh()
 
     def refresh(self) -> None:
