@@ -131,7 +131,13 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
                           timeout=300, cwd=Path(__file__).resolve().parents[1])
 
 
-def test_a_hub_model_is_fetched_with_progress_resumed_after_a_cut_and_found_offline(hub, tmp_path, user_data_dir):
+def test_a_hub_model_is_fetched_with_progress_resumed_after_a_cut_and_found_offline(hub, tmp_path, user_data_dir,
+                                                                                    monkeypatch):
+    from glide_studio.sd.loading import is_present
+
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    assert not is_present(f"sd:{REPO}")  # what the model picker shows before the download
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0",
            "HF_HUB_DISABLE_XET": "1", "OMP_NUM_THREADS": "1", "GLIDE_STUDIO_DATA": str(user_data_dir)}
     args = ["generate", "--model", f"sd:{REPO}", "--prompt", "a leaf", "--steps", "2", "--seed", "3", "--device",
@@ -149,6 +155,7 @@ def test_a_hub_model_is_fetched_with_progress_resumed_after_a_cut_and_found_offl
     cached = next((tmp_path / "hf-home").rglob("snapshots/*/" + CUT_FILE))
     assert cached.read_bytes() == hub.files[CUT_FILE]
 
+    assert is_present(f"sd:{REPO}")
     hub.shutdown()
     offline = _cli([*args, "-o", str(tmp_path / "offline.png")], {**env, "HF_HUB_OFFLINE": "1"})
     assert offline.returncode == 0, offline.stderr[-3000:]

@@ -16,15 +16,26 @@ def offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def cached_folder(repo_id: str) -> Path | None:
-    """The cached snapshot of the repository when it holds everything a run needs, else None (never fetches)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+def cache_root() -> Path:
+    """huggingface_hub's cache folder, found as it finds it (HF_HUB_CACHE, else HF_HOME/hub, else
+    ~/.cache/huggingface/hub) without importing it: the model picker asks at window start."""
+    import os
 
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def cached_folder(repo_id: str, revision: str = "main") -> Path | None:
+    """The cached snapshot of the repository when it holds the weights a run needs, else None (never fetches)."""
+    repo_folder = cache_root() / ("models--" + repo_id.replace("/", "--"))
+    ref = repo_folder / "refs" / revision
     try:
-        folder = Path(snapshot_download(repo_id, allow_patterns=list(FILE_PATTERNS), local_files_only=True))
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        commit = ref.read_text().strip() if ref.is_file() else revision
+    except OSError:
         return None
+    folder = repo_folder / "snapshots" / commit
     needed = ("model_index.json", "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
               "text_encoder/model.safetensors")
     return folder if all((folder / name).is_file() for name in needed) else None

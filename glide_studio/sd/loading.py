@@ -139,7 +139,4 @@ def is_present(name: str) -> bool:
         return False
     if source.repo_id is None:
         return True
-    try:
-        return hub.cached_folder(source.repo_id) is not None
-    except ImportError:
-        return False
+    return hub.cached_folder(source.repo_id) is not None
