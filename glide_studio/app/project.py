@@ -14,15 +14,17 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from glide_studio import imageio
 from glide_studio.app.errors import ImageLoadError, ProjectError
 from glide_studio.app.history import HistoryNode
-from glide_studio.app.images import load_image_bytes
+from glide_studio.app.images import MAX_SIDE, load_image_bytes
 from glide_studio.app.journal import Journal
 from glide_studio.app.run_settings import RunSettings
 from glide_studio.atomic_files import write_atomically
@@ -98,10 +100,13 @@ def save_project(path: str | Path, data: ProjectData, journal: Journal | None = 
 
 
 def load_project(path: str | Path) -> ProjectData:
+    """A project file, checked before anything is extracted or decoded (see `_check_archive`): a project is
+    untrusted input, so a crafted one gets a ProjectError naming what is wrong, never a crash or a full disk."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            manifest = json.loads(archive.read("project.json"))
+            _check_archive(archive, path.name)
+            manifest = _read_manifest(archive, path.name)
             if manifest.get("format") != "glide-studio-project":
                 raise ProjectError(f"{path.name} is not a GLIDE Studio project.")
             if int(manifest.get("version", 0)) > FORMAT_VERSION:
@@ -109,6 +114,7 @@ def load_project(path: str | Path) -> ProjectData:
                     f"{path.name} was saved by a newer GLIDE Studio (format "
                     f"{manifest['version']}); please update."
                 )
+            _check_pictures(archive, path.name, [entry["id"] for entry in manifest["nodes"]])
             picture = load_image_bytes(archive.read("picture.png"), "the project's picture")
             mask = _grey(archive.read("mask.png"))
             sketch = _rgba(archive.read("sketch.png"))
@@ -125,10 +131,11 @@ def load_project(path: str | Path) -> ProjectData:
             ]
             box = _edit_box(manifest.get("edit_box"))
             current = int(manifest["current_node"])
-            journal_path = _extract_journal(archive)
+            journal_path = _extract_journal(archive, path.name)
     except FileNotFoundError as error:
         raise ProjectError(f"{path} does not exist.") from error
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, ImageLoadError, OSError) as error:
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, ImageLoadError, OSError, EOFError,
+            NotImplementedError, RuntimeError, zlib.error) as error:
         raise ProjectError(f"{path.name} is damaged or incomplete ({error}).") from error
     if mask.shape != picture.shape[:2] or sketch.shape[:2] != picture.shape[:2]:
         raise ProjectError(f"{path.name} is damaged: its layers do not match the picture's size.")
@@ -138,12 +145,115 @@ def load_project(path: str | Path) -> ProjectData:
     return ProjectData(picture, mask, sketch, box, settings, nodes, current, journal_path)
 
 
-def _extract_journal(archive: zipfile.ZipFile) -> Path | None:
+# --- What a project may hold, checked before anything is decoded -------------------------------------------
+MAX_MEMBERS = 20_000
+MAX_MANIFEST_BYTES = 32 * 1024 * 1024
+MAX_JSON_DEPTH = 32
+"""A project.json nests 5 levels today (nodes, a record, its request, a box); 32 leaves room for later formats."""
+MAX_PICTURE_MEMBER_BYTES = 512 * 1024 * 1024
+MAX_TOTAL_PIXELS = 600_000_000
+"""All the pictures of one project together (picture, layers, history): about 2 GB of pixels in memory."""
+_COMPRESSIONS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_archive(archive: zipfile.ZipFile, name: str) -> None:
+    """Encryption, compression and declared sizes of every entry (zipfile never inflates past a declared size)."""
+    entries = archive.infolist()
+    if len(entries) > MAX_MEMBERS:
+        raise ProjectError(f"{name} holds {len(entries):,} entries; a project has at most {MAX_MEMBERS:,}.")
+    encrypted = [entry.filename for entry in entries if entry.flag_bits & 0x1]
+    if encrypted:
+        raise ProjectError(f"{name} has password-protected (encrypted) entries ({', '.join(encrypted[:3])}); "
+                           "GLIDE Studio writes projects without encryption and cannot open these.")
+    for entry in entries:
+        if entry.compress_type not in _COMPRESSIONS:
+            raise ProjectError(
+                f"{name}: the entry {entry.filename} uses zip compression method {entry.compress_type}, which "
+                f"GLIDE Studio does not read (only {' and '.join(_COMPRESSIONS.values())}); re-save the project.")
+        if entry.filename == JOURNAL_MEMBER:
+            folder = tempfile.gettempdir()
+            free = shutil.disk_usage(folder).free
+            if entry.file_size + _JOURNAL_DISK_MARGIN > free:
+                raise ProjectError(
+                    f"{name}: its journal unpacks to {entry.file_size / 1e6:,.0f} MB, but only {free / 1e6:,.0f} MB "
+                    f"are free in {folder}; free some space and open it again.")
+            continue
+        limit = MAX_MANIFEST_BYTES if entry.filename == "project.json" else MAX_PICTURE_MEMBER_BYTES
+        if entry.file_size > limit:
+            raise ProjectError(f"{name}: the entry {entry.filename} unpacks to {entry.file_size / 1e6:,.0f} MB, "
+                               f"more than the {limit / 1e6:,.0f} MB a project's {entry.filename} may hold.")
+
+
+_JOURNAL_DISK_MARGIN = 256 * 1024 * 1024
+
+
+def _read_manifest(archive: zipfile.ZipFile, name: str) -> dict:
+    try:
+        manifest = json.loads(archive.read("project.json"))
+    except RecursionError:
+        manifest = None
+    except UnicodeDecodeError as error:
+        raise ProjectError(f"{name}: project.json is not UTF-8 text ({error}).") from None
+    if manifest is None or _nesting(manifest) > MAX_JSON_DEPTH:
+        raise ProjectError(f"{name}: project.json is nested more than {MAX_JSON_DEPTH} levels deep; it was not "
+                           "written by GLIDE Studio.")
+    if not isinstance(manifest, dict):
+        raise ProjectError(f"{name}: project.json holds no JSON object.")
+    return manifest
+
+
+def _nesting(value) -> int:
+    """How deep lists and objects nest in parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        deepest = max(deepest, level)
+        if level > MAX_JSON_DEPTH:
+            return level
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def _check_pictures(archive: zipfile.ZipFile, name: str, node_ids: list) -> None:
+    """Every picture's size from its PNG header, before any is decoded: the layers must match the picture, no
+    picture may pass the image limit, and all together must fit in memory."""
+    limit = imageio.max_pixels()
+    sizes = {}
+    for member in ["picture.png", "mask.png", "sketch.png", *(f"history/{node}.png" for node in node_ids)]:
+        width, height = sizes[member] = _png_size(archive, member, name)
+        if width * height > limit or max(width, height) > MAX_SIDE:
+            raise ProjectError(f"{name}: {member} is {width}x{height} pixels, larger than a picture may be "
+                               f"({limit / 1e6:.0f} megapixels, {MAX_SIDE} px a side); it was not opened.")
+    for layer in ("mask.png", "sketch.png"):
+        if sizes[layer] != sizes["picture.png"]:
+            raise ProjectError(f"{name} is damaged: {layer} is {sizes[layer][0]}x{sizes[layer][1]} but the picture "
+                               f"is {sizes['picture.png'][0]}x{sizes['picture.png'][1]}.")
+    total = sum(width * height for width, height in sizes.values())
+    if total > MAX_TOTAL_PIXELS:
+        raise ProjectError(f"{name}: its {len(sizes)} pictures hold {total / 1e6:,.0f} megapixels in all, more than "
+                           f"the {MAX_TOTAL_PIXELS / 1e6:,.0f} a project may hold in memory.")
+
+
+def _png_size(archive: zipfile.ZipFile, member: str, name: str) -> tuple[int, int]:
+    with archive.open(member) as handle:
+        head = handle.read(24)
+    if len(head) < 24 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        raise ProjectError(f"{name} is damaged: {member} is not a PNG picture.")
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def _extract_journal(archive: zipfile.ZipFile, project_name: str) -> Path | None:
     if JOURNAL_MEMBER not in archive.namelist():
         return None
     handle, name = tempfile.mkstemp(suffix=".sqlite")
-    with os.fdopen(handle, "wb") as file, archive.open(JOURNAL_MEMBER) as member:
-        shutil.copyfileobj(member, file)
+    try:
+        with os.fdopen(handle, "wb") as file, archive.open(JOURNAL_MEMBER) as member:
+            shutil.copyfileobj(member, file)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)  # a full disk or a damaged entry leaves no temporary behind
+        raise
     return Path(name)
 
 
