@@ -77,3 +77,43 @@ def test_without_the_sd_extra_the_picker_says_how_to_install_it(qtbot, tmp_path,
     assert not combo.model().item(index).isEnabled()
     assert [combo.itemData(i) for i in range(combo.count())][:2] == ["demo", "glide"]  # the app as it was
     window.close()
+
+
+def test_pausing_an_sd_run_in_the_editor_and_resuming_equals_never_pausing(qtbot, models_dir):
+    from glide_studio.app.controller import StudioController
+    from glide_studio.app.run_settings import RunSettings
+    from glide_studio.pipelines.request import Mode, Request
+    from glide_studio.runs.record import Resumed
+
+    picture = np.random.default_rng(3).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    controller = StudioController(PipelineEngine(precision="fp32"), picture, "start", min_interval=0.0)
+    try:
+        request = Request(mode=Mode.INPAINT, base_model=f"sd:{models_dir / 'my-inpainter'}", prompt="a red circle",
+                          steps=5, batch=2, seed=11, scheduler=Scheduler.EULER_A, upsample_model=None)
+        controller.set_run_settings(RunSettings(request, random_seed=False))
+        mask = np.zeros((48, 48), np.uint8)
+        mask[10:30, 8:40] = 255
+        controller.document.set_mask_array(mask)
+
+        def finish(start):
+            with qtbot.waitSignal(controller.run_finished, timeout=120_000) as finished:
+                start()
+            return finished.args[0]
+
+        uninterrupted = finish(controller.generate)
+
+        def pause_at_step_two(progress) -> None:
+            if progress.index == 2:
+                controller.pause()
+
+        controller.run_step.connect(pause_at_step_two)
+        with qtbot.waitSignal(controller.run_paused, timeout=120_000) as paused:
+            controller.generate()
+        controller.run_step.disconnect(pause_at_step_two)
+        stopped = paused.args[0]
+        assert 2 <= stopped.index < stopped.total - 1 and stopped.preview is not None
+        resumed = finish(controller.resume)
+        assert np.array_equal(resumed.images, uninterrupted.images)
+        assert resumed.record.resumed == Resumed(stopped.index, ())
+    finally:
+        assert controller.shutdown()
