@@ -1,0 +1,272 @@
+"""Per-step time of the full-size GLIDE networks (random weights) with each speed lever and all together,
+against plain fp32 eager of the same networks in the same process.
+
+Cases: base-inpaint with classifier-free guidance (model batch 2 when guided, 64 px) and upsample-inpaint
+(batch 1, 256 px). For each precision the script times the calls a stage can make (the whole network at
+each batch, and the shallow branch of feature reuse), then prices each lever's stage at the default settings
+(or the ones given) by the calls that stage really makes: the sequence comes from the pipelines' own
+`StageDenoiser` run over the stage's chain (a recording stand-in network), so the reuse policy and the
+guidance window are the shipped ones. `--check` also runs the all-levers stage for real, step by step, and
+prints its measured time per step beside the priced one.
+
+Levers: bf16 (the existing fast path), reuse (feature reuse every `--reuse` steps), window (CFG only at noise
+levels from `--guidance-stop` up), int8 (dynamic int8 convolutions, glide_studio.models.quantize), all
+(bf16 + reuse + window; + int8 with --int8-in-all). The flow line prices the default inpaint (base + upsample
+steps) against the reference's default flow (100 ancestral base steps with CFG, 27 upsample steps) in fp32.
+
+    PYTHONPATH=. nice -n 19 python benchmarks/bench_levers.py [--cases base,upsample] [--repeats 2] [--check]
+    PYTHONPATH=. python benchmarks/bench_levers.py --tiny --repeats 1   # the code path in seconds
+
+On CUDA (`--device cuda`, fp16 instead of bf16) see bench_levers_cuda.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections import Counter
+from types import SimpleNamespace
+
+import torch
+from bench_precision import random_inputs, random_unet, with_text_embedding
+from bench_speed import peak_memory_mb, reset_peak_memory
+
+from glide_studio.config import UNetConfig
+from glide_studio.models import build_model
+from glide_studio.models.precision import Precision, choose_precision, prepare_model
+from glide_studio.pipelines.chains import from_noise
+from glide_studio.pipelines.levers import SHALLOW_BLOCKS, StageDenoiser
+from glide_studio.pipelines.request import Request
+
+CASES = {"base": ("base-inpaint", 64, True, "steps"), "upsample": ("upsample-inpaint", 256, False, "upsample_steps")}
+REFERENCE_FLOW = {"base": 100, "upsample": 27}  # the reference's default: 100 ancestral base steps, fast27
+TINY = UNetConfig(image_size=64, num_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_resolutions=(32,),
+                  num_head_channels=16, xf_width=32, xf_layers=1, xf_heads=2, text_ctx=16, inpaint=True)
+
+
+# -- which calls a stage makes -------------------------------------------------------------------------------
+
+class RecordingNetwork(torch.nn.Module):
+    """Stands in for a UNet: records each call as (kind, rows) and returns zeros of the output's shape."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.calls: list[tuple[str, int]] = []
+
+    def forward(self, x, timesteps, **_):
+        self.calls.append(("full", len(x)))
+        return torch.zeros(len(x), 6, *x.shape[2:])
+
+    def forward_reusing(self, x, timesteps, *, shallow_blocks, deep=None, **_):
+        self.calls.append(("full" if deep is None else "shallow", len(x)))
+        return torch.zeros(len(x), 6, *x.shape[2:]), torch.zeros(1)
+
+
+def stage_calls(config, request: Request, guided: bool, steps: int, upsampler: bool) -> list[tuple[str, int]]:
+    """The (kind, rows) of every network call of one stage under `request`'s levers, one candidate."""
+    network = RecordingNetwork(SimpleNamespace(diffusion_steps=1000))
+    levers = StageDenoiser(network, None, request, guided=guided and request.guidance_scale != 1.0)
+    denoiser = levers.build("cpu")
+    chain = from_noise(config.noise_schedule, request.sampler, steps, upsampler=upsampler)
+    x = torch.zeros(1, 3, 1, 1)
+    for t in reversed(range(chain.num_steps)):
+        denoiser(x, chain.diffusion.timestep_map[t:t + 1], text_emb={"xf_proj": torch.zeros(2, 1)})
+    return network.calls
+
+
+# -- timing the calls -----------------------------------------------------------------------------------------
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_seconds(call, device, repeats: int) -> float:
+    with torch.no_grad():
+        call()  # warm-up: first-call allocations and kernel selection
+        _sync(device)
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            _sync(device)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def call_costs(model, precision: Precision, size: int, rows_needed: set[int], repeats: int,
+               shallow: bool = True) -> dict[tuple[str, int], float]:
+    """Seconds per call of each (kind, rows) the stages can make, under `precision`."""
+    costs = {}
+    for rows in sorted(rows_needed):
+        costs.update(_costs_at(model, precision, size, rows, repeats, shallow))
+    return costs
+
+
+def _costs_at(model, precision: Precision, size: int, rows: int, repeats: int, shallow: bool) -> dict:
+    device = precision.device
+    (x, timesteps), kwargs = random_inputs(model, rows, size)
+    x, timesteps = x.to(device), timesteps.to(device)
+    kwargs = with_text_embedding(model, {key: value.to(device) for key, value in kwargs.items()},
+                                 precision.autocast())
+
+    def full():
+        with precision.autocast():
+            return model(x, timesteps, **kwargs)
+
+    costs = {("full", rows): best_seconds(full, device, repeats)}
+    if shallow:
+        with torch.no_grad(), precision.autocast():
+            _, deep = model.forward_reusing(x, timesteps, shallow_blocks=SHALLOW_BLOCKS, **kwargs)
+
+        def reuse():
+            with precision.autocast():
+                return model.forward_reusing(x, timesteps, shallow_blocks=SHALLOW_BLOCKS, deep=deep, **kwargs)
+
+        costs["shallow", rows] = best_seconds(reuse, device, repeats)
+    return costs
+
+
+def priced(calls: list[tuple[str, int]], costs: dict) -> float:
+    """Mean seconds per step of a stage making `calls`."""
+    return sum(costs[call] for call in calls) / len(calls)
+
+
+def check_stage(model, precision: Precision, size: int, config, request: Request, guided: bool, steps: int,
+                upsampler: bool) -> float:
+    """The all-levers stage run for real over its chain (random x at every step): measured seconds per step."""
+    device = precision.device
+    (x, _), kwargs = random_inputs(model, 1, size)
+    rows = 2 if guided else 1
+    kwargs = {key: torch.cat([value] * rows).to(device) for key, value in kwargs.items()}
+    kwargs = with_text_embedding(model, kwargs, precision.autocast())
+    levers = StageDenoiser(model, precision, request, guided=guided)
+    denoiser = levers.build(device)
+    chain = from_noise(config.noise_schedule, request.sampler, steps, upsampler=upsampler)
+    x = x.to(device)
+    with torch.no_grad():
+        denoiser(x, chain.diffusion.timestep_map[-1:].to(device), **kwargs)  # warm-up, then a fresh stage
+        denoiser = levers.build(device)
+        _sync(device)
+        start = time.perf_counter()
+        for t in reversed(range(chain.num_steps)):
+            denoiser(x, chain.diffusion.timestep_map[t:t + 1].to(device), **kwargs)
+        _sync(device)
+    return (time.perf_counter() - start) / chain.num_steps
+
+
+# -- the cases ---------------------------------------------------------------------------------------------------
+
+def build(case: str, tiny: bool) -> tuple[torch.nn.Module, int]:
+    preset, size, _, _ = CASES[case]
+    if tiny:
+        config = TINY if case == "base" else UNetConfig(**{**TINY.__dict__, "super_res": True})
+        return build_model(config).eval(), 32 if case == "base" else 64
+    return random_unet(preset), size
+
+
+def run_case(case: str, args, request: Request, fast: Precision, exact: Precision) -> dict:
+    model, size = build(case, args.tiny)
+    _, _, guided, steps_field = CASES[case]
+    steps = getattr(request, steps_field)
+    upsampler = case == "upsample"
+    config = model.config
+    levers = {
+        "exact": request.with_(reuse_interval=1, guidance_stop=0.0, guidance_start=1.0),
+        "reuse": request.with_(guidance_stop=0.0, guidance_start=1.0),
+        "window": request.with_(reuse_interval=1),
+        "all": request,
+    }
+    calls = {name: stage_calls(config, lever, guided, steps, upsampler) for name, lever in levers.items()}
+    rows = {r for sequence in calls.values() for _, r in sequence}
+    costs = {"fp32": call_costs(model.to(exact.device), exact, size, rows, args.repeats, shallow=False)}
+    prepare_model(model, fast)  # in place: the fast path's weights from here on
+    costs[fast.name] = call_costs(model, fast, size, rows, args.repeats)
+    int8_costs = None
+    if args.int8:
+        from glide_studio.models.quantize import quantize_convs
+
+        quantized = quantize_convs(model)
+        int8_costs = call_costs(quantized, fast, size, rows, args.repeats)
+    plain = priced(calls["exact"], costs["fp32"])
+    figures = {"fp32 eager": plain, fast.name: priced(calls["exact"], costs[fast.name])}
+    for name in ("reuse", "window"):
+        if name == "window" and not guided:
+            continue
+        figures[f"{fast.name} + {name}"] = priced(calls[name], costs[fast.name])
+    if int8_costs is not None:
+        figures[f"{fast.name} + int8"] = priced(calls["exact"], int8_costs)
+    all_costs = int8_costs if (int8_costs is not None and args.int8_in_all) else costs[fast.name]
+    all_name = f"{fast.name} + all" + (" (int8)" if all_costs is int8_costs else "")
+    figures[all_name] = priced(calls["all"], all_costs)
+    kinds = Counter(calls["all"])
+    print(f"\n{case}: {config.image_size if args.tiny else CASES[case][0]} at {size} px, {steps} steps of "
+          f"{request.sampler}; all levers' calls: " + ", ".join(f"{n} x {k} b{r}" for (k, r), n in kinds.items()))
+    for (kind, r), seconds in sorted(costs[fast.name].items()):
+        line = f"  call {kind:<8} b{r}: {fast.name} {seconds * 1e3:8.1f} ms"
+        if (kind, r) in costs["fp32"]:
+            line += f", fp32 {costs['fp32'][kind, r] * 1e3:8.1f} ms"
+        if int8_costs is not None:
+            line += f", int8 {int8_costs[kind, r] * 1e3:8.1f} ms"
+        print(line)
+    for name, seconds in figures.items():
+        print(f"  {name:<28} {seconds:7.3f} s/step  {plain / seconds:5.2f}x")
+    result = {"per_step": figures, "plain": plain, "all": figures[all_name], "steps": steps,
+              "reference_step": priced(calls["exact"], costs["fp32"])}
+    if args.check:
+        measured = check_stage(model if all_costs is not int8_costs else quantized, fast, size, config, request,
+                               guided, steps, upsampler)
+        print(f"  {all_name:<28} {measured:7.3f} s/step measured over the real stage "
+              f"(priced {figures[all_name]:.3f})")
+    del model
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default="base,upsample")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tiny", action="store_true", help="tiny networks: the code path, not the figures")
+    parser.add_argument("--check", action="store_true", help="also run the all-levers stage for real")
+    parser.add_argument("--int8", action="store_true", help="also time dynamic int8 convolutions")
+    parser.add_argument("--int8-in-all", action="store_true", help="count int8 among all the levers")
+    parser.add_argument("--reuse", type=int, default=Request.reuse_interval)
+    parser.add_argument("--guidance-stop", type=float, default=Request.guidance_stop)
+    parser.add_argument("--steps", type=int, default=Request.steps)
+    parser.add_argument("--upsample-steps", type=int, default=Request.upsample_steps)
+    parser.add_argument("--sampler", default=Request.sampler)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device here: nothing to measure (run on a machine with a GPU)")
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    fast = choose_precision(device, "fp16" if device.type == "cuda" else "bf16")
+    exact = choose_precision(device, "fp32")
+    request = Request(reuse_interval=args.reuse, guidance_stop=args.guidance_stop, steps=args.steps,
+                      upsample_steps=args.upsample_steps, sampler=args.sampler)
+    print(f"levers: reuse every {request.reuse_interval} steps (shallow branch of {SHALLOW_BLOCKS} block), "
+          f"CFG at noise levels {request.guidance_stop:g}..{request.guidance_start:g}; {fast.describe()} vs "
+          f"{exact.describe()}; threads {torch.get_num_threads()}; best of {args.repeats}")
+    reset_peak_memory()
+    results = {case: run_case(case, args, request, fast, exact) for case in args.cases.split(",")}
+    if set(results) == set(CASES):
+        ours = sum(results[case]["all"] * results[case]["steps"] for case in CASES)
+        reference = sum(results[case]["reference_step"] * REFERENCE_FLOW[case] for case in CASES)
+        print(f"\nflow: default inpaint with all levers ({request.steps} base + {request.upsample_steps} upsample "
+              f"steps) {ours:.1f} s vs the reference's flow in fp32 eager (100 + 27 steps) {reference:.1f} s: "
+              f"{reference / ours:.1f}x")
+    peak, label = peak_memory_mb()
+    if peak is not None:
+        print(f"{label}: {peak:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""The speed levers' quality bound on the demo models: each configuration against the exact path, task by task.
+
+The held-out tasks of eval_demo (inpaint: a new object in a removed one's place; generate: a captioned scene;
+sdedit: a blob of colour turned into the captioned shape), run once exactly (levers off: reuse_interval 1,
+guidance on every step, the given steps) and once per configuration, with the same seeds, judged by the
+shapes world's oracle. Printed per configuration: each rate and its difference from the exact path in points,
+the max and mean absolute pixel deviation from the exact path's result (uint8, inside the regenerated region
+for inpaint and sdedit), and the model time per run against the exact path's.
+
+    PYTHONPATH=. python benchmarks/eval_levers.py --tasks 50 \
+        --config reuse2:reuse_interval=2 --config stop0.3:guidance_stop=0.3 \
+        --config all:reuse_interval=2,guidance_stop=0.3 [--precision bf16] [--json out.json]
+
+A configuration is `name:field=value,...` over Request fields (steps, sampler, upsample_steps too).
+`--upsample N` also runs N full inpaints (base + upsampler at 256 px) per configuration and prints the
+pixel deviation of the 256 px result, which the 64 px oracle cannot judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from eval_demo import SEED_OFFSET, _blob_sketch, _new_object, _palette_fraction, _removed_object_task
+
+from glide_studio.pipelines import Mode, Request, run
+from glide_studio.runs.drain import drain
+from glide_studio.runs.errors import ModelUnavailableError
+from glide_studio.runs.models import load_model_set
+from glide_studio.shapes import oracle, world
+
+EXACT = {"reuse_interval": 1, "guidance_stop": 0.0, "guidance_start": 1.0}
+
+
+def parse_config(text: str) -> tuple[str, dict]:
+    name, _, body = text.partition(":")
+    types = {spec.name: type(spec.default) for spec in dataclasses.fields(Request)}
+    changes = {}
+    for item in filter(None, body.split(",")):
+        key, _, value = item.partition("=")
+        if key not in types:
+            raise SystemExit(f"unknown Request field {key!r} in --config {text!r}")
+        kind = types[key]
+        changes[key] = value if kind not in (int, float) else kind(value)
+    return name, changes
+
+
+# -- the tasks: a request and how the oracle judges its result -------------------------------------------------
+
+def inpaint_task(k: int):
+    rng = np.random.default_rng(SEED_OFFSET + k)
+    image, box, _, kept, background = _removed_object_task(rng)
+    colour, kind = _new_object(rng, background, kept)
+    request = Request(mode=Mode.INPAINT, prompt=f"a {colour} {kind}", image=image, mask=box, seed=k,
+                      upsample_model=None)
+
+    def judge(result):
+        found = oracle.detect(result, box.astype(bool))
+        return {"inpaint colour": bool(found and found.colour == colour),
+                "inpaint shape": bool(found and found.kind == kind)}
+
+    return request, judge, box.astype(bool)
+
+
+def generate_task(k: int):
+    rng = np.random.default_rng(2 * SEED_OFFSET + k)
+    scene = world.sample_scene(rng, n_objects=int(rng.integers(1, 3)))
+    caption = " and ".join(f"a {o.colour} {o.kind}" for o in scene.objects)
+    request = Request(mode=Mode.GENERATE, prompt=caption, seed=k, upsample_model=None)
+
+    def judge(result):  # per named object, as eval_demo counts it
+        return {"generate colour/object": [_palette_fraction(result, o.colour) >= 25 for o in scene.objects]}
+
+    return request, judge, None
+
+
+def sdedit_task(k: int):
+    rng = np.random.default_rng(3 * SEED_OFFSET + k)
+    image, _, removed, kept, background = _removed_object_task(rng)
+    colour, kind = _new_object(rng, background, kept)
+    blob = _blob_sketch(rng, removed)
+    sketch = np.zeros((64, 64, 4), dtype=np.uint8)
+    sketch[blob == 1] = (*world.COLOURS[colour], 255)
+    region = np.zeros_like(blob)
+    rows, cols = np.nonzero(blob)
+    region[max(0, rows.min() - 3):rows.max() + 4, max(0, cols.min() - 3):cols.max() + 4] = 1
+    request = Request(mode=Mode.SDEDIT, prompt=f"a {colour} {kind}", image=image, mask=region, sketch=sketch,
+                      seed=k, upsample_model=None)
+
+    def judge(result):
+        found = oracle.detect(result, region.astype(bool))
+        return {"sdedit colour": bool(found and found.colour == colour),
+                "sdedit shape": bool(found and found.kind == kind)}
+
+    return request, judge, region.astype(bool)
+
+
+TASKS = {"inpaint": inpaint_task, "generate": generate_task, "sdedit": sdedit_task}
+
+
+class Tally:
+    """Rates, pixel deviations from the exact path and model seconds of one configuration."""
+
+    def __init__(self):
+        self.hits: dict[str, list[bool]] = {}
+        self.max_dev = 0
+        self.dev_sum = 0.0
+        self.dev_count = 0
+        self.seconds = 0.0
+
+    def add(self, verdicts: dict, seconds: float) -> None:
+        for metric, value in verdicts.items():
+            self.hits.setdefault(metric, []).extend(value if isinstance(value, list) else [value])
+        self.seconds += seconds
+
+    def deviation(self, result: np.ndarray, exact: np.ndarray, region: np.ndarray | None) -> None:
+        diff = np.abs(result.astype(np.int16) - exact.astype(np.int16))
+        if region is not None:
+            diff = diff[:, region] if diff.ndim == 4 else diff[region]
+        self.max_dev = max(self.max_dev, int(diff.max()))
+        self.dev_sum += float(diff.mean())
+        self.dev_count += 1
+
+    def rates(self) -> dict[str, float]:
+        return {metric: sum(values) / len(values) for metric, values in self.hits.items()}
+
+
+def timed_run(models, request):
+    started = time.perf_counter()
+    result = drain(run(models, request))
+    return result[0], time.perf_counter() - started
+
+
+def evaluate(models, configs: dict[str, dict], suites: list[str], tasks: range, base: dict) -> dict:
+    tallies = {name: Tally() for name in ["exact", *configs]}
+    for suite in suites:
+        for k in tasks:
+            request, judge, region = TASKS[suite](k)
+            exact_request = request.with_(**{**base, **EXACT})
+            exact, seconds = timed_run(models, exact_request)
+            tallies["exact"].add(judge(exact), seconds)
+            for name, changes in configs.items():
+                result, seconds = timed_run(models, exact_request.with_(**changes))
+                tallies[name].add(judge(result), seconds)
+                tallies[name].deviation(result, exact, region)
+        print(f"  {suite}: {len(tasks)} tasks done", file=sys.stderr, flush=True)
+    return tallies
+
+
+def upsample_deviation(models, configs: dict[str, dict], count: int, base: dict) -> dict:
+    """Full inpaints at the GUI's size (256 px picture, base + upsampler): the deviation of the 256 px result
+    inside the mask, and the model time, per configuration against the exact path."""
+    figures = {}
+    exact_seconds = 0.0
+    results = {}
+    for k in range(count):
+        request, _, region = inpaint_task(10_000 + k)
+        picture = np.kron(request.image, np.ones((4, 4, 1), dtype=np.uint8))
+        mask = np.kron(request.mask, np.ones((4, 4), dtype=np.uint8))
+        full = request.with_(image=picture, mask=mask, upsample_model=Request.upsample_model, **{**base, **EXACT})
+        exact, seconds = timed_run(models, full)
+        exact_seconds += seconds
+        for name, changes in configs.items():
+            result, seconds = timed_run(models, full.with_(**changes))
+            tally = results.setdefault(name, Tally())
+            tally.seconds += seconds
+            tally.deviation(result, exact, mask.astype(bool))
+    for name, tally in results.items():
+        figures[name] = {"max_dev": tally.max_dev, "mean_dev": tally.dev_sum / max(tally.dev_count, 1),
+                         "time_ratio": exact_seconds / tally.seconds}
+    return figures
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=50)
+    parser.add_argument("--task-offset", type=int, default=0)
+    parser.add_argument("--suites", default="inpaint,generate,sdedit")
+    parser.add_argument("--config", action="append", default=[], help="name:field=value,... (repeatable)")
+    parser.add_argument("--base", default="", help="field=value,... applied to every run, the exact one too")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
+    parser.add_argument("--upsample", type=int, default=0, help="full 256 px inpaints per configuration")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    configs = dict(parse_config(text) for text in args.config)
+    base = parse_config("base:" + args.base)[1]
+    try:
+        models = load_model_set(Request(), "cpu", args.precision)
+    except ModelUnavailableError as error:
+        print(f"demo weights unavailable: {error}", file=sys.stderr)
+        return 1
+    tasks = range(args.task_offset, args.task_offset + args.tasks)
+    started = time.perf_counter()
+    tallies = evaluate(models, configs, args.suites.split(","), tasks, base)
+    exact = tallies["exact"]
+    print(f"{args.tasks} tasks per suite (offset {args.task_offset}), precision {models.precision.name}, "
+          f"base {base or 'defaults'}; eval {time.perf_counter() - started:.0f} s")
+    print(f"{'config':<14}{'metric':<24}{'rate':>7}{'vs exact':>10}")
+    report: dict = {"tasks_per_suite": args.tasks, "task_offset": args.task_offset,
+                    "precision": models.precision.name, "base": base, "configs": {}}
+    for name, tally in tallies.items():
+        rates = tally.rates()
+        entry = {"changes": configs.get(name, EXACT), "rates": rates}
+        for metric, rate in rates.items():
+            delta = 100 * (rate - exact.rates()[metric])
+            print(f"{name:<14}{metric:<24}{rate:>7.1%}{delta:>+9.1f}p")
+        if name != "exact":
+            mean_dev = tally.dev_sum / max(tally.dev_count, 1)
+            speed = exact.seconds / tally.seconds
+            entry.update(max_dev=tally.max_dev, mean_dev=mean_dev, time_ratio=speed)
+            print(f"{name:<14}{'pixel deviation':<24}  max {tally.max_dev}, mean {mean_dev:.2f} (uint8)")
+            print(f"{name:<14}{'model time':<24}  {speed:.2f}x faster than exact ({tally.seconds:.0f} s "
+                  f"vs {exact.seconds:.0f} s)")
+        report["configs"][name] = entry
+    if args.upsample:
+        figures = upsample_deviation(models, configs, args.upsample, base)
+        report["upsample"] = figures
+        for name, values in figures.items():
+            print(f"{name:<14}{'256 px full inpaint':<24}  max dev {values['max_dev']}, mean "
+                  f"{values['mean_dev']:.2f}, {values['time_ratio']:.2f}x faster ({args.upsample} runs)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

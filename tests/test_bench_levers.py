@@ -1,0 +1,45 @@
+"""The levers benchmark's code path on tiny networks (its figures are the benchmark's business, not a test's):
+every lever is priced from the calls the shipped StageDenoiser makes, and the CUDA entry exits cleanly here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_levers  # noqa: E402
+import bench_levers_cuda  # noqa: E402
+
+from glide_studio.pipelines.request import Request  # noqa: E402
+
+
+def test_stage_calls_follow_the_reuse_policy_and_the_guidance_window():
+    request = Request(reuse_interval=3, guidance_stop=0.3, steps=25)
+    calls = bench_levers.stage_calls(bench_levers.TINY, request, True, 25, upsampler=False)
+    assert len(calls) == 25
+    # The window's 13 top steps run the CFG batch of 2, the 12 below noise level 0.3 the conditional row alone.
+    assert [rows for _, rows in calls] == [2] * 13 + [1] * 12
+    # Full every third step, and again where the batch changes.
+    assert [kind for kind, _ in calls[:14]] == ["full", "shallow", "shallow"] * 4 + ["full", "full"]
+    exact = bench_levers.stage_calls(bench_levers.TINY, request.with_(reuse_interval=1, guidance_stop=0.0), True, 25,
+                                     upsampler=False)
+    assert exact == [("full", 2)] * 25
+
+
+def test_the_benchmark_runs_on_tiny_networks(capsys):
+    assert bench_levers.main(["--tiny", "--repeats", "1", "--check", "--int8", "--reuse", "2",
+                              "--guidance-stop", "0.3"]) == 0
+    out = capsys.readouterr().out
+    for line in ("fp32 eager", "bf16 + reuse", "bf16 + window", "bf16 + int8", "bf16 + all", "measured over the real",
+                 "flow: default inpaint"):
+        assert line in out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the CUDA benchmark really runs")
+def test_the_cuda_benchmark_says_there_is_no_gpu_and_exits_cleanly(capsys):
+    assert bench_levers_cuda.main([]) == 0
+    assert "no CUDA device" in capsys.readouterr().out
