@@ -129,7 +129,8 @@ def _add_run_options(parser: argparse.ArgumentParser, from_png: bool = True) -> 
         settings.add_argument(found.flag, dest=found.name, type=_text_parser(found), choices=choices,
                               metavar=metavar, default=argparse.SUPPRESS, help=help_text)
     if from_png:
-        inputs.add_argument("--from-png", type=Path, help="repeat the run recorded in this PNG's metadata")
+        inputs.add_argument("--from-png", type=Path, help="start from the settings of the candidate this PNG "
+                            "records (its own seed, one candidate unless --candidates); options override them")
     context = parser.add_argument_group("where it runs, and output")
     context.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the recorded one, else cuda when "
                          "available)")
