@@ -206,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
         "with --model sd:NAME (fetched from the Hub on first use), or give --model sd:PATH for a diffusers folder or a "
         ".safetensors file, or sd:OWNER/REPO for any Hub repository.")
     sd_models.set_defaults(func=_sd_models_command)
+    sd_download = subparsers.add_parser(
+        "sd-download", help="fetch a Stable Diffusion model from the Hugging Face Hub (the sd extra)",
+        description="Fetch a known Stable Diffusion model (see sd-models) or any Hub repository (OWNER/REPO) into "
+        "huggingface_hub's cache, with progress; an interrupted download goes on where it stopped. Only the files "
+        "a run needs are fetched (safetensors weights, configs, tokenizer).")
+    sd_download.add_argument("name", help="a known name (sd15-inpainting) or a Hub repository id, with or without sd:")
+    sd_download.set_defaults(func=_sd_download_command)
     return parser
 
 
@@ -225,6 +232,23 @@ def _sd_models_command(args: argparse.Namespace) -> int:
             state = "needs the sd extra"
         print(f"sd:{known.name:<18} {known.size_gb:>4.1f} GB  {state:<16} {known.repo_id}\n"
               f"    {known.description}\n    licence: {known.licence}")
+    return 0
+
+
+def _sd_download_command(args: argparse.Namespace) -> int:
+    from glide_studio import sd
+    from glide_studio.pipelines.request import SD_MODEL_PREFIX
+
+    sd.require()
+    from glide_studio.progress import ProgressBar
+    from glide_studio.sd.loading import folder_of, resolve
+
+    name = args.name if args.name.startswith(SD_MODEL_PREFIX) else SD_MODEL_PREFIX + args.name
+    source = resolve(name)
+    if source.repo_id is None:
+        print(f"{name} is a local model: nothing to download")
+        return 0
+    print(folder_of(source, progress_class=ProgressBar))
     return 0
 
 

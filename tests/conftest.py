@@ -105,6 +105,7 @@ def user_data_dir(tmp_path_factory, monkeypatch) -> Path:
     """Every test keeps its runs' inputs (and any other per-user data) in a folder of its own."""
     path = tmp_path_factory.mktemp("user-data")
     monkeypatch.setenv("GLIDE_STUDIO_DATA", str(path))
+    monkeypatch.setenv("GLIDE_STUDIO_LOG_DIR", str(path / "logs"))  # an editor started by a test logs here
     return path
 
 

@@ -81,7 +81,7 @@ def sd_model_choices() -> list[ModelChoice]:
     for known in registry.KNOWN_MODELS:
         name = f"sd:{known.name}"
         present = is_present(name)
-        detail = "" if present else f"not downloaded ({known.size_gb:g} GB; glide-studio generate --model {name})"
+        detail = "" if present else f"not downloaded ({known.size_gb:g} GB: glide-studio sd-download {known.name})"
         choices.append(ModelChoice(name, f"SD · {known.name}", present, detail))
     choices += [ModelChoice(name, f"SD · {label}", True) for name, label in registry.user_models()]
     return choices

@@ -6,9 +6,9 @@ steps. `JobRunner` (GUI thread) owns the thread, queues jobs and re-emits the wo
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -27,6 +27,8 @@ from glide_studio.runs.drain import drain
 from glide_studio.runs.errors import RunError
 from glide_studio.runs.inputs import InputStore
 from glide_studio.runs.record import Resumed, RunRecord
+
+_log = logging.getLogger("glide_studio.worker")
 
 _job_ids = count(1)
 
@@ -180,7 +182,7 @@ class GenerationWorker(QObject):
                 self.status.emit(job.id, "Running…")
                 outcome = self._drain(job)
         except Exception as error:  # noqa: BLE001 - every failure becomes a message, the app stays up
-            traceback.print_exc()
+            _log.exception("run %d failed", job.id)  # its traceback, in the log file
             outcome = Outcome(JobState.FAILED, message=describe_failure(error))
         self._announce(job, outcome)
 
@@ -192,6 +194,7 @@ class GenerationWorker(QObject):
             self.engine.prepare(job.request, job.device)
             problem = ""
         except Exception as error:  # noqa: BLE001 - a background warm-up must never take the app down
+            _log.exception("loading the model failed")
             problem = describe_failure(error)
         self.prepared.emit(job.id, problem)
 
@@ -224,7 +227,7 @@ class GenerationWorker(QObject):
         try:
             return tuple(self.engine.score(job.request, images))
         except Exception:  # noqa: BLE001 - ranking is a courtesy; the run's result stands without it
-            traceback.print_exc()
+            _log.exception("ranking the candidates failed")
             return ()
 
     def _drain(self, job: Job) -> Outcome:
@@ -271,7 +274,7 @@ class GenerationWorker(QObject):
             pictures = paused_pictures(job.request, preview)
             encoded = tuple(png_bytes(picture) for picture in pictures)
         except (ValueError, OSError):  # a picture that cannot be made only costs the paused run its entry
-            traceback.print_exc()
+            _log.exception("the paused run's pictures could not be made")
             pictures, encoded = None, ()
         return Paused(job.id, job.request, step.state, step.index, step.total, preview, record, pictures, encoded)
 

@@ -29,6 +29,8 @@ MIN_BRUSH, MAX_BRUSH = 2, 256
 
 class Canvas(QGraphicsView):
     files_dropped = Signal(list)
+    image_dropped = Signal(object)
+    """A QImage dropped as data (no file behind it)."""
     brush_size_changed = Signal(int)
     zoom_changed = Signal(float)
     compare_held = Signal(bool)
@@ -376,7 +378,13 @@ class Canvas(QGraphicsView):
         event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:
-        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        data = event.mimeData()
+        paths = [url.toLocalFile() for url in data.urls() if url.isLocalFile()]
         if paths:
             self.files_dropped.emit(paths)
             event.acceptProposedAction()
+        elif data.hasImage():  # a picture dragged out of a browser or another editor: pixels, no file
+            image = data.imageData()
+            if isinstance(image, QImage) and not image.isNull():
+                self.image_dropped.emit(image)
+                event.acceptProposedAction()

@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QApplication
 
 from glide_studio.app.errors import StudioError
-from glide_studio.app.images import OPEN_FILTER, qimage_to_array
+from glide_studio.app.images import MAX_SIDE, OPEN_FILTER, qimage_to_array
 from glide_studio.app.project import PROJECT_FILTER, PROJECT_SUFFIX
 from glide_studio.app.sessions import discard_abandoned
 from glide_studio.ui import dialogs
@@ -92,9 +92,19 @@ class FileActions:
         if image.isNull():
             self.window.statusBar().showMessage("The clipboard holds no picture.", 5000)
             return False
-        if not self.may_replace_document("pasting a new picture"):
+        return self.open_qimage(image, "Pasted picture")
+
+    def open_qimage(self, image, caption: str) -> bool:
+        """Picture data without a file (pasted or dropped) as a new document."""
+        doing = "pasting a new picture" if caption.startswith("Pasted") else "opening the dropped picture"
+        if max(image.width(), image.height()) > MAX_SIDE:
+            self._fail("Could not open the picture", StudioError(
+                f"The picture is {image.width()}x{image.height()}; the largest side the editor takes is {MAX_SIDE} px: "
+                "scale it down first."))
             return False
-        self.controller.open_array(qimage_to_array(image, 3), "Pasted picture")
+        if not self.may_replace_document(doing):
+            return False
+        self.controller.open_array(qimage_to_array(image, 3), caption)
         self.controller.mark_saved()
         self.project_path = None
         self.window.update_title()

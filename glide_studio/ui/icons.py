@@ -4,23 +4,55 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
+from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QIcon, QIconEngine, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
 
 INK = QColor(222, 222, 226)
 ACCENT = QColor(90, 160, 255)
 MASK = QColor(255, 64, 96)
 
 
+class _DrawnIconEngine(QIconEngine):
+    """Draws the icon at whatever size and device pixel ratio it is asked for, so it is crisp on any screen (a
+    fixed pixmap would be scaled up, blurred, on a 150 % or 200 % display)."""
+
+    def __init__(self, draw: Callable[[QPainter], None]) -> None:
+        super().__init__()
+        self._draw = draw
+
+    def paint(self, painter: QPainter, rect, mode, state) -> None:
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if mode == QIcon.Mode.Disabled:
+            painter.setOpacity(0.4)
+        painter.translate(rect.x(), rect.y())
+        painter.scale(rect.width() / 24, rect.height() / 24)
+        self._draw(painter)
+        painter.restore()
+
+    def pixmap(self, size, mode, state) -> QPixmap:
+        return self.scaledPixmap(size, mode, state, 1.0)
+
+    def scaledPixmap(self, size, mode, state, scale: float) -> QPixmap:  # noqa: N802 - Qt's name
+        pixmap = QPixmap(max(1, round(size.width() * scale)), max(1, round(size.height() * scale)))
+        pixmap.setDevicePixelRatio(scale)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        self.paint(painter, QRect(0, 0, size.width(), size.height()), mode, state)
+        painter.end()
+        return pixmap
+
+    def availableSizes(self, mode=QIcon.Mode.Normal, state=QIcon.State.Off) -> list[QSize]:  # noqa: N802
+        # A window system that asks which sizes exist (for the title bar, the dock) gets the usual ones.
+        return [QSize(side, side) for side in (16, 22, 24, 32, 48, 64, 128, 256)]
+
+    def clone(self) -> QIconEngine:
+        return _DrawnIconEngine(self._draw)
+
+
 def _icon(draw: Callable[[QPainter], None], size: int = 48) -> QIcon:
-    pixmap = QPixmap(size, size)
-    pixmap.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(pixmap)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    painter.scale(size / 24, size / 24)
-    draw(painter)
-    painter.end()
-    return QIcon(pixmap)
+    """``size`` is kept for callers; the engine draws at every size asked."""
+    return QIcon(_DrawnIconEngine(draw))
 
 
 def _pen(colour: QColor = INK, width: float = 1.8) -> QPen:

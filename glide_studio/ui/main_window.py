@@ -27,6 +27,7 @@ from glide_studio.app.errors import StudioError
 from glide_studio.app.images import difference_heatmap
 from glide_studio.app.journal import JournalError
 from glide_studio.app.live import LivePainter
+from glide_studio.app.run_log import RunLog
 from glide_studio.app.sessions import Session, abandoned_documents
 from glide_studio.app.settings import Preferences, default_settings
 from glide_studio.app.starter import STARTER_CAPTION, starter_scene
@@ -39,12 +40,23 @@ from glide_studio.ui.canvas import Canvas
 from glide_studio.ui.controls import ControlsPanel
 from glide_studio.ui.file_actions import FileActions
 from glide_studio.ui.gallery_panel import GalleryPanel
+from glide_studio.ui.help_menu import build_help_menu
 from glide_studio.ui.history_panel import HistoryPanel
+from glide_studio.ui.new_canvas import new_canvas
 from glide_studio.ui.outpaint_dialog import OutpaintLauncher
+from glide_studio.ui.recent_menu import RecentMenu
 from glide_studio.ui.timeline import TimelineBar
 from glide_studio.ui.tools_panel import ToolsPanel
+from glide_studio.ui.window_state import restore_window_state, save_window_state
+
+Keys = QKeySequence.StandardKey
 
 STEPS_CAP_KEY = "journal/keep_steps_mb"
+
+
+def _with(keys: list[QKeySequence], *more: str) -> list[QKeySequence]:
+    """The platform's standard keys, then the given ones it lacks."""
+    return keys + [QKeySequence(key) for key in more if QKeySequence(key) not in keys]
 
 
 def _format_seconds(seconds: float) -> str:
@@ -120,6 +132,7 @@ class MainWindow(QMainWindow):
         self.downloader.finished.connect(self._on_download_finished)
         self._build_actions()
         self._connect()
+        self.run_log = RunLog(self.controller, self)
 
         self.session = Session.create()
         self.controller.attach_journal(self.session.journal)
@@ -129,6 +142,7 @@ class MainWindow(QMainWindow):
             signal.connect(self.update_title)
         self.update_title()
         self.resize(1400, 900)
+        restore_window_state(self)
         self.statusBar().showMessage("Paint a mask over what should change, type a caption, press Ctrl+Enter.")
 
     def update_title(self, *_args) -> None:
@@ -147,8 +161,12 @@ class MainWindow(QMainWindow):
         return dock
 
     def _action(self, text: str, slot, shortcuts=(), menu=None) -> QAction:
+        """``shortcuts``: key strings, or QKeySequence.StandardKey for standard actions (the platform's keys)."""
         action = QAction(text, self)
-        action.setShortcuts([QKeySequence(key) for key in shortcuts])
+        keys = []
+        for key in shortcuts:
+            keys += QKeySequence.keyBindings(key) if isinstance(key, Keys) else [QKeySequence(key)]
+        action.setShortcuts(keys)
         action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         action.triggered.connect(slot)
         self.addAction(action)
@@ -159,20 +177,23 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         files, canvas = self.files, self.canvas
         file_menu = self.menuBar().addMenu("&File")
-        self._action("&Open…", files.open_dialog, ["Ctrl+O"], file_menu)
-        self._action("&Paste picture", files.paste, ["Ctrl+V"], file_menu)
+        self._action("&New…", lambda: new_canvas(self), [Keys.New], file_menu)
+        self._action("&Open…", files.open_dialog, [Keys.Open], file_menu)
+        self.recent_menu = RecentMenu(self, file_menu)
+        file_menu.addMenu(self.recent_menu)
+        self._action("&Paste picture", files.paste, [Keys.Paste], file_menu)
         file_menu.addSeparator()
-        self._action("&Save project", files.save_project, ["Ctrl+S"], file_menu)
-        self._action("Save project &as…", files.save_project_as, ["Ctrl+Shift+S"], file_menu)
+        self._action("&Save project", files.save_project, [Keys.Save], file_menu)
+        self._action("Save project &as…", files.save_project_as, [Keys.SaveAs], file_menu)
         self._action("&Export PNG…", files.export_dialog, ["Ctrl+E"], file_menu)
         file_menu.addSeparator()
-        self._action("&Quit", self.close, ["Ctrl+Q"], file_menu)
+        self._action("&Quit", self.close, [Keys.Quit], file_menu).setMenuRole(QAction.MenuRole.QuitRole)
 
         edit_menu = self.menuBar().addMenu("&Edit")
         self.undo_action = canvas.undo_stack.createUndoAction(self, "&Undo")
-        self.undo_action.setShortcuts([QKeySequence("Ctrl+Z")])
+        self.undo_action.setShortcuts(Keys.Undo)
         self.redo_action = canvas.undo_stack.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.redo_action.setShortcuts(_with(QKeySequence.keyBindings(Keys.Redo), "Ctrl+Shift+Z", "Ctrl+Y"))
         for action in (self.undo_action, self.redo_action):
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             self.addAction(action)
@@ -194,8 +215,8 @@ class MainWindow(QMainWindow):
 
         view_menu = self.menuBar().addMenu("&View")
         self._action("&Fit picture", canvas.fit, ["Ctrl+0"], view_menu)
-        self._action("Zoom &in", lambda: canvas.zoom_by(1.25), ["Ctrl++", "Ctrl+="], view_menu)
-        self._action("Zoom &out", lambda: canvas.zoom_by(0.8), ["Ctrl+-"], view_menu)
+        self._action("Zoom &in", lambda: canvas.zoom_by(1.25), [Keys.ZoomIn, "Ctrl+="], view_menu)
+        self._action("Zoom &out", lambda: canvas.zoom_by(0.8), [Keys.ZoomOut], view_menu)
         self.heatmap_action = self._action("&Difference heatmap", self._show_candidate_or_heatmap, ["H"], view_menu)
         self.heatmap_action.setCheckable(True)
         self.heatmap_action.setToolTip("Show where the candidate differs from the picture (black: unchanged)")
@@ -221,6 +242,7 @@ class MainWindow(QMainWindow):
         self.discard_action = self._action("&Discard candidates", self.controller.discard_candidates, [], run_menu)
         self.accept_action.setEnabled(False)
         self.discard_action.setEnabled(False)
+        build_help_menu(self)
 
     def _connect(self) -> None:
         controller, controls = self.controller, self.controls
@@ -256,6 +278,7 @@ class MainWindow(QMainWindow):
         self.live_action.toggled.connect(lambda on: None if on else self.canvas.set_preview(None))
         self.controls.caption.installEventFilter(self)
         self.canvas.files_dropped.connect(lambda paths: self.files.open_path(paths[0]))
+        self.canvas.image_dropped.connect(lambda image: self.files.open_qimage(image, "Dropped picture"))
         self.canvas.zoom_changed.connect(lambda zoom: self.zoom_label.setText(f"{zoom * 100:.0f}%"))
 
     # --- running ----------------------------------------------------------------------------------
@@ -540,6 +563,7 @@ class MainWindow(QMainWindow):
                 return
         self._closing = True
         self.preferences.set_run_settings(self.controller.run_settings)
+        save_window_state(self)
         self.preferences.sync()
         self.downloader.cancel()
         # The worker stops after its current step; on a slow device that step can take seconds, so the
@@ -569,11 +593,15 @@ def run_app(argv: list[str] | None = None, *, settings: QSettings | None = None,
     """
     import argparse
     import asyncio
+    import logging
     import sys
 
     import qasync
     from PySide6.QtWidgets import QApplication
 
+    from glide_studio import __version__
+    from glide_studio.logs import setup_logging
+    from glide_studio.ui.error_reporting import ErrorReporter
     from glide_studio.ui.theme import apply_dark_theme
 
     parser = argparse.ArgumentParser(prog="glide-studio", description="GLIDE Studio desktop app")
@@ -581,9 +609,14 @@ def run_app(argv: list[str] | None = None, *, settings: QSettings | None = None,
     parser.add_argument("--fake-engine", action="store_true", help="try the interface without any model")
     args, qt_args = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
 
+    setup_logging("editor")
+    if QApplication.instance() is None:  # fractional scale factors as they are: icons are drawn at any size
+        QApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
     app = QApplication.instance() or QApplication(["glide-studio", *qt_args])
     app.setApplicationName("GLIDE Studio")
     app.setOrganizationName("GlideStudio")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("glide-studio")  # matches packaging/glide-studio.desktop: the dock shows our icon
     apply_dark_theme(app)
     if engine is not None:
         pass
@@ -596,6 +629,9 @@ def run_app(argv: list[str] | None = None, *, settings: QSettings | None = None,
 
         engine = PipelineEngine()
     window = MainWindow(engine, settings)
+    reporter = ErrorReporter(window).install()
+    logging.getLogger("glide_studio").info("devices: %s; runs on %s", ", ".join(engine.devices()),
+                                           window.controller.run_settings.device)
     window.show()
     window.canvas.fit()
     window.controller.prepare()  # loads and warms the model while the user looks and paints
@@ -606,8 +642,13 @@ def run_app(argv: list[str] | None = None, *, settings: QSettings | None = None,
 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    loop.set_exception_handler(reporter.asyncio_handler)
     closed = asyncio.Event()
     app.aboutToQuit.connect(closed.set)
-    with loop:
-        loop.run_until_complete(closed.wait())
+    try:
+        with loop:
+            loop.run_until_complete(closed.wait())
+    finally:
+        reporter.uninstall()
+        logging.getLogger("glide_studio").info("the editor closed")
     return 0
