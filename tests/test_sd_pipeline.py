@@ -168,3 +168,11 @@ def test_the_preview_projection_follows_the_vae(models):
         latents = models.vae.encode(patches).latent_dist.mean * models.scaling_factor
     shown = project(latents, models.preview_weight, models.preview_bias)[:, :, 2:-2, 2:-2].mean(dim=(2, 3))
     assert float((shown - colours).abs().mean()) < float(colours.abs().mean())
+
+
+def test_bf16_runs_the_unet_and_text_encoder_in_bf16_and_still_keeps_the_unmasked_pixels(model_files):
+    low = load_model(f"sd:{model_files[0]}", "cpu", "bf16")
+    assert low.precision.name == "bf16" and low.unet.dtype == torch.bfloat16 and low.vae.dtype == torch.float32
+    result = drain(run(low, sd_request(Mode.INPAINT, low.name, batch=1)))[0]
+    kept = mask() == 0
+    assert result.shape == (HEIGHT, WIDTH, 3) and np.array_equal(result[kept], picture()[kept])
