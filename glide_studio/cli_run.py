@@ -325,8 +325,9 @@ def _starting_record(args: argparse.Namespace, png: Path | None):
     exact = args.command == "repeat" and not {"seed", "batch"} & set(vars(args)) and request.batch > 1
     if exact:
         # The batch is run again and only this candidate kept: a network's arithmetic differs in the last bits
-        # between batch sizes, so candidate i alone (its own seed, request.alone(i)) is the same picture only up
-        # to rounding, and a repeat promises the same pixels.
+        # between batch sizes and the sampler carries that on, so candidate i alone (its own seed and noise,
+        # request.alone(i)) differs in a few values (benchmarks/eval_candidate_seeds.py), and a repeat promises
+        # the same pixels.
         return record, candidate
     return dataclasses.replace(record, request=request.alone(candidate), candidate=0), None
 
