@@ -264,7 +264,7 @@ def launch_gui(argv: list[str]) -> int:
             raise  # one of our own modules is broken: that is a bug to see, not a missing extra
         print("glide-studio: the editor needs PySide6 (pip install PySide6-Essentials); headless commands "
               "still work: glide-studio --help", file=sys.stderr)
-        return 1
+        return EXIT_RUNTIME
     status = main_window.run_app(argv)
     return int(status or 0)
 

@@ -55,7 +55,7 @@ def test_missing_qt_is_a_clear_message_and_our_own_broken_import_is_not_hidden(m
         return real_import(name)
 
     monkeypatch.setattr(cli.importlib, "import_module", no_qt)
-    assert cli.main([]) == 1
+    assert cli.main([]) == cli.EXIT_RUNTIME
     assert "needs PySide6" in capsys.readouterr().err
     monkeypatch.undo()
     monkeypatch.setitem(sys.modules, "glide_studio.ui.main_window", None)
