@@ -176,3 +176,15 @@ def test_bf16_runs_the_unet_and_text_encoder_in_bf16_and_still_keeps_the_unmaske
     result = drain(run(low, sd_request(Mode.INPAINT, low.name, batch=1)))[0]
     kept = mask() == 0
     assert result.shape == (HEIGHT, WIDTH, 3) and np.array_equal(result[kept], picture()[kept])
+
+
+def test_an_sdxl_style_unet_is_refused_by_name(tmp_path):
+    import json
+
+    folder = save_folder(tmp_path / "xl-like", seed=4)
+    config_file = folder / "unet" / "config.json"
+    config = json.loads(config_file.read_text())
+    config.update(addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=64)
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(SDError, match="SDXL-style"):
+        load_model(f"sd:{folder}", "cpu", "fp32")

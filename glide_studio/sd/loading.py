@@ -121,6 +121,7 @@ def load_model(name: str, device: str = "cpu", precision: str | Precision = "aut
 
     chosen = precision if isinstance(precision, Precision) else choose_precision(device, precision)
     parts = _components(resolve(name), progress_class)
+    check_supported(parts["unet"].config, name)
     dtype = chosen.autocast_dtype or (torch.float16 if chosen.fp16_weights else torch.float32)
     unet = parts["unet"].to(chosen.device, dtype).eval()
     text_encoder = parts["text_encoder"].to(chosen.device, dtype).eval()
@@ -129,6 +130,14 @@ def load_model(name: str, device: str = "cpu", precision: str | Precision = "aut
     weight, bias = fit_projection(vae, scale, float(vae.config.scaling_factor), chosen.device)
     return SDModelSet(name, unet, vae, text_encoder, parts["tokenizer"], parts["scheduler_config"], chosen,
                       weight, bias, model_hash=short_hash(parts["weights"]), source=str(parts["weights"]))
+
+
+def check_supported(unet_config, name: str) -> None:
+    """SD 1.x / 2.x UNets only: SDXL's (a second text encoder, size and crop conditioning) is refused by name, not
+    left to fail inside the first step."""
+    if getattr(unet_config, "addition_embed_type", None) is not None or getattr(unet_config, "class_embed_type", None):
+        raise SDModelError(f"{name} is an SDXL-style or upscaler model (its UNet takes extra conditioning); this "
+                           "version runs Stable Diffusion 1.x and 2.x models")
 
 
 def is_present(name: str) -> bool:
