@@ -120,16 +120,10 @@ def _timesteps(scheduler, request: Request, device) -> torch.Tensor:
     return scheduler.timesteps[begin:]
 
 
-def _generators(request: Request, resume: SDRunState | None) -> list[torch.Generator]:
-    generators = []
-    for candidate in range(request.batch):
-        generator = torch.Generator(device="cpu")
-        if resume is None:
-            generator.manual_seed((request.seed + candidate) % (MAX_SEED + 1))
-        else:
-            generator.set_state(resume.generators[candidate])
-        generators.append(generator)
-    return generators
+def _generators(request: Request) -> list[torch.Generator]:
+    """One CPU generator per candidate, seeded seed + i (wrapping), as A1111 seeds a batch."""
+    return [torch.Generator(device="cpu").manual_seed((request.seed + candidate) % (MAX_SEED + 1))
+            for candidate in range(request.batch)]
 
 
 def _noise(generators: list[torch.Generator], shape: tuple[int, ...], device) -> torch.Tensor:
@@ -150,8 +144,8 @@ def _encode_prompts(models: SDModelSet, request: Request, guided: bool) -> torch
 
 @torch.no_grad()
 def _encode_image(models: SDModelSet, image: np.ndarray) -> torch.Tensor:
-    """(S, S, 3) or (S, S, 3)-like tensor input -> (1, C, h, w) scaled latents (the distribution's mean:
-    deterministic)."""
+    """An (S, S, 3) uint8 picture or a (1, 3, S, S) tensor in [-1, 1] -> (1, C, h, w) scaled latents (the
+    posterior's mean: deterministic)."""
     pixels = image if torch.is_tensor(image) else image_to_tensor(image, models.device)
     posterior = models.vae.encode(pixels.to(models.device, models.vae.dtype)).latent_dist
     return posterior.mean.float() * models.scaling_factor
@@ -185,7 +179,13 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
     scheduler = make_scheduler(request.scheduler, models.scheduler_config)
     timesteps = _timesteps(scheduler, request, device)
     total = len(timesteps)
-    generators = _generators(request, resume)
+    generators = _generators(request)
+    # Each candidate's first draw: where a fresh run starts, and the noise a plain UNet's known latents are noised
+    # with at every step; a resumed run draws it again, then puts its generators where the paused run left them.
+    noise = _noise(generators, shape, device)
+    if resume is not None:
+        for generator, kept in zip(generators, resume.generators, strict=True):
+            generator.set_state(kept)
     embeddings = _encode_prompts(models, request, guided)
     latent_side = shape[-1]
 
@@ -209,21 +209,16 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
         known_latents = _encode_image(models, inputs.boxed.image).expand(shape[0], -1, -1, -1)
 
     if resume is None:
-        noise = _noise(generators, shape, device)
         if inputs.start_image is not None:
             start = _encode_image(models, inputs.start_image).expand(shape[0], -1, -1, -1)
             latents = scheduler.add_noise(start, noise, timesteps[:1])
         else:
             latents = noise * scheduler.init_noise_sigma
         first = 0
-        noise_for_known = noise
     else:
         restore(scheduler, resume.scheduler, device)
         latents = resume.latents.to(device)
         first = resume.index + 1
-        noise_for_known = None
-    if known_latents is not None and noise_for_known is None:
-        noise_for_known = _noise([torch.Generator().manual_seed(request.seed)], (1, *shape[1:]), device)
 
     extra = {"eta": request.eta} if request.scheduler == Scheduler.DDIM else {}
     for index in range(first, total):
@@ -242,8 +237,7 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
             latents = scheduler.step(output, timestep, latents, generator=generators, return_dict=False,
                                      **extra)[0]
             if known_latents is not None:
-                latents = _keep_known(scheduler, latents, known_latents, regenerate, noise_for_known, timesteps,
-                                      index)
+                latents = _keep_known(scheduler, latents, known_latents, regenerate, noise, timesteps, index)
         state = SDRunState(str(request.mode), chain, index, latents, snapshot(scheduler),
                            tuple(generator.get_state() for generator in generators))
         final = None
@@ -258,7 +252,7 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
 
 def _keep_known(scheduler, latents, known, regenerate, noise, timesteps, index):
     if index + 1 < len(timesteps):
-        known = scheduler.add_noise(known, noise.expand_as(known), timesteps[index + 1: index + 2])
+        known = scheduler.add_noise(known, noise, timesteps[index + 1: index + 2])
     return regenerate * latents + (1 - regenerate) * known
 
 
