@@ -137,7 +137,10 @@ def timed_run(models, request):
     return result[0], time.perf_counter() - started
 
 
-def evaluate(models, configs: dict[str, dict], suites: list[str], tasks: range, base: dict) -> dict:
+def evaluate(models, configs: dict[str, dict], suites: list[str], tasks: range, base: dict,
+             networks: dict | None = None) -> dict:
+    """`networks`: the ModelSet a configuration runs on, where it is not `models` (the int8 copy)."""
+    networks = networks or {}
     tallies = {name: Tally() for name in ["exact", *configs]}
     for suite in suites:
         for k in tasks:
@@ -146,14 +149,14 @@ def evaluate(models, configs: dict[str, dict], suites: list[str], tasks: range, 
             exact, seconds = timed_run(models, exact_request)
             tallies["exact"].add(judge(exact), seconds)
             for name, changes in configs.items():
-                result, seconds = timed_run(models, exact_request.with_(**changes))
+                result, seconds = timed_run(networks.get(name, models), exact_request.with_(**changes))
                 tallies[name].add(judge(result), seconds)
                 tallies[name].deviation(result, exact, region)
         print(f"  {suite}: {len(tasks)} tasks done", file=sys.stderr, flush=True)
     return tallies
 
 
-def upsample_deviation(models, configs: dict[str, dict], count: int, base: dict) -> dict:
+def upsample_deviation(models, configs: dict[str, dict], count: int, base: dict, networks: dict) -> dict:
     """Full inpaints at the GUI's size (256 px picture, base + upsampler): the deviation of the 256 px result
     inside the mask, and the model time, per configuration against the exact path."""
     figures = {}
@@ -167,7 +170,7 @@ def upsample_deviation(models, configs: dict[str, dict], count: int, base: dict)
         exact, seconds = timed_run(models, full)
         exact_seconds += seconds
         for name, changes in configs.items():
-            result, seconds = timed_run(models, full.with_(**changes))
+            result, seconds = timed_run(networks.get(name, models), full.with_(**changes))
             tally = results.setdefault(name, Tally())
             tally.seconds += seconds
             tally.deviation(result, exact, mask.astype(bool))
@@ -187,6 +190,8 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
     parser.add_argument("--upsample", type=int, default=0, help="full 256 px inpaints per configuration")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--int8", action="store_true",
+                        help="also judge the networks with dynamic int8 convolutions (config 'int8', levers off)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     if args.threads:
@@ -198,9 +203,16 @@ def main(argv=None) -> int:
     except ModelUnavailableError as error:
         print(f"demo weights unavailable: {error}", file=sys.stderr)
         return 1
+    networks = {}
+    if args.int8:
+        from glide_studio.models.quantize import quantize_convs
+
+        configs["int8"] = {}
+        networks["int8"] = dataclasses.replace(models, base=quantize_convs(models.base),
+                                               upsample=quantize_convs(models.upsample))
     tasks = range(args.task_offset, args.task_offset + args.tasks)
     started = time.perf_counter()
-    tallies = evaluate(models, configs, args.suites.split(","), tasks, base)
+    tallies = evaluate(models, configs, args.suites.split(","), tasks, base, networks)
     exact = tallies["exact"]
     print(f"{args.tasks} tasks per suite (offset {args.task_offset}), precision {models.precision.name}, "
           f"base {base or 'defaults'}; eval {time.perf_counter() - started:.0f} s")
@@ -222,7 +234,7 @@ def main(argv=None) -> int:
                   f"vs {exact.seconds:.0f} s)")
         report["configs"][name] = entry
     if args.upsample:
-        figures = upsample_deviation(models, configs, args.upsample, base)
+        figures = upsample_deviation(models, configs, args.upsample, base, networks)
         report["upsample"] = figures
         for name, values in figures.items():
             print(f"{name:<14}{'256 px full inpaint':<24}  max dev {values['max_dev']}, mean "

@@ -1,0 +1,124 @@
+"""torch.compile for the small demo networks, built in the background so that it never delays a run.
+
+Compiling a UNet takes minutes on a small CPU; a run never waits for it. `BackgroundCompile` builds the
+compiled twin of a network on a daemon thread (with inductor's on-disk caches pointed at a directory that
+outlives the process, so a second start loads the kernels instead of compiling them again) and runs the
+warm-up calls that trigger the compilation; only once they have finished does `current()` hand out the compiled
+network. Where compiling is not possible (no C++ compiler, an unsupported platform, any error inside the
+compiler) the eager network stays in use and `error` says why.
+
+The compiled network's kernels fuse and reorder arithmetic, so its pixels may differ from eager's by rounding:
+whoever swaps it in does so between runs and records it with the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+Compiler = Callable[[nn.Module], nn.Module]
+
+
+def use_compile_cache(directory: Path) -> None:
+    """Point inductor's caches (FX graphs, AOT autograd, kernels) at `directory`, kept between sessions. Must run
+    before the first compilation of the process, which fixes the cache location."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(directory))
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+
+
+def torch_compile(network: nn.Module) -> nn.Module:
+    import torch
+
+    return torch.compile(network, dynamic=False)
+
+
+class BackgroundCompile:
+    """A network's compiled twin, made on a daemon thread by `compiler` and warmed by `warm(compiled)` (the calls
+    a run will make, so each shape is compiled before a run needs it)."""
+
+    def __init__(self, network: nn.Module, warm: Callable[[nn.Module], None], *, compiler: Compiler = torch_compile,
+                 cache_dir: Path | None = None):
+        self.network, self._warm, self._compiler, self._cache_dir = network, warm, compiler, cache_dir
+        self._compiled: nn.Module | None = None
+        self.error: str | None = None
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> BackgroundCompile:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._build, name="glide-compile", daemon=True)
+            self._thread.start()
+        return self
+
+    def _build(self) -> None:
+        try:
+            # This thread (and the compiler processes it starts, which inherit it) at the lowest priority, so that
+            # the user's runs keep the cores; Linux sets nice values per thread.
+            with contextlib.suppress(AttributeError, OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            if self._cache_dir is not None:
+                use_compile_cache(self._cache_dir)
+            compiled = self._compiler(self.network)
+            self._warm(compiled)
+            self._compiled = compiled
+        except Exception as error:  # noqa: BLE001 - any compiler failure means: stay eager
+            self.error = f"{type(error).__name__}: {error}"
+            log.warning("torch.compile unavailable, the eager network stays in use: %s", self.error)
+        finally:
+            self._done.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._compiled is not None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the build has finished and its thread has ended (benchmarks and tests; never the GUI
+        thread)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self._done.is_set()
+
+    def current(self) -> nn.Module:
+        """The compiled network once it is warm, the eager one until then (or for good, after a failure)."""
+        return self._compiled if self._compiled is not None else self.network
+
+
+class CompiledUNet(nn.Module):
+    """A GlideUNet whose two per-step entry points, `forward` and `forward_reusing` (feature reuse), are compiled;
+    the text embedding (once per run) and the config stay the eager network's."""
+
+    def __init__(self, unet: nn.Module, compile_fn: Callable | None = None):
+        super().__init__()
+        import torch
+
+        compile_fn = compile_fn or (lambda fn: torch.compile(fn, dynamic=False))
+        self.unet = unet
+        self._forward = compile_fn(unet.forward)
+        self._forward_reusing = compile_fn(unet.forward_reusing)
+
+    @property
+    def config(self):
+        return self.unet.config
+
+    @property
+    def dtype(self):
+        return self.unet.dtype
+
+    def get_text_emb(self, tokens, mask):
+        return self.unet.get_text_emb(tokens, mask)
+
+    def forward(self, *args, **kwargs):
+        return self._forward(*args, **kwargs)
+
+    def forward_reusing(self, *args, **kwargs):
+        return self._forward_reusing(*args, **kwargs)
