@@ -27,7 +27,8 @@ def about_text() -> str:
     from glide_studio.checkpoints.registry import demo_weights_dir
 
     card = demo_weights_dir() / "MODEL_CARD.md"
-    rows = "".join(f"<li>{escape(what)}: {escape(licence)}</li>" for what, licence in LICENCES)
+    rows = "".join(f"<li>{escape(what, quote=False)}: {escape(licence, quote=False)}</li>"
+                   for what, licence in LICENCES)
     return (
         f"<h3>GLIDE Studio {escape(__version__)}</h3>"
         "<p>Text-guided image editing with OpenAI's GLIDE diffusion models.</p>"
