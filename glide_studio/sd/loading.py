@@ -4,6 +4,7 @@ safetensors: a pickled checkpoint (.ckpt, .bin, .pt) is refused, never opened.""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -112,6 +113,29 @@ def _components(source: Source, progress_class=None) -> dict:
     return _components_from_folder(folder_of(source, progress_class=progress_class))
 
 
+@contextlib.contextmanager
+def _quiet_libraries():
+    """diffusers' and transformers' own loading bars and notes (weights read from a local file in a second, a cast
+    they advise against for training) would bury the run's progress; a Hub download keeps its bars."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
+    bars = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(levels[0])
+        transformers_logging.set_verbosity(levels[1])
+        for module, enabled in zip((diffusers_logging, transformers_logging), bars, strict=True):
+            if enabled:
+                module.enable_progress_bar()
+
+
 def load_model(name: str, device: str = "cpu", precision: str | Precision = "auto", *,
                progress_class=None) -> SDModelSet:
     """The model's components on `device` in `precision` (auto: fp16 on CUDA, bf16 on CPUs with native bf16,
@@ -120,12 +144,14 @@ def load_model(name: str, device: str = "cpu", precision: str | Precision = "aut
     import torch
 
     chosen = precision if isinstance(precision, Precision) else choose_precision(device, precision)
-    parts = _components(resolve(name), progress_class)
-    check_supported(parts["unet"].config, name)
+    source = resolve(name)
     dtype = chosen.autocast_dtype or (torch.float16 if chosen.fp16_weights else torch.float32)
-    unet = parts["unet"].to(chosen.device, dtype).eval()
-    text_encoder = parts["text_encoder"].to(chosen.device, dtype).eval()
-    vae = parts["vae"].to(chosen.device, torch.float32).eval()
+    with _quiet_libraries():
+        parts = _components(source, progress_class)
+        check_supported(parts["unet"].config, name)
+        unet = parts["unet"].to(chosen.device, dtype).eval()
+        text_encoder = parts["text_encoder"].to(chosen.device, dtype).eval()
+        vae = parts["vae"].to(chosen.device, torch.float32).eval()
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     weight, bias = fit_projection(vae, scale, float(vae.config.scaling_factor), chosen.device)
     return SDModelSet(name, unet, vae, text_encoder, parts["tokenizer"], parts["scheduler_config"], chosen,
