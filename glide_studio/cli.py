@@ -166,11 +166,13 @@ def _positive(flag: str):
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(run_options: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; ``run_options=False`` leaves the run commands' flags out (they come from the Request
+    fields, which import torch), for a top-level ``--help`` that answers at once."""
     parser = argparse.ArgumentParser(
         prog="glide-studio",
         description="Text-guided image editing with GLIDE. Without a command, opens the editor: "
-        "glide-studio [FILE] [--fake-engine] [--weights-dir DIR].",
+        "glide-studio [FILE] [--fake-engine].",
         epilog=EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -185,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     for mode in MODES:
         sub = subparsers.add_parser(mode, help=helps[mode], description=helps[mode], epilog=EXIT_STATUS_HELP,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-        _add_run_options(sub)
+        if run_options:
+            _add_run_options(sub)
         sub.set_defaults(func=_run_command)
     repeat = subparsers.add_parser(
         "repeat",
@@ -197,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     repeat.add_argument("png", type=Path, help="a PNG written by glide-studio")
-    _add_run_options(repeat, from_png=False)
+    if run_options:
+        _add_run_options(repeat, from_png=False)
     repeat.set_defaults(func=_run_command)
     _register_checkpoint_commands(subparsers)
     sd_models = subparsers.add_parser(
@@ -285,10 +289,9 @@ def _is_gui_command_line(argv: list[str], parser: argparse.ArgumentParser) -> bo
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv == ["--version"]:
-        # Answered before building the parser, whose checkpoint commands import torch.
         print(f"glide-studio {__version__}")
         return 0
-    parser = build_parser()
+    parser = build_parser(run_options=argv not in (["-h"], ["--help"]))
     if _is_gui_command_line(argv, parser):
         return launch_gui(argv)
     args = parser.parse_args(argv)

@@ -17,16 +17,30 @@ def _reference_path() -> Path:
     return Path(override) if override else _DEFAULT_REFERENCE
 
 
+_MISSING_REFERENCE = "GLIDE reference data not found at"
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     """The OpenAI reference fixtures; skipped when absent, except under CI where absence fails."""
     path = _reference_path()
     if not (path / "README.md").is_file():
-        message = f"GLIDE reference data not found at {path} (set GLIDE_REFERENCE_DATA)"
+        message = f"{_MISSING_REFERENCE} {path} (set GLIDE_REFERENCE_DATA)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def pytest_terminal_summary(terminalreporter):
+    """A run that skipped tests for want of the reference data says so in its last lines: those skips are tests
+    that did not run, not a pass."""
+    missing = [report for report in terminalreporter.stats.get("skipped", [])
+               if _MISSING_REFERENCE in str(getattr(report, "longrepr", ""))]
+    if missing:
+        terminalreporter.write_sep("!", f"{len(missing)} tests did NOT run: {_MISSING_REFERENCE} {_reference_path()}; "
+                                   "put it at ../shared/reference/glide beside the clone or set GLIDE_REFERENCE_DATA",
+                                   red=True, bold=True)
 
 
 # --- No thread may outlive its test (napari-style leak check) -----------------------------------------

@@ -1,11 +1,13 @@
 """Checkpoints: the registry of known weights, the per-user cache, safe downloads, verification, loading.
 
 No Qt here. Downloads are generators of progress records (``download_steps``), so the command line
-(tqdm) and the app (a Qt dialog) drive the same code.
+(tqdm) and the app (a Qt dialog) drive the same code. The parts that need torch (conversion, loading) are
+imported on first use, so that the registry, the cache and downloads (and ``glide-studio --help``) start at once.
 """
 
+from importlib import import_module
+
 from .cache import CACHE_ENV, cache_dir, file_lock
-from .convert import convert_to_safetensors, load_state_dict_file
 from .download import OFFLINE_ENV, DownloadProgress, download_steps, is_offline
 from .errors import (
     CheckpointError,
@@ -23,7 +25,6 @@ from .errors import (
     UnsafeCheckpointError,
 )
 from .integrity import sha256_file, verify
-from .loading import load_network, network_options
 from .registry import (
     DEMO_NAMES,
     OFFICIAL_NAMES,
@@ -80,3 +81,15 @@ __all__ = [
     "sha256_file",
     "verify",
 ]
+
+_NEEDING_TORCH = {"convert_to_safetensors": "convert", "load_state_dict_file": "convert",
+                  "load_network": "loading", "network_options": "loading"}
+
+
+def __getattr__(name: str):
+    module = _NEEDING_TORCH.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

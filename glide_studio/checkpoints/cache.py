@@ -13,6 +13,8 @@ import platformdirs
 from .errors import CheckpointError, DownloadLockedError
 
 CACHE_ENV = "GLIDE_STUDIO_CACHE"
+SAFETENSORS_SUFFIX = ".safetensors"
+"""A checkpoint converted from its pickle sits beside it under this suffix."""
 _APP_NAME = "glide-studio"
 
 

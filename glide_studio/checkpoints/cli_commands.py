@@ -7,7 +7,6 @@ import sys
 from collections.abc import Sequence
 
 from ..progress import ProgressBar
-from .convert import convert_to_safetensors
 from .download import DEFAULT_TIMEOUT, DownloadProgress
 from .errors import CheckpointError
 from .registry import DEMO_NAMES, OFFICIAL_NAMES, REGISTRY, cached_paths, demo_weights_dir, get_spec
@@ -84,6 +83,8 @@ def run_download(args: argparse.Namespace) -> int:
             continue
         progress.close()
         if args.safetensors and path.suffix != ".safetensors":
+            from .convert import convert_to_safetensors  # torch: only when converting
+
             path = convert_to_safetensors(path)
             # The .pt is no longer needed; its sha256 record stays to check any later re-download.
             cached_paths(name, args.cache_dir)[0].unlink(missing_ok=True)

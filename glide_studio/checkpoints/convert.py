@@ -11,12 +11,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .cache import file_lock
+from .cache import SAFETENSORS_SUFFIX, file_lock
 from .errors import CheckpointFormatError, MissingWeightsError, UnsafeCheckpointError
 from .integrity import sha256_file, verify, write_record
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-SAFETENSORS_SUFFIX = ".safetensors"
 
 
 def load_state_dict_file(

@@ -17,8 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from .cache import cache_dir
-from .convert import SAFETENSORS_SUFFIX
+from .cache import SAFETENSORS_SUFFIX, cache_dir
 from .errors import CheckpointError, CheckpointFormatError, MissingWeightsError, UnknownCheckpointError
 
 ModelKind = Literal["unet", "clip-image", "clip-text"]

@@ -586,12 +586,21 @@ class MainWindow(QMainWindow):
         self.session = recovered
 
 
+def editor_parser():
+    """The editor's own arguments (``glide-studio [FILE] [--fake-engine]``); the rest are Qt's."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="glide-studio", description="GLIDE Studio desktop app")
+    parser.add_argument("file", nargs="?", help="a picture or project to open")
+    parser.add_argument("--fake-engine", action="store_true", help="try the interface without any model")
+    return parser
+
+
 def run_app(argv: list[str] | None = None, *, settings: QSettings | None = None, engine: Engine | None = None) -> int:
     """Opens the main window (starter scene, demo model) and runs Qt's loop with asyncio inside it.
 
     argv holds the arguments after the program name; settings and engine are for embedding and tests.
     """
-    import argparse
     import asyncio
     import logging
     import sys
@@ -604,10 +613,7 @@ def run_app(argv: list[str] | None = None, *, settings: QSettings | None = None,
     from glide_studio.ui.error_reporting import ErrorReporter
     from glide_studio.ui.theme import apply_dark_theme
 
-    parser = argparse.ArgumentParser(prog="glide-studio", description="GLIDE Studio desktop app")
-    parser.add_argument("file", nargs="?", help="a picture or project to open")
-    parser.add_argument("--fake-engine", action="store_true", help="try the interface without any model")
-    args, qt_args = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    args, qt_args = editor_parser().parse_known_args(sys.argv[1:] if argv is None else list(argv))
 
     setup_logging("editor")
     if QApplication.instance() is None:  # fractional scale factors as they are: icons are drawn at any size
