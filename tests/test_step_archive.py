@@ -20,7 +20,7 @@ from pipeline_helpers import request_for, tiny_model_set
 
 from glide_studio.app.journal import Journal
 from glide_studio.app.preview import to_uint8_images
-from glide_studio.app.step_archive import StepArchive, TimelineStep
+from glide_studio.app.step_archive import STEPS_FILE, StepArchive, TimelineStep
 from glide_studio.app.stills import over_base
 from glide_studio.app.worker import _preview_of
 from glide_studio.pipelines import inpaint, sdedit
@@ -45,11 +45,9 @@ def _kept(steps) -> list[TimelineStep]:
 
 @pytest.fixture
 def archive(qtbot, tmp_path):
-    journal = Journal(tmp_path / "journal.sqlite")
-    store = StepArchive(journal.path, hands_checkpoints=journal.leave_checkpoints_to_others)
+    store = StepArchive.beside(tmp_path / "journal.sqlite")
     yield store
     store.close()
-    journal.close()
 
 
 @pytest.mark.parametrize("mode,sampler,at", [(Mode.SDEDIT, "dpm++2m", 1), (Mode.INPAINT, "dpm++2m-sde", 5),
@@ -103,10 +101,10 @@ _WRITER = textwrap.dedent("""
     from PySide6.QtCore import QCoreApplication
     app = QCoreApplication([])
     from glide_studio.app.journal import Journal
-    from glide_studio.app.step_archive import StepArchive, TimelineStep
+    from glide_studio.app.step_archive import STEPS_FILE, StepArchive, TimelineStep
     from glide_studio.app.fake_engine import FakeState
     journal = Journal(sys.argv[1])
-    archive = StepArchive(journal.path, cap_bytes=40 * 2**20)
+    archive = StepArchive.beside(journal.path, cap_bytes=40 * 2**20)
     rng = np.random.default_rng(0)
     for run in range(10_000):
         steps = [TimelineStep(index, 12, "base", rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8),
@@ -133,7 +131,7 @@ def test_kill_9_while_steps_are_written_leaves_every_run_whole_or_absent(tmp_pat
         process.send_signal(signal.SIGKILL)
         process.wait()
         process.stdout.close()
-        db = sqlite3.connect(path)
+        db = sqlite3.connect(path.with_name(STEPS_FILE))
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         counts = [count for (count,) in db.execute("SELECT COUNT(*) FROM steps GROUP BY run")]
         assert counts and set(counts) == {12}  # no run half-written
@@ -195,3 +193,4 @@ def test_the_upsamplers_preview_starts_on_the_base_result_and_ends_on_its_predic
     assert np.array_equal(_preview_of(steps[0], "pred_x0"), _preview_of(steps[0], "x_t"))
     base_steps = [step for step in inpaint.run(models, request) if step.stage == "base"]
     assert np.array_equal(_preview_of(base_steps[0], "x_t"), to_uint8_images(base_steps[0].x_t))
+

@@ -202,8 +202,7 @@ class StudioController(QObject):
     def _open_archive(self, journal: Journal) -> None:
         self._close_archive()
         try:
-            self.archive = StepArchive(journal.path, self.steps_cap_bytes, self,
-                                       hands_checkpoints=journal.leave_checkpoints_to_others)
+            self.archive = StepArchive.beside(journal.path, self.steps_cap_bytes, self)
         except JournalError as error:
             self.status.emit(f"{error}: older runs' steps will not be kept.")
             return
@@ -233,7 +232,7 @@ class StudioController(QObject):
             self.replaying = False
         self.document.undo_stack.clear()
         self.journal = journal
-        if self.archive is None or self.archive.path != journal.path:
+        if self.archive is None or self.archive.path.parent != journal.path.parent:
             self._open_archive(journal)
         if self.shown_run is not None:
             self._load_timeline(self.shown_run)

@@ -23,14 +23,7 @@ CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, 
                                    created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS steps (run TEXT NOT NULL, idx INTEGER NOT NULL, total INTEGER NOT NULL,
-                                  stage TEXT NOT NULL, preview TEXT NOT NULL, state TEXT, previous TEXT,
-                                  meta TEXT NOT NULL, archived REAL NOT NULL, PRIMARY KEY (run, idx));
-CREATE TABLE IF NOT EXISTS step_blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL);
 """
-STEP_TABLES = ("steps", "step_blobs")
-"""The steps of past runs (`app.step_archive`): a cache for scrubbing and forking, capped in size, never part of
-the document's fold; their blobs live apart from the events' so that evicting them can never touch a picture."""
 
 
 class JournalError(Exception):
@@ -110,22 +103,11 @@ class Journal:
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
-    def leave_checkpoints_to_others(self) -> None:
-        """This connection stops copying the write-ahead log into the database at its commits: another one (the
-        step archive's writer thread) checkpoints, so committing a stroke never waits for megabytes to be copied."""
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
-
-    def copy_to(self, path: str | Path, with_steps: bool = False) -> None:
-        """A consistent standalone copy (SQLite's online backup), e.g. to put inside a project file; the kept
-        steps of past runs stay out of it unless asked for (they can be hundreds of MB, and are only a cache)."""
+    def copy_to(self, path: str | Path) -> None:
+        """A consistent standalone copy (SQLite's online backup), e.g. to put inside a project file."""
         target = sqlite3.connect(path)
         try:
             self._db.backup(target)
-            if not with_steps:
-                for table in STEP_TABLES:
-                    target.execute(f"DELETE FROM {table}")  # noqa: S608 - our own table names
-                target.commit()
-                target.execute("VACUUM")
         finally:
             target.close()
 

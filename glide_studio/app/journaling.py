@@ -24,7 +24,7 @@ from PySide6.QtCore import QRect
 from glide_studio.app.document import LAYERS
 from glide_studio.app.history import HistoryNode
 from glide_studio.app.images import png_bytes
-from glide_studio.app.journal import STEP_TABLES, Journal, JournalError, digest_of
+from glide_studio.app.journal import Journal, JournalError, digest_of
 from glide_studio.app.run_settings import RunSettings
 from glide_studio.pipelines.request import EditBox, Request
 from glide_studio.runs.codec import RecordError, decode, encode
@@ -181,8 +181,6 @@ def import_journal(journal: Journal, source: str) -> None:
             db.execute("DELETE FROM blobs")
             db.execute("INSERT INTO events SELECT * FROM imported.events")
             db.execute("INSERT INTO blobs SELECT * FROM imported.blobs")
-            for table in STEP_TABLES:  # the steps of the document replaced: a project keeps none
-                db.execute(f"DELETE FROM {table}")  # noqa: S608 - our own table names
             db.execute("COMMIT")
         finally:
             if db.in_transaction:

@@ -1,11 +1,14 @@
-"""The steps of past runs, kept in the document's journal on disk: each step's preview and, for forking, its run
-state, so the timeline can scrub an older run and "Fork from here" can go on from one of its steps.
+"""The steps of past runs, kept on disk beside the document's journal: each step's preview and, for forking, its
+run state, so the timeline can scrub an older run and "Fork from here" can go on from one of its steps.
 
-Writes happen on a thread of their own with their own SQLite connection, so the GUI thread only hands over a
-finished run's steps. Blobs (by sha256, apart from the events' blobs) go in small transactions; the run's rows
-then go in one transaction that makes the whole run visible at once, so a kill -9 leaves either all of a run's
-steps or none (blobs left without rows are swept at the next write). A size cap drops the oldest runs' states
-first, then their previews. States are stored as safetensors plus JSON: nothing here is ever unpickled.
+They live in a SQLite file of their own in the journal's folder (`steps.sqlite`, WAL, blobs by sha256), not in the
+journal itself: a run's steps are tens of MB, and while they were written into the journal a stroke's transaction
+queued behind them for up to 87 ms (bench_step_archive); in a file of their own nothing waits on them but the disk.
+Writes happen on a thread of their own with its own connection, so the GUI thread only hands over a run's steps.
+Blobs go in small transactions; the run's rows then go in one transaction that makes the whole run visible at
+once, so a kill -9 leaves either all of a run's steps or none (blobs left without rows are swept at the next
+write). A size cap drops the oldest runs' states first, then their previews. States are stored as safetensors
+plus JSON: nothing here is ever unpickled. The steps are a cache: a project file does not carry them.
 """
 
 from __future__ import annotations
@@ -29,10 +32,20 @@ from glide_studio.app.journal import JournalError, digest_of
 from glide_studio.diffusion import NoiseState, SamplerState
 from glide_studio.pipelines.state import RunState
 
+STEPS_FILE = "steps.sqlite"
+"""The archive's file name, beside the journal it belongs to."""
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS steps (run TEXT NOT NULL, idx INTEGER NOT NULL, total INTEGER NOT NULL,
+                                  stage TEXT NOT NULL, preview TEXT NOT NULL, state TEXT, previous TEXT,
+                                  meta TEXT NOT NULL, archived REAL NOT NULL, PRIMARY KEY (run, idx));
+CREATE TABLE IF NOT EXISTS step_blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL);
+"""
 DEFAULT_CAP_MB = 512
 """What the steps of past runs may take on disk unless the user chose otherwise (Edit ▸ Keep steps of past runs)."""
-_CHUNK_BYTES = 4 * 2**20
+_CHUNK_BYTES = 2**19
 """Blobs per transaction: short enough that a stroke journalled meanwhile never waits long for the lock."""
+_CHECKPOINT_BYTES = 8 * 2**20
+"""The writer copies the write-ahead log into the database after this much, so the log stays small."""
 _IDLE_CHECKPOINT_S = 5.0
 
 
@@ -150,18 +163,24 @@ class StepArchive(QObject):
     failed = Signal(str)
     """A write failed (full disk, …): what to tell the user. The run itself is safe in the journal."""
 
-    def __init__(self, path: str | Path, cap_bytes: int = DEFAULT_CAP_MB * 2**20, parent: QObject | None = None,
-                 hands_checkpoints=None) -> None:
+    @classmethod
+    def beside(cls, journal_path: str | Path, cap_bytes: int = DEFAULT_CAP_MB * 2**20,
+               parent: QObject | None = None) -> StepArchive:
+        """The archive of the document whose journal is at `journal_path`."""
+        return cls(Path(journal_path).with_name(STEPS_FILE), cap_bytes, parent)
+
+    def __init__(self, path: str | Path, cap_bytes: int = DEFAULT_CAP_MB * 2**20,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.path = Path(path)
         self._cap = int(cap_bytes)
         self._queue: queue.Queue = queue.Queue()
         try:
             self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._reader.execute("PRAGMA journal_mode=WAL")
+            self._reader.executescript(_SCHEMA)
         except sqlite3.Error as error:
             raise JournalError(f"{self.path} cannot keep steps ({error})") from error
-        if hands_checkpoints is not None:
-            hands_checkpoints()  # the main connection stops checkpointing: a stroke's commit never copies MBs
         self._thread = threading.Thread(target=self._write_loop, name="glide-studio-steps", daemon=True)
         self._thread.start()
 
@@ -241,6 +260,7 @@ class StepArchive(QObject):
     def _write_loop(self) -> None:
         db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run between transactions, never inside one
         try:
             while True:
                 try:
@@ -258,7 +278,7 @@ class StepArchive(QObject):
                         self._write_run(db, first, second)
                     self._evict(db, keep=first if kind == "put" else None)
                     self._checkpoint(db)
-                except (sqlite3.Error, OSError) as error:
+                except Exception as error:  # noqa: BLE001 - the writer outlives any one run's failure
                     if db.in_transaction:
                         db.execute("ROLLBACK")
                     self.failed.emit(f"The steps of the last run could not be kept on disk ({error}).")
@@ -301,6 +321,11 @@ class StepArchive(QObject):
             rows.append((run_id, step.index, step.total, step.stage, preview_digest, state_digest, previous_digest,
                          json.dumps(meta), time.time()))
         self._insert_blobs(db, blobs)
+        self._insert_rows(db, rows)
+
+    @staticmethod
+    def _insert_rows(db: sqlite3.Connection, rows: list[tuple]) -> None:
+        """The run's rows in one transaction: the whole run appears at once (its blobs are in already)."""
         db.execute("BEGIN IMMEDIATE")
         missing = {digest for row in rows for digest in row[4:7] if digest is not None
                    and db.execute("SELECT 1 FROM step_blobs WHERE digest = ?", (digest,)).fetchone() is None}
@@ -309,9 +334,8 @@ class StepArchive(QObject):
                         for row in rows if row[4] not in missing])
         db.execute("COMMIT")
 
-    @staticmethod
-    def _insert_blobs(db: sqlite3.Connection, blobs: dict[str, bytes]) -> None:
-        pending, size = [], 0
+    def _insert_blobs(self, db: sqlite3.Connection, blobs: dict[str, bytes]) -> None:
+        pending, size, written = [], 0, 0
         for digest, payload in blobs.items():
             if db.execute("SELECT 1 FROM step_blobs WHERE digest = ?", (digest,)).fetchone() is not None:
                 continue
@@ -319,7 +343,10 @@ class StepArchive(QObject):
             size += len(payload)
             if size >= _CHUNK_BYTES:
                 _commit_blobs(db, pending)
-                pending, size = [], 0
+                pending, size, written = [], 0, written + size
+                if written >= _CHECKPOINT_BYTES:
+                    self._checkpoint(db)
+                    written = 0
         _commit_blobs(db, pending)
 
     def _evict(self, db: sqlite3.Connection, keep: str | None) -> None:
