@@ -318,7 +318,12 @@ def _starting_record(args: argparse.Namespace, png: Path | None):
 
     if png is None:
         return None, None
-    record = metadata.read_record(png).record
+    found = metadata.read_record(png)
+    record = found.record
+    if found.shared_noise:
+        print(f"glide-studio: note: {png} was written before each candidate had a seed of its own (seed + its "
+              f"number); its batch of {record.request.batch} drew all from one generator, so the pixels will "
+              "differ", file=sys.stderr)
     request, candidate = record.request, record.candidate
     if not 0 <= candidate < request.batch:
         candidate = 0

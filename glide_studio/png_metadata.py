@@ -33,8 +33,9 @@ from glide_studio.runs.record import RunContext, RunRecord, array_digest
 
 METADATA_KEY = "glide_studio"
 A1111_KEY = "parameters"
-FORMAT_VERSION = 2
-"""1: the request with the device under "extra"; 2: the run record (request, context, inputs, candidate)."""
+FORMAT_VERSION = 3
+"""1: the request with the device under "extra"; 2: the run record (request, context, inputs, candidate); 3: the
+same, for runs whose candidate i draws its noise from seed + i (before, a batch drew from one generator)."""
 
 
 class MetadataError(ValueError):
@@ -55,6 +56,9 @@ class PngRecord:
     app_version: str | None = None
     raw: dict[str, str] = field(default_factory=dict)
     negative_prompt: str = ""
+    shared_noise: bool = False
+    """A batch of several written before format 3: its candidates drew from one generator, as no run does now, so
+    running it again gives other pixels."""
 
 
 # -- the A1111 text ----------------------------------------------------------------------------------
@@ -241,7 +245,10 @@ def record_from_json(meta: Any) -> PngRecord:
         record = decode(RunRecord, meta, where="the metadata field ")
     except RecordError as error:
         raise MetadataError(str(error)) from None
-    return PngRecord(record, METADATA_KEY, str(meta.get("app_version") or "") or None)
+    written = meta.get("format")
+    older = isinstance(written, int) and not isinstance(written, bool) and written < 3 or "format" not in meta
+    return PngRecord(record, METADATA_KEY, str(meta.get("app_version") or "") or None,
+                     shared_noise=older and record.request.batch > 1)
 
 
 def read_record(path: str | Path) -> PngRecord:

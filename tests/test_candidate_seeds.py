@@ -120,3 +120,18 @@ def test_repeat_finds_its_inputs_by_name_or_by_digest_wherever_the_png_goes(tmp_
     monkeypatch.chdir(elsewhere)
     assert cli.main(["repeat", "out.png", "-q", "-o", "again.png"]) == 0  # the inputs kept by digest
     assert np.array_equal(_pixels(elsewhere / "again.png"), _pixels(first / "out.png"))
+
+
+def test_repeating_a_batch_from_before_per_candidate_seeds_says_the_pixels_will_differ(tmp_path, fake_models,
+                                                                                    capsys):
+    import json
+
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    old = {"format": 2, "candidate": 1, "context": {"device": "cpu", "precision": "fp32"},
+           "request": {"mode": "generate", "prompt": "p", "seed": 3, "batch": 2, "upsample_model": None}}
+    info.add_itxt("glide_studio", json.dumps(old), zip=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "old.png", pnginfo=info)
+    assert cli.main(["repeat", str(tmp_path / "old.png"), "-q", "-o", str(tmp_path / "again.png")]) == 0
+    assert "drew all from one generator, so the pixels will differ" in capsys.readouterr().err

@@ -259,3 +259,12 @@ def test_a_prompt_that_is_not_utf8_is_refused_before_anything_is_written(tmp_pat
     with pytest.raises(MetadataError, match="not valid UTF-8"):
         write_png(tmp_path / "out.png", np.zeros((4, 4, 3), np.uint8), record)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_batches_written_before_per_candidate_seeds_are_marked(tmp_path):
+    old = {"format": 2, "request": {"mode": "generate", "prompt": "p", "seed": 3, "batch": 4}, "context": {}}
+    assert record_from_json(old).shared_noise
+    assert not record_from_json({**old, "request": {**old["request"], "batch": 1}}).shared_noise  # one: as now
+    path = write_png(tmp_path / "new.png", np.zeros((4, 4, 3), np.uint8),
+                     RunRecord(Request(mode=Mode.GENERATE, batch=4), candidate=3))
+    assert json.loads(Image.open(path).text["glide_studio"])["format"] == 3 and not read_record(path).shared_noise
