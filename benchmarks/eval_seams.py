@@ -4,9 +4,10 @@ around it?
 Each task is a 256 px shapes-world picture with one object to remove; the mask is a box around it, and the
 true answer is known exactly (the world renders the background without objects). Three kinds of scene:
 - flat: a plain background; the box touches no other object;
-- straddle: two plain backgrounds split by a straight edge that runs through the box;
+- straddle: a striped background (the world's two tones of one colour, 16-32 levels apart, with sharp borders
+  between them); the box covers both tones, at least a fifth of it each, and touches no other object;
 - cut: a plain background; the box also covers part of another object, which stays in the picture.
-The caption names the background (flat, cut) or is empty (straddle: no caption says "two backgrounds").
+The caption names the background's colour, as the trainer's scene captions do.
 
 The measure is the mean |RGB error| (0-255) of the result against the true background over the masked pixels
 that are background in the truth (the cut object's pixels, and 2 px around them, are left out); the suite
@@ -18,7 +19,6 @@ its own size, inside the mask.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from glide_studio.pipelines import Mode, Request, editbox, run
 from glide_studio.pipelines.inpaint import upsampler_input
@@ -41,65 +41,46 @@ def _box_around(alpha: np.ndarray, margin: int) -> np.ndarray:
     return box
 
 
-def _plain_scene(rng: np.random.Generator, n_objects: int) -> world.Scene:
+def _plain_scene(rng: np.random.Generator, n_objects: int, style: str) -> world.Scene:
     while True:
-        scene = world.sample_scene(rng, n_objects=n_objects, styles=("plain",))
+        scene = world.sample_scene(rng, n_objects=n_objects, styles=(style,))
         if len(scene.objects) == n_objects:
             return scene
 
 
-def _split_weight(rng: np.random.Generator, box: np.ndarray) -> np.ndarray:
-    """Anti-aliased coverage (0..1) of one side of a straight edge through the middle half of `box`."""
-    rows, cols = np.nonzero(box)
-    cy = rng.uniform(0.25, 0.75) * (rows.max() - rows.min()) + rows.min() + 0.5
-    cx = rng.uniform(0.25, 0.75) * (cols.max() - cols.min()) + cols.min() + 0.5
-    angle = rng.uniform(0, np.pi)
-    dx, dy = np.cos(angle), np.sin(angle)
-    s, far = 4, 4 * SIZE
-    corners = [(cx + far * dx, cy + far * dy), (cx - far * dx, cy - far * dy)]
-    corners += [(x - far * dy, y + far * dx) for x, y in reversed(corners)]
-    canvas = Image.new("L", (SIZE * s, SIZE * s), 0)
-    ImageDraw.Draw(canvas).polygon([(x * s - 0.5, y * s - 0.5) for x, y in corners], fill=255)
-    return np.asarray(canvas.reduce(s), dtype=np.float32) / 255.0
+def _covers_both_tones(background: np.ndarray, base_rgb, mask: np.ndarray, share: float = 0.2) -> bool:
+    lighter = (background - np.asarray(base_rgb, np.float32)).mean(axis=-1)[mask == 1] > 0
+    return share <= lighter.mean() <= 1 - share
 
 
 def seam_task(kind: str, k: int):
     """Task `k` of a kind: (picture, mask, caption, true background as float 0..255, pixels measured)."""
     rng = np.random.default_rng(SEAM_SEED_OFFSET + KINDS.index(kind) * 100_000 + k)
     while True:
-        scene = _plain_scene(rng, 2)
+        scene = _plain_scene(rng, 2, "stripes" if kind == "straddle" else "plain")
         removed, kept = (0, 1) if rng.random() < 0.5 else (1, 0)
         removed_alpha = world.object_alpha(scene, removed, SIZE)
         kept_alpha = world.object_alpha(scene, kept, SIZE)
         mask = _box_around(removed_alpha, int(rng.integers(8, 24)))
+        background = world.render_float(world.Scene(scene.background, ()), SIZE)
         if kind == "cut":
             # Grow the box towards the kept object until it covers a fifth to two thirds of it.
             rows, cols = np.nonzero(kept_alpha >= 0.5)
             pick = int(rng.integers(rows.size))
+            box_rows, box_cols = np.nonzero(mask)
             grown = mask.copy()
-            grown[min(rows[pick], np.nonzero(mask)[0].min()):max(rows[pick], np.nonzero(mask)[0].max()) + 1,
-                  min(cols[pick], np.nonzero(mask)[1].min()):max(cols[pick], np.nonzero(mask)[1].max()) + 1] = 1
-            covered = (kept_alpha * grown).sum() / kept_alpha.sum()
-            if not 0.2 <= covered <= 0.67:
+            grown[min(rows[pick], box_rows.min()):max(rows[pick], box_rows.max()) + 1,
+                  min(cols[pick], box_cols.min()):max(cols[pick], box_cols.max()) + 1] = 1
+            if not 0.2 <= (kept_alpha * grown).sum() / kept_alpha.sum() <= 0.67:
                 continue
             mask = grown
         elif dilate(kept_alpha > 0, OBJECT_GAP_PX)[mask == 1].any():
             continue
-        background = world.render_float(world.Scene(scene.background, ()), SIZE)
+        if kind == "straddle" and not _covers_both_tones(background, scene.background.rgb, mask):
+            continue
         picture = world.render_float(world.Scene(scene.background, (scene.objects[kept], scene.objects[removed])),
                                      SIZE)
         caption = f"a {scene.background.colour} background"
-        if kind == "straddle":
-            others = [c for c in world.BACKGROUND_COLOURS if c != scene.background.colour
-                      and c not in (o.colour for o in scene.objects)]
-            second = world.Background(others[int(rng.integers(len(others)))], "plain")
-            other_objects = (scene.objects[kept], scene.objects[removed])
-            weight = _split_weight(rng, mask)[..., None]
-            other_background = world.render_float(world.Scene(second, ()), SIZE)
-            other_picture = world.render_float(world.Scene(second, other_objects), SIZE)
-            background = background * (1 - weight) + other_background * weight
-            picture = picture * (1 - weight) + other_picture * weight
-            caption = ""
         measured = (mask == 1) & ~dilate(kept_alpha > 0, MEASURE_MARGIN_PX)
         return np.rint(picture).astype(np.uint8), mask, caption, background, measured
 

@@ -212,3 +212,46 @@ def test_a_small_edit_on_a_model_size_picture_keeps_its_new_content_at_full_stre
     out = paste_back(white, np.zeros((64, 64, 3), np.uint8), boxed, painted)
     assert np.all(out[22:38, 24:40] == 0)
     assert np.all(out[20, 22:42] > 0) and np.array_equal(out[painted == 0], white[painted == 0])
+
+
+def test_grow_mask_grows_and_shrinks_by_an_octagonal_distance():
+    from glide_studio.pipelines.editbox import grow_mask
+
+    dot = np.zeros((41, 41), np.uint8)
+    dot[20, 20] = 1
+    grown = grow_mask(dot, 6)
+    rows, cols = np.nonzero(grown)
+    assert rows.min() == 14 and rows.max() == 26 and cols.min() == 14 and cols.max() == 26
+    assert not grown[14, 14] and grown[20, 14] and grown[17, 17]  # the corners are cut: round enough
+    assert np.array_equal(grow_mask(grown, -6), dot.astype(bool))
+    assert grow_mask(dot, 0) is dot
+    # Only the mask's neighbourhood is worked on, even next to the picture's edge.
+    edge = np.zeros((30, 3000), bool)
+    edge[0, 2999] = True
+    expected = np.zeros_like(edge)
+    expected[:3, 2997:] = True
+    expected[2, 2997] = False
+    assert np.array_equal(grow_mask(edge, 2), expected)
+
+
+def test_the_default_box_holds_the_grown_mask(mask):
+    from glide_studio.pipelines.editbox import with_default_box
+    from glide_studio.pipelines.request import Mode, Request
+
+    image = np.zeros((700, 1000, 3), np.uint8)
+    painted = np.zeros((700, 1000), np.uint8)
+    painted[300:420, 500:650] = 255
+    request = Request(mode=Mode.INPAINT, image=image, mask=painted, upsample_model=None, mask_grow=120)
+    box = with_default_box(request).edit_box
+    assert box.x <= 380 and box.y <= 180 and box.x + box.width >= 770 and box.y + box.height >= 540
+
+
+def test_the_model_mask_can_be_grown_while_the_paste_keeps_the_painted_one(picture):
+    painted = np.zeros((256, 256), np.uint8)
+    painted[64:128, 64:128] = 255
+    exact = prepare(picture[:256, :256], painted, None, None, 256)
+    grown = prepare(picture[:256, :256], painted, None, None, 256, grow_model_px=4)
+    assert exact.mask.sum() == 64 * 64
+    assert grown.mask[60:132, 64:128].all() and grown.mask[64:128, 60:132].all() and not grown.mask[58, 90]
+    out = paste_back(picture[:256, :256], np.zeros((256, 256, 3), np.uint8), grown, painted)
+    assert np.array_equal(out[painted == 0], picture[:256, :256][painted == 0])

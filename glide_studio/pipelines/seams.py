@@ -25,8 +25,11 @@ HARMONY_MAX_SPREAD = 6.0
 An object's outline crossing the mask's edge, in the picture or in the fill, is not a tone to continue."""
 HARMONY_TOLERANCE = 16.0
 """And where it agrees with its neighbours along the edge within this (0-255)."""
-RELAX_ITERATIONS = 30
-"""Jacobi sweeps after the pyramid fill, which settle its fine-scale kinks into a smooth membrane."""
+RELAX_SWEEPS = 6
+"""Jacobi sweeps at each pyramid level, which settle the coarser level's kinks into a smooth membrane."""
+RELAX_MAX_PIXELS = 256 * 256
+"""Levels larger than this are not relaxed: a mask crop of 1000 px would spend seconds smoothing kinks a few
+pixels wide in an offset of a few levels, where bilinear interpolation of the relaxed coarser level already is."""
 
 
 def _box_sum(array: np.ndarray, radius: int) -> np.ndarray:
@@ -65,38 +68,44 @@ def _upsample_linear(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def membrane(values: np.ndarray, weights: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
-    """A smooth field through weighted samples: `values` (H,W,C) where `weights` (H,W) in [0, 1] is 1, and
-    in between interpolated (push-pull pyramid, then Jacobi relaxation over `region` with the samples held)."""
-    levels = []
-    premultiplied, weight = values * weights[..., None], weights.astype(np.float32)
-    while True:
-        levels.append((premultiplied, weight))
-        height, width = weight.shape
-        if height <= 1 and width <= 1:
-            break
-        pad_h, pad_w = height % 2, width % 2
-        premultiplied = np.pad(premultiplied, [(0, pad_h), (0, pad_w), (0, 0)])
-        weight = np.pad(weight, [(0, pad_h), (0, pad_w)])
-        half_h, half_w = (height + pad_h) // 2, (width + pad_w) // 2
+def _relax(field: np.ndarray, held: np.ndarray, sweeps: int) -> np.ndarray:
+    """Jacobi sweeps of Laplace's equation over the pixels not `held`."""
+    free = ~held[..., None]
+    for _ in range(sweeps):
+        p = np.pad(field, [(1, 1), (1, 1), (0, 0)], mode="edge")
+        average = (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]) / 4
+        field = np.where(free, average, field)
+    return field
+
+
+def membrane(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """A smooth field through samples: `values` (H,W,C) held where `weights` (H,W) is 1, and in between close to
+    the solution of Laplace's equation (a membrane stretched over the samples). Push-pull over an image pyramid,
+    with Jacobi sweeps at every level on the way back down, so each level only refines the coarser one."""
+    height, width = weights.shape
+    levels = max(0, int(np.ceil(np.log2(max(height, width) / 4))))
+    side_h, side_w = -(-height // 2**levels) * 2**levels, -(-width // 2**levels) * 2**levels
+    # Padded evenly on both sides: a block's value sits at its centre, so one-sided padding would shift the field.
+    top, left = (side_h - height) // 2, (side_w - width) // 2
+    pads = [(top, side_h - height - top), (left, side_w - width - left)]
+    premultiplied = np.pad(values * weights[..., None], pads + [(0, 0)])
+    weight = np.pad(weights.astype(np.float32), pads)
+    pyramid = [(premultiplied, weight)]
+    for _ in range(levels):
+        half_h, half_w = weight.shape[0] // 2, weight.shape[1] // 2
         premultiplied = premultiplied.reshape(half_h, 2, half_w, 2, -1).sum(axis=(1, 3))
         weight = weight.reshape(half_h, 2, half_w, 2).sum(axis=(1, 3))
         clamp = np.where(weight > 1, 1 / np.maximum(weight, 1e-12), 1).astype(np.float32)
         premultiplied, weight = premultiplied * clamp[..., None], weight * clamp
-    top_values, top_weight = levels[-1]
-    filled = np.where(top_weight[..., None] > 0, top_values / np.maximum(top_weight, 1e-12)[..., None], 0)
-    for premultiplied, weight in reversed(levels[:-1]):
-        coarse = _upsample_linear(filled, weight.shape)
+        pyramid.append((premultiplied, weight))
+    total = max(float(weight.sum()), 1e-12)
+    filled = np.broadcast_to(premultiplied.sum(axis=(0, 1)) / total, premultiplied.shape)
+    for premultiplied, weight in reversed(pyramid):
+        coarse = filled if filled.shape == premultiplied.shape else _upsample_linear(filled, weight.shape)
         filled = premultiplied + (1 - weight)[..., None] * coarse
-    if region is None:
-        return filled.astype(np.float32)
-    held = weights >= 1
-    free = region & ~held
-    for _ in range(RELAX_ITERATIONS):
-        p = np.pad(filled, [(1, 1), (1, 1), (0, 0)], mode="edge")
-        average = (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]) / 4
-        filled = np.where(free[..., None], average, filled)
-    return filled.astype(np.float32)
+        if weight.size <= RELAX_MAX_PIXELS:
+            filled = _relax(filled, weight >= 1, RELAX_SWEEPS)
+    return filled[top:top + height, left:left + width].astype(np.float32)
 
 
 def _edge(inside: np.ndarray) -> np.ndarray:
@@ -134,7 +143,7 @@ def harmonise(fill: np.ndarray, known: np.ndarray, inside: np.ndarray, band_px: 
     weights = (samples & (np.abs(difference - local).max(axis=-1) <= HARMONY_TOLERANCE)).astype(np.float32)
     if not weights.any():
         return fill
-    offset = membrane(difference, weights, region)
+    offset = membrane(difference, weights)
     out = fill.copy()
     out[top:bottom, left:right] = np.where(region[..., None], fill_crop + offset, fill_crop)
     return out
