@@ -15,9 +15,14 @@ API (all sizes in picture pixels unless said otherwise; arrays are numpy, RGB ui
 ``with_default_box(request) -> Request``
     The one rule for where the box goes when the user has not placed it, shared by the editor and the
     command line: for inpaint and sketch to image, ``default_box`` around the painted region (the mask, or
-    the strokes when there is no mask) at the size of the run's last stage; otherwise the whole picture.
+    the strokes when there is no mask, grown by ``mask_grow``) at the size of the run's last stage; otherwise
+    the whole picture.
 
-``prepare(image, mask, sketch, box, model_size, require_mask=False) -> BoxedInput``
+``region_to_regenerate(request) -> mask``
+    What an inpaint or sketch-to-image run regenerates: the mask (or the strokes) grown or shrunk by the
+    request's ``mask_grow`` (``grow_mask``: an octagonal distance, only the mask's neighbourhood worked on).
+
+``prepare(image, mask, sketch, box, model_size, require_mask=False, grow_model_px=0) -> BoxedInput``
     ``image`` HxWx3 uint8, ``mask`` HxW (nonzero = regenerate) or None, ``sketch`` HxWx4 RGBA uint8 or
     None, ``box`` an ``EditBox`` or None (the whole picture). The box is clipped to the picture
     (``BoxOutsidePictureError`` when nothing is left), expanded to a square around its centre (shifted
@@ -27,17 +32,21 @@ API (all sizes in picture pixels unless said otherwise; arrays are numpy, RGB ui
     counts: the model may regenerate a little more than painted, the paste back uses the exact mask) or
     None, ``.sketch`` (S,S,4) uint8 (alpha-aware resize) or None. Padding is 0 in mask and sketch.
     ``require_mask=True`` (inpaint) raises ``EmptyMaskError`` when no painted pixel lies in the box.
+    ``grow_model_px`` grows the model-size mask by that many of its pixels (the upsampler's, so that the rim it
+    draws along the edge of what it regenerates falls outside the user's mask).
     Only the crop is read: a 20000 px picture costs the box, not the picture.
 
-``paste_back(picture, result, boxed, mask, feather_px=None, inplace=False) -> picture``
+``paste_back(picture, result, boxed, mask, feather_px=None, inplace=False, harmonise=False) -> picture``
     ``result`` a square (R,R,3) uint8 image covering ``boxed.square`` at any resolution (the 64 px base
     output or the 256 px upsampled one: the geometry does not depend on the model size). The part
     covering the user's box is resized to the box and blended with weight w: w = 0 wherever ``mask``
     is 0 and outside the box (those pixels are copied, not recomputed), w ramps smoothly from 0 to 1
     over ``feather_px`` pixels inside the mask (measured from the mask's edge and from box edges that
     are inside the picture), and w = 1 deeper in. ``feather_px=None`` is ``default_feather_px``: two of
-    the result's pixels. ``mask=None`` means the whole box. Returns a new array, or writes into
-    ``picture`` when ``inplace=True``.
+    the result's pixels. ``mask=None`` means the whole box. ``harmonise=True`` first shifts the resized
+    result inside the mask by a smooth offset so that it continues the picture's tone across the mask's edge
+    (``seams.harmonise``; inpaint and sketch to image use it); pixels outside the mask are still copied. Returns
+    a new array, or writes into ``picture`` when ``inplace=True``.
 
 ``feather_weights(inside, feather_px, open_edges) -> float32 array`` is the blend ramp on its own.
 """
@@ -56,9 +65,9 @@ FEATHER_RESULT_PX = 2
 """The default blend ramp is this many of the result's pixels deep (in picture pixels: 2 for a 256 px picture
 and a 256 px result, 8 for a 1024 px box and a 256 px result). It hides resampling seams at the mask's edge;
 the model already saw the known pixels, so a deeper ramp would only blend in what the user painted over
-(an 8 px ramp half-faded every edge of a 20 px object on a 64 px picture). The cost: where the model's new
-background differs in tone from the old one, a faint step can show along a straight mask edge, which the
-wider ramp used to smear out."""
+(an 8 px ramp half-faded every edge of a 20 px object on a 64 px picture). A tone step along a straight mask
+edge, which the wider ramp used to smear out, is removed by harmonising (``paste_back(harmonise=True)``); the
+user can still ask for a deeper ramp (``Request.mask_feather``)."""
 SD_BOX_SIZE = 512
 """The least side of a default box for a Stable Diffusion model: the size SD 1.x/2.x inpainting models see."""
 MASK_COVERAGE_THRESHOLD = 0
