@@ -149,4 +149,13 @@ def test_the_strength_scrubber_reruns_a_sketch_sharing_the_steps_above(qtbot, tm
         pass
     assert finished.args[0].record.resumed is None and finished.args[0].record.request.strength == 1.0
     assert finished.args[0].record.request.seed == 3  # the same start noise
+
+    restarted = controller.runs[1]
+    assert restarted.ran_with == {"strength": 0.9}  # recorded at its level, run on the stored run's chain
+    window.gallery.select(1, 0)  # back to the re-run: its steps come back with the chain it ran
+    assert controller.timeline_run_id == restarted.run_id
+    with qtbot.waitSignal(controller.run_finished, timeout=30000) as finished:
+        controller.fork_from(start.index + 1)
+    assert finished.args[0].record.resumed == Resumed(start.index + 1, ())
+    assert np.array_equal(finished.args[0].images, restarted.images)  # nothing changed: the same pixels
     _close(window)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,9 @@ class GalleryRun:
     """The gallery number of the run this one went on from (a fork, a re-run at another strength), if any."""
     paused_at: tuple[int, int] | None = None
     """(step, total) for a run that stopped there: its candidates are its predictions at that step."""
+    ran_with: dict = field(default_factory=dict)
+    """Chain settings it ran with that its record does not say (a strength re-run records the level it started
+    over at, but ran its stored run's chain): what forking from its steps keeps."""
 
     def score(self, index: int) -> CandidateScore | None:
         return self.scores[index] if index < len(self.scores) else None
@@ -403,7 +407,8 @@ class StudioController(QObject):
                               "to it to resume, or start a new run.")
         ran = request or self.request_for(parent.seed, self._settings.with_request(**self.timeline_chain))
         request = self._with_lock(ran, preview)
-        resumed = Resumed(index, self._changes(parent, recorded or request))
+        ran_parent = parent.with_(**self.timeline_chain)  # the run gone on from, as it ran
+        resumed = Resumed(index, self._changes(ran_parent, recorded or request))
         origin_id = self.timeline_run_id
         origin = self._gallery_number(origin_id)
         same_run = resuming and not resumed.changed and origin_id is not None
@@ -478,10 +483,11 @@ class StudioController(QObject):
         self.paused = paused
         run_id, parent = self._job_runs.get(paused.job_id, (None, None))
         if paused.record is not None and paused.pictures is not None and run_id is not None:
+            ran_with = self._ran_with(paused.record, run_id)
             self._record(*journaling.paused_event(paused.record, paused.pictures, paused.encoded, run_id, parent,
-                                                  paused.index, paused.total))
+                                                  paused.index, paused.total, ran_with))
             self.add_run(paused.record, paused.pictures, run_id=run_id, parent=parent,
-                         paused_at=(paused.index, paused.total))
+                         paused_at=(paused.index, paused.total), ran_with=ran_with)
         else:
             self._record("run_paused", {"step": paused.index, "total": paused.total})
         self._archive_timeline()
@@ -580,17 +586,26 @@ class StudioController(QObject):
     def keep_result(self, result: JobResult, run_id: str | None = None, parent: int | None = None) -> int:
         """A finished run's candidates join the gallery, journalled; returns the run's number there."""
         run_id = run_id or uuid.uuid4().hex
+        ran_with = self._ran_with(result.record, run_id)
         self._record(*journaling.run_event(result.record, result.images, result.encoded, result.scores,
-                                           run_id=run_id, parent=parent))
-        return self.add_run(result.record, result.images, result.scores, run_id=run_id, parent=parent)
+                                           run_id=run_id, parent=parent, ran_with=ran_with))
+        return self.add_run(result.record, result.images, result.scores, run_id=run_id, parent=parent,
+                            ran_with=ran_with)
+
+    def _ran_with(self, record: RunRecord, run_id: str) -> dict:
+        if run_id != self.timeline_run_id:
+            return {}
+        return {name: value.value if isinstance(value, Enum) else value for name, value in self.timeline_chain.items()
+                if getattr(record.request, name) != value}
 
     def add_run(self, record: RunRecord, images: np.ndarray, scores: tuple[CandidateScore, ...] = (), *,
-                run_id: str = "", parent: int | None = None, paused_at: tuple[int, int] | None = None) -> int:
+                run_id: str = "", parent: int | None = None, paused_at: tuple[int, int] | None = None,
+                ran_with: dict | None = None) -> int:
         """A run joins the gallery and is shown; returns its number there. A paused run resumed unchanged takes
         the place of its paused entry. A paused run is not shown: the canvas stays on the picture being edited,
         with the paused prediction over it."""
         entry = GalleryRun(record, np.ascontiguousarray(images, dtype=np.uint8), scores=tuple(scores),
-                           run_id=run_id, parent=parent, paused_at=paused_at)
+                           run_id=run_id, parent=parent, paused_at=paused_at, ran_with=dict(ran_with or {}))
         number = self._gallery_number(run_id) if run_id else None
         if number is not None and self.runs[number].paused_at is not None:
             entry.deleted = set(self.runs[number].deleted)
@@ -635,7 +650,8 @@ class StudioController(QObject):
         steps = self._unarchived.get(entry.run_id)
         if steps is None:
             steps = [] if self.archive is None else self.archive.timeline(entry.run_id)
-        self._set_timeline(list(steps), entry.record.request, entry.run_id, entry.record)
+        ran = entry.record.request.with_(**entry.ran_with) if entry.ran_with else None
+        self._set_timeline(list(steps), entry.record.request, entry.run_id, entry.record, ran=ran)
 
     def view_candidate(self, index: int | None) -> None:
         """None shows the document's own picture again."""

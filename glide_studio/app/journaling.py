@@ -79,20 +79,21 @@ def run_started_event(request: Request, resumed: Resumed | None = None) -> Event
 
 
 def run_event(record: RunRecord, images: np.ndarray, encoded: Sequence[bytes] | None = None,
-              scores: Sequence[CandidateScore] = (), *, run_id: str = "", parent: int | None = None) -> Event:
+              scores: Sequence[CandidateScore] = (), *, run_id: str = "", parent: int | None = None,
+              ran_with: dict | None = None) -> Event:
     """A finished run; `run_id` names it across pauses (and its kept steps), `parent` is the gallery number of the
-    run it went on from."""
+    run it went on from, `ran_with` the chain settings it ran with that its record does not say."""
     payloads = list(encoded) if encoded else [png_bytes(image) for image in images]
     blobs = {digest_of(payload): payload for payload in payloads}
     return "run", {"record": encode(record), "candidates": [digest_of(payload) for payload in payloads],
                    "scores": [[score.similarity, score.background] for score in scores],
-                   "run_id": run_id, "parent": parent}, blobs
+                   "run_id": run_id, "parent": parent, "ran_with": dict(ran_with or {})}, blobs
 
 
 def paused_event(record: RunRecord, pictures: np.ndarray, encoded: Sequence[bytes], run_id: str,
-                 parent: int | None, step: int, total: int) -> Event:
+                 parent: int | None, step: int, total: int, ran_with: dict | None = None) -> Event:
     """A run paused after `step`: its predictions there join the gallery as that run's entry."""
-    _kind, data, blobs = run_event(record, pictures, encoded, run_id=run_id, parent=parent)
+    _kind, data, blobs = run_event(record, pictures, encoded, run_id=run_id, parent=parent, ran_with=ran_with)
     return "run_paused", {**data, "step": step, "total": total}, blobs
 
 
@@ -107,7 +108,11 @@ def _scores(data: dict) -> tuple[CandidateScore, ...]:
 
 def _lineage(data: dict) -> dict:
     parent = data.get("parent")
-    return {"run_id": str(data.get("run_id") or ""), "parent": None if parent is None else int(parent)}
+    ran_with = data.get("ran_with") or {}
+    if not isinstance(ran_with, dict):
+        raise TypeError(f"ran_with must be an object, got {ran_with!r}")
+    return {"run_id": str(data.get("run_id") or ""), "parent": None if parent is None else int(parent),
+            "ran_with": ran_with}
 
 
 def history_event(nodes: Sequence[HistoryNode], current: int) -> Event:
@@ -208,7 +213,7 @@ def state_digest(controller: StudioController) -> str:
         add(node.image.tobytes())
     add(controller.history.current.id)
     for run in controller.runs:
-        add((encode(run.record), sorted(run.deleted), run.run_id, run.parent, run.paused_at))
+        add((encode(run.record), sorted(run.deleted), run.run_id, run.parent, run.paused_at, run.ran_with))
         add(run.images.tobytes())
     add(controller.shown_run)
     return digest.hexdigest()
