@@ -118,6 +118,19 @@ def test_pausing_after_any_step_and_resuming_equals_never_pausing(models, schedu
         assert np.array_equal(rest[-1].final, whole)
 
 
+def test_strokes_painted_while_paused_take_effect_when_the_run_goes_on(models):
+    request = sd_request(Mode.SDEDIT, models.name, steps=5, strength=0.8)
+    paused = list(itertools.islice(run(models, request), 2))[-1].state
+    unchanged = drain(run(models, request, resume=paused))
+    sketch = request.sketch.copy()
+    sketch[14:20, 16:24] = (20, 20, 230, 255)  # a blue stroke over part of the red one
+    repainted = drain(run(models, request.with_(sketch=sketch), resume=paused))
+    assert np.array_equal(unchanged, drain(run(models, request)))
+    assert not np.array_equal(repainted, unchanged)
+    kept = mask() == 0
+    assert np.array_equal(repainted[:, kept], unchanged[:, kept])
+
+
 def test_a_state_of_another_chain_or_mode_is_refused(models):
     request = sd_request(Mode.INPAINT, models.name)
     state = next(iter(run(models, request))).state

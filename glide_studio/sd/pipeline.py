@@ -219,6 +219,9 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
         restore(scheduler, resume.scheduler, device)
         latents = resume.latents.to(device)
         first = resume.index + 1
+        if first < total and inputs.start_image is not None and resume.start_image is not None:
+            latents = _renoise_new_strokes(models, scheduler, latents, resume.start_image, inputs.start_image, noise,
+                                           timesteps[first:first + 1])
 
     extra = {"eta": request.eta} if request.scheduler == Scheduler.DDIM else {}
     for index in range(first, total):
@@ -239,7 +242,7 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
             if known_latents is not None:
                 latents = _keep_known(scheduler, latents, known_latents, regenerate, noise, timesteps, index)
         state = SDRunState(str(request.mode), chain, index, latents, snapshot(scheduler),
-                           tuple(generator.get_state() for generator in generators))
+                           tuple(generator.get_state() for generator in generators), inputs.start_image)
         final = None
         if index == total - 1:
             final = _finish(request, inputs, _decode(models, latents))
@@ -248,6 +251,21 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
         yield Step(index, total, STAGE, project(preview_input, models.preview_weight, models.preview_bias),
                    project(x0, models.preview_weight, models.preview_bias), final, stage_index=index,
                    stage_total=total, state=state)
+
+
+def _renoise_new_strokes(models: SDModelSet, scheduler, latents, started_from: np.ndarray, start_image: np.ndarray,
+                         noise, level) -> torch.Tensor:
+    """A resumed sketch-to-image run whose strokes changed while it was paused: where the picture with its strokes
+    changed, the latent becomes the new picture's latent noised to the level the run has reached, so the new
+    strokes take effect; elsewhere it goes on as it was (an unchanged resume stays bit for bit)."""
+    if started_from.shape != start_image.shape:
+        return latents
+    changed = np.any(started_from != start_image, axis=-1)
+    if not changed.any():
+        return latents
+    where = _latent_mask(changed, latents.shape[-1], latents.device) > 0
+    fresh = scheduler.add_noise(_encode_image(models, start_image).expand_as(latents), noise, level)
+    return torch.where(where, fresh.to(latents.dtype), latents)
 
 
 def _keep_known(scheduler, latents, known, regenerate, noise, timesteps, index):

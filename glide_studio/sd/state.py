@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from glide_studio.sd.schedulers import map_tensors
@@ -22,6 +23,9 @@ class SDRunState:
     latents: torch.Tensor
     scheduler: dict
     generators: tuple[torch.Tensor, ...]
+    start_image: np.ndarray | None = None
+    """Sketch to image: the picture with its strokes at model size that the run started from (one array shared by
+    the run's states: do not write to it), so a resumed run sees which pixels were painted since."""
     stage: str = "base"
     stage_number: int = 0
 
@@ -29,7 +33,8 @@ class SDRunState:
     def size_bytes(self) -> int:
         tensors: list[torch.Tensor] = []
         map_tensors([self.latents, self.scheduler, list(self.generators)], lambda tensor: tensors.append(tensor))
-        return sum(tensor.untyped_storage().nbytes() for tensor in tensors)
+        pixels = 0 if self.start_image is None else self.start_image.nbytes
+        return sum(tensor.untyped_storage().nbytes() for tensor in tensors) + pixels
 
     def to(self, device) -> SDRunState:
         return replace(self, latents=self.latents.to(device),
