@@ -9,9 +9,10 @@ spreads those differences smoothly over the region (a membrane: push-pull over a
 relaxation), and adds them to the fill. At the edge the fill then continues the picture; deep inside it keeps
 its own detail, shifted by a smooth offset only.
 
-An edge sample where the fill has an object of its own against the known background (a new object drawn up
-to the mask's edge) differs from its neighbours along the edge by far more than a tone offset does; such
-samples are left out, so that a new object is never faded toward the background. numpy only.
+Only edge samples that describe a tone count: both bands smooth (no object's outline crossing the edge, in the
+picture or in the fill), the two sides at most `HARMONY_MAX_OFFSET` apart (farther is an object against the
+background, such as a new object drawn up to the mask's edge, or a wrong colour, not a drift: it is never
+faded), and in agreement with their neighbours along the edge. numpy only.
 """
 
 from __future__ import annotations
