@@ -196,7 +196,6 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
     known_latents = None
     if models.inpainting:
         if inputs.boxed is None or regenerate is None:  # generating: nothing is known
-            pixel_mask = torch.ones((1, 1, models.model_size, models.model_size), device=device)
             blank = torch.zeros((1, 3, models.model_size, models.model_size), device=device)
             masked = _encode_image(models, blank)
             mask = torch.ones((shape[0], 1, latent_side, latent_side), device=device)
