@@ -16,6 +16,9 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> P
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        # mkstemp makes an owner-only file: give the new file the mode a plain open() would have (the old file's
+        # when there is one), so an exported picture is as readable as any other the user saves.
+        os.fchmod(handle, _mode_for(path))
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
@@ -25,6 +28,22 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> P
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _read_umask() -> int:
+    umask = os.umask(0)  # the only way to read it: done once, at import, before any thread of ours writes
+    os.umask(umask)
+    return umask
+
+
+_NEW_FILE_MODE = 0o666 & ~_read_umask()
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        return _NEW_FILE_MODE
 
 
 def check_room(folder: str | Path, needed_bytes: int) -> None:
