@@ -17,6 +17,7 @@ import torch
 from bench_levers import best_seconds
 
 from glide_studio.models.compiled import CompiledUNet, use_compile_cache
+from glide_studio.models.unet import ReusedFeatures
 from glide_studio.pipelines.levers import SHALLOW_BLOCKS
 from glide_studio.pipelines.request import Request
 from glide_studio.pipelines.stages import text_kwargs
@@ -26,7 +27,7 @@ from glide_studio.runs.models import load_model_set
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "glide-studio" / "inductor"))
-    parser.add_argument("--calls", default="full,shallow")
+    parser.add_argument("--calls", default="plain,full,shallow")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     use_compile_cache(Path(args.cache))
@@ -35,11 +36,13 @@ def main(argv=None) -> int:
     x = torch.randn(2, 3, 64, 64)
     t = torch.tensor([500, 500])
     kwargs = text_kwargs(model, "a red circle", 1, "cpu", guided=True, precision=precision)
+    features = ReusedFeatures(SHALLOW_BLOCKS)
     with torch.no_grad(), precision.autocast():
-        _, deep = model.forward_reusing(x, t, shallow_blocks=SHALLOW_BLOCKS, **kwargs)
+        model(x, t, reuse=features, **kwargs)
     calls = {
-        "full": lambda net: net.forward_reusing(x, t, shallow_blocks=SHALLOW_BLOCKS, **kwargs),
-        "shallow": lambda net: net.forward_reusing(x, t, shallow_blocks=SHALLOW_BLOCKS, deep=deep, **kwargs),
+        "plain": lambda net: net(x, t, **kwargs),
+        "full": lambda net: net(x, t, reuse=ReusedFeatures(SHALLOW_BLOCKS), **kwargs),
+        "shallow": lambda net: net(x, t, reuse=features, **kwargs),
     }
     compiled = CompiledUNet(model)
     print(f"demo base network, {precision.describe()}, threads {torch.get_num_threads()}, cache {args.cache}")

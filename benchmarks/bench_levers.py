@@ -36,6 +36,7 @@ from bench_speed import peak_memory_mb, reset_peak_memory
 from glide_studio.config import UNetConfig
 from glide_studio.models import build_model
 from glide_studio.models.precision import Precision, choose_precision, prepare_model
+from glide_studio.models.unet import ReusedFeatures
 from glide_studio.pipelines.chains import from_noise
 from glide_studio.pipelines.levers import SHALLOW_BLOCKS, StageDenoiser
 from glide_studio.pipelines.request import Request
@@ -56,13 +57,11 @@ class RecordingNetwork(torch.nn.Module):
         self.config = config
         self.calls: list[tuple[str, int]] = []
 
-    def forward(self, x, timesteps, **_):
-        self.calls.append(("full", len(x)))
+    def forward(self, x, timesteps, reuse=None, **_):
+        self.calls.append(("full" if reuse is None or reuse.deep is None else "shallow", len(x)))
+        if reuse is not None and reuse.deep is None:
+            reuse.deep = torch.zeros(1)
         return torch.zeros(len(x), 6, *x.shape[2:])
-
-    def forward_reusing(self, x, timesteps, *, shallow_blocks, deep=None, **_):
-        self.calls.append(("full" if deep is None else "shallow", len(x)))
-        return torch.zeros(len(x), 6, *x.shape[2:]), torch.zeros(1)
 
 
 def stage_calls(config, request: Request, guided: bool, steps: int, upsampler: bool) -> list[tuple[str, int]]:
@@ -119,12 +118,13 @@ def _costs_at(model, precision: Precision, size: int, rows: int, repeats: int, s
 
     costs = {("full", rows): best_seconds(full, device, repeats)}
     if shallow:
+        features = ReusedFeatures(SHALLOW_BLOCKS)
         with torch.no_grad(), precision.autocast():
-            _, deep = model.forward_reusing(x, timesteps, shallow_blocks=SHALLOW_BLOCKS, **kwargs)
+            model(x, timesteps, reuse=features, **kwargs)
 
         def reuse():
             with precision.autocast():
-                return model.forward_reusing(x, timesteps, shallow_blocks=SHALLOW_BLOCKS, deep=deep, **kwargs)
+                return model(x, timesteps, reuse=features, **kwargs)
 
         costs["shallow", rows] = best_seconds(reuse, device, repeats)
     return costs

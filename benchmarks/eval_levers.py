@@ -101,7 +101,25 @@ def sdedit_task(k: int):
     return request, judge, region.astype(bool)
 
 
-TASKS = {"inpaint": inpaint_task, "generate": generate_task, "sdedit": sdedit_task}
+def inpaint256_task(k: int):
+    """The inpaint task through both stages at the GUI's size (a 256 px picture, base + upsampler), judged on the
+    result pooled back to 64 px: what the upsampler's levers do to the picture."""
+    request, _, box = inpaint_task(k)
+    colour, kind = request.prompt.split()[1:]
+    picture = np.kron(request.image, np.ones((4, 4, 1), dtype=np.uint8))
+    mask = np.kron(request.mask, np.ones((4, 4), dtype=np.uint8))
+    request = request.with_(image=picture, mask=mask, upsample_model=Request.upsample_model)
+
+    def judge(result):
+        pooled = result.reshape(64, 4, 64, 4, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+        found = oracle.detect(pooled, box)
+        return {"inpaint256 colour": bool(found and found.colour == colour),
+                "inpaint256 shape": bool(found and found.kind == kind)}
+
+    return request, judge, mask.astype(bool)
+
+
+TASKS = {"inpaint": inpaint_task, "generate": generate_task, "sdedit": sdedit_task, "inpaint256": inpaint256_task}
 
 
 class Tally:

@@ -13,6 +13,7 @@ from pipeline_helpers import load, tiny_model_set
 from glide_studio.diffusion.feature_reuse import FeatureReuse
 from glide_studio.diffusion.guidance import guidance_in_window, paired_classifier_free_guidance
 from glide_studio.diffusion.samplers import Sampler
+from glide_studio.models.unet import ReusedFeatures
 from glide_studio.pipelines import run
 from glide_studio.pipelines.chains import from_noise
 from glide_studio.pipelines.levers import StageDenoiser
@@ -49,21 +50,24 @@ def test_a_full_call_of_the_split_network_is_forward_bit_for_bit(base):
     with torch.no_grad():
         plain = base(x, t, **kwargs)
         for shallow in (1, 2, len(base.input_blocks) - 1):
-            output, deep = base.forward_reusing(x, t, shallow_blocks=shallow, **kwargs)
-            assert torch.equal(output, plain), shallow
+            features = ReusedFeatures(shallow)
+            assert torch.equal(base(x, t, reuse=features, **kwargs), plain), shallow
+            deep = features.deep
+            assert deep is not None
             # Fed its own deep features back at the same input, the shallow branch gives the full output again.
-            again, kept = base.forward_reusing(x, t, shallow_blocks=shallow, deep=deep, **kwargs)
-            assert kept is deep and torch.equal(again, plain), shallow
+            again = base(x, t, reuse=features, **kwargs)
+            assert features.deep is deep and torch.equal(again, plain), shallow
 
 
 def test_the_shallow_branch_uses_the_given_deep_features(base):
     x, kwargs = _inputs(base)
     with torch.no_grad():
-        _, deep_early = base.forward_reusing(x, torch.tensor([900, 900]), shallow_blocks=1, **kwargs)
+        early = ReusedFeatures(1)
+        base(x, torch.tensor([900, 900]), reuse=early, **kwargs)
         t = torch.tensor([800, 800])
         exact = base(x, t, **kwargs)
-        reused, _ = base.forward_reusing(x, t, shallow_blocks=1, deep=deep_early, **kwargs)
-        other, _ = base.forward_reusing(x, t, shallow_blocks=1, deep=torch.zeros_like(deep_early), **kwargs)
+        reused = base(x, t, reuse=early, **kwargs)
+        other = base(x, t, reuse=ReusedFeatures(1, torch.zeros_like(early.deep)), **kwargs)
     assert not torch.equal(reused, exact) and not torch.equal(reused, other)
     # The last output block and the head carry the features into the output: different features, different eps.
     assert (reused - other).abs().max() > 1e-3
@@ -73,7 +77,7 @@ def test_the_split_is_refused_outside_the_network(base):
     x, kwargs = _inputs(base)
     for shallow in (0, len(base.input_blocks)):
         with pytest.raises(ValueError, match="shallow_blocks"):
-            base.forward_reusing(x, torch.tensor([1, 1]), shallow_blocks=shallow, **kwargs)
+            base(x, torch.tensor([1, 1]), reuse=ReusedFeatures(shallow), **kwargs)
 
 
 # -- the reuse policy -------------------------------------------------------------------------------------

@@ -94,8 +94,8 @@ class BackgroundCompile:
 
 
 class CompiledUNet(nn.Module):
-    """A GlideUNet whose two per-step entry points, `forward` and `forward_reusing` (feature reuse), are compiled;
-    the text embedding (once per run) and the config stay the eager network's."""
+    """A GlideUNet whose per-step `forward` is compiled (the whole network, and feature reuse's full and shallow
+    calls, each its own graph); the text embedding (once per run) and the config stay the eager network's."""
 
     def __init__(self, unet: nn.Module, compile_fn: Callable | None = None):
         super().__init__()
@@ -104,7 +104,6 @@ class CompiledUNet(nn.Module):
         compile_fn = compile_fn or (lambda fn: torch.compile(fn, dynamic=False))
         self.unet = unet
         self._forward = compile_fn(unet.forward)
-        self._forward_reusing = compile_fn(unet.forward_reusing)
 
     @property
     def config(self):
@@ -119,6 +118,3 @@ class CompiledUNet(nn.Module):
 
     def forward(self, *args, **kwargs):
         return self._forward(*args, **kwargs)
-
-    def forward_reusing(self, *args, **kwargs):
-        return self._forward_reusing(*args, **kwargs)

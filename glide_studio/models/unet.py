@@ -6,6 +6,8 @@ load unchanged.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -135,6 +137,21 @@ class EmbedSequential(nn.Sequential):
         return x
 
 
+@dataclass
+class ReusedFeatures:
+    """Feature reuse's split of the UNet at its `shallow_blocks`-th skip connection (DeepCache's branch).
+
+    Passed to `forward` with `deep` None, the network runs in full, the same operations in the same order as
+    without it (so the same output, bit for bit), and leaves in `deep` what the deeper part of the body hands
+    the last `shallow_blocks` output blocks. Passed with such `deep` features (from an earlier call at a nearby
+    timestep), only the shallow part runs: the first `shallow_blocks` input blocks, for their skips, and the last
+    `shallow_blocks` output blocks on `deep`; the deep part, most of the arithmetic, is skipped.
+    """
+
+    shallow_blocks: int
+    deep: torch.Tensor | None = None
+
+
 class GlideUNet(nn.Module):
     """Text2ImUNet / InpaintText2ImUNet / SuperResText2ImUNet / SuperResInpaintText2ImUnet."""
 
@@ -260,8 +277,12 @@ class GlideUNet(nn.Module):
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, inpaint_image: torch.Tensor | None = None,
                 inpaint_mask: torch.Tensor | None = None, low_res: torch.Tensor | None = None,
-                text_emb: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                text_emb: dict[str, torch.Tensor] | None = None, reuse: ReusedFeatures | None = None) -> torch.Tensor:
+        """eps and the variance values (B, 6, H, W). With `reuse` (feature reuse across steps) the body is split
+        at that skip connection: see `ReusedFeatures`."""
         h, emb, xf_out = self._inputs(x, timesteps, tokens, mask, inpaint_image, inpaint_mask, low_res, text_emb)
+        if reuse is not None:
+            return self.out(self._split_body(h, emb, xf_out, reuse).to(x.dtype))
         skips = []
         for block in self.input_blocks:
             h = block(h, emb, xf_out)
@@ -271,31 +292,20 @@ class GlideUNet(nn.Module):
             h = block(torch.cat([h, skips.pop()], dim=1), emb, xf_out)
         return self.out(h.to(x.dtype))
 
-    def forward_reusing(self, x: torch.Tensor, timesteps: torch.Tensor, *, shallow_blocks: int,
-                        deep: torch.Tensor | None = None, **inputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """(output, deep) for `forward`'s inputs: the network split at its `shallow_blocks`-th skip connection
-        (DeepCache's branch).
-
-        Without `deep` it runs in full, the same operations in the same order as `forward` (so the same
-        output, bit for bit), and also returns the deep features: what the deeper part of the body hands the
-        last `shallow_blocks` output blocks. Given such `deep` features (from an earlier call at a nearby
-        timestep), only the shallow part runs: the first `shallow_blocks` input blocks, for their skips, and
-        the last `shallow_blocks` output blocks on `deep`; the deep part, most of the arithmetic, is skipped.
-        """
-        count = len(self.input_blocks)
-        if not 1 <= shallow_blocks < count:
-            raise ValueError(f"shallow_blocks must be from 1 to {count - 1}, got {shallow_blocks}")
-        h, emb, xf_out = self._inputs(x, timesteps, **inputs)
+    def _split_body(self, h, emb, xf_out, reuse: ReusedFeatures) -> torch.Tensor:
+        count, shallow = len(self.input_blocks), reuse.shallow_blocks
+        if not 1 <= shallow < count:
+            raise ValueError(f"shallow_blocks must be from 1 to {count - 1}, got {shallow}")
         skips = []
-        for block in self.input_blocks if deep is None else self.input_blocks[:shallow_blocks]:
+        for block in self.input_blocks if reuse.deep is None else self.input_blocks[:shallow]:
             h = block(h, emb, xf_out)
             skips.append(h)
-        if deep is None:
+        if reuse.deep is None:
             h = self.middle_block(h, emb, xf_out)
-            for block in self.output_blocks[:count - shallow_blocks]:
+            for block in self.output_blocks[:count - shallow]:
                 h = block(torch.cat([h, skips.pop()], dim=1), emb, xf_out)
-            deep = h
-        h = deep
-        for block in self.output_blocks[count - shallow_blocks:]:
+            reuse.deep = h
+        h = reuse.deep
+        for block in self.output_blocks[count - shallow:]:
             h = block(torch.cat([h, skips.pop()], dim=1), emb, xf_out)
-        return self.out(h.to(x.dtype)), deep
+        return h

@@ -18,6 +18,7 @@ from glide_studio.diffusion.gaussian import Denoiser
 from glide_studio.diffusion.guidance import guidance_in_window
 from glide_studio.diffusion.state import SamplerState
 from glide_studio.models.precision import Precision
+from glide_studio.models.unet import ReusedFeatures
 from glide_studio.pipelines.request import Request
 from glide_studio.pipelines.stages import autocast_for, model_denoiser
 
@@ -28,12 +29,14 @@ split of 2 blocks costs a third more per reuse step for no oracle gain."""
 
 
 def reusing_network(model: torch.nn.Module, precision: Precision | None, shallow_blocks: int = SHALLOW_BLOCKS):
-    """`model.forward_reusing` under the precision: (float32 output, deep features in the network's dtype)."""
+    """The UNet split for feature reuse (`ReusedFeatures`), under the precision: (float32 output, its deep
+    features in the network's dtype)."""
 
     def network(x, timesteps, deep=None, **kwargs):
+        features = ReusedFeatures(shallow_blocks, deep)
         with autocast_for(precision):
-            output, deep = model.forward_reusing(x, timesteps, shallow_blocks=shallow_blocks, deep=deep, **kwargs)
-        return output.float(), deep
+            output = model(x, timesteps, reuse=features, **kwargs)
+        return output.float(), features.deep
 
     return network
 
