@@ -85,6 +85,18 @@ def test_a_new_object_drawn_up_to_the_mask_s_edge_keeps_its_colour():
     assert np.abs(out - known)[background].mean() < 1.0
 
 
+def test_a_box_many_times_the_model_s_size_is_harmonised_at_the_model_s_resolution():
+    """A 512 px box from a 128 px result (band 8 px): the offset is found on the result's grid and scaled up."""
+    known = flat(512)
+    inside = box(512, 100, 60, 400, 460)
+    grain = np.kron(np.random.default_rng(1).normal(0, 1.0, (128, 128, 3)), np.ones((4, 4, 1))).astype(np.float32)
+    fill = known + np.array([5.0, -6.0, 4.0], np.float32) + grain
+    out = harmonise(fill, known, inside, band_px=8)
+    assert np.abs((out - known)[inside].mean(axis=0)).max() < 0.5
+    assert np.abs((out - known - grain)[inside]).mean() < 0.6
+    assert np.array_equal(out[~inside], fill[~inside])
+
+
 def test_the_membrane_passes_through_its_samples_and_is_smooth_between():
     values = np.zeros((40, 40, 1), np.float32)
     weights = np.zeros((40, 40), np.float32)

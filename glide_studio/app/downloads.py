@@ -16,8 +16,18 @@ GLIDE_INPAINT_MODELS = ("base-inpaint", "upsample-inpaint")
 
 
 def _ensure(name: str, progress: Callable, cancel: threading.Event) -> None:
-    from glide_studio.checkpoints import ensure_checkpoint
+    from glide_studio.checkpoints import DownloadProgress, ensure_checkpoint
+    from glide_studio.pipelines.request import Family, family_of
 
+    if family_of(name) is Family.SD:  # a Stable Diffusion model: the sd extra fetches it from the Hub
+        from glide_studio.sd.hub import reporting_progress
+        from glide_studio.sd.loading import folder_of, resolve
+
+        def report(done: int, total: int) -> None:
+            progress(DownloadProgress(done, total, 0.0))
+
+        folder_of(resolve(name), progress_class=reporting_progress(report, cancel))
+        return
     ensure_checkpoint(name, progress=progress, offline=False, cancel=cancel)
 
 
@@ -67,5 +77,6 @@ class ModelDownloader(QObject):
             message = "Download cancelled." if self._cancel.is_set() else f"Download failed: {error}"
             self.finished.emit(False, message)
             return False
-        self.finished.emit(True, "GLIDE weights are ready.")
+        self.finished.emit(True, "The Stable Diffusion model is ready." if names and names[0].startswith("sd:")
+                           else "GLIDE weights are ready.")
         return True

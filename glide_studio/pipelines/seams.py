@@ -56,11 +56,11 @@ def _local_spread(image: np.ndarray, where: np.ndarray, radius: int, mean: np.nd
     return np.sqrt(np.maximum(squares - mean * mean, 0)).max(axis=-1)
 
 
-def _upsample_linear(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear 2x upsampling of a coarse pyramid level onto the finer level's `shape` (pixel centres)."""
+def _upsample_linear(array: np.ndarray, shape: tuple[int, int], factor: int = 2) -> np.ndarray:
+    """Bilinear upsampling by `factor` onto `shape` (pixel centres; a coarse pixel covers factor x factor)."""
     out = array
     for axis, size in enumerate(shape):
-        source = (np.arange(size, dtype=np.float32) + 0.5) / 2 - 0.5
+        source = (np.arange(size, dtype=np.float32) + 0.5) / factor - 0.5
         source = np.clip(source, 0, out.shape[axis] - 1)
         low = np.floor(source).astype(np.int64)
         high = np.minimum(low + 1, out.shape[axis] - 1)
@@ -115,12 +115,44 @@ def _edge(inside: np.ndarray) -> np.ndarray:
     return inside & ~(p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:])
 
 
+def _edge_offset(fill: np.ndarray, known: np.ndarray, region: np.ndarray, band_px: int) -> np.ndarray | None:
+    """The smooth offset that takes `fill` to `known` across the edge of `region`, or None where no edge sample
+    describes a tone."""
+    known_mean, known_count = _local_mean(known, ~region, band_px)
+    fill_mean, fill_count = _local_mean(fill, region, band_px)
+    difference = (known_mean - fill_mean).astype(np.float32)
+    smooth = ((_local_spread(known, ~region, band_px, known_mean) <= HARMONY_MAX_SPREAD)
+              & (_local_spread(fill, region, band_px, fill_mean) <= HARMONY_MAX_SPREAD))
+    samples = (_edge(region) & (known_count > 0) & (fill_count > 0) & smooth
+               & (np.abs(difference).max(axis=-1) <= HARMONY_MAX_OFFSET))
+    difference[~samples] = 0
+    # Once more without the samples that disagree with their neighbours along the edge.
+    local, count = _local_mean(difference, samples, 8 * band_px)
+    weights = (samples & (np.abs(difference - local).max(axis=-1) <= HARMONY_TOLERANCE)).astype(np.float32)
+    if not weights.any():
+        return None
+    return membrane(difference, weights)
+
+
+def _reduce(image: np.ndarray, where: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of `image` over the pixels of `where` in each factor x factor block (0 where a block has none)."""
+    height, width = where.shape
+    blocks_h, blocks_w = -(-height // factor), -(-width // factor)
+    pads = [(0, blocks_h * factor - height), (0, blocks_w * factor - width)]
+    weight = np.pad(where.astype(np.float32), pads).reshape(blocks_h, factor, blocks_w, factor)
+    values = np.pad(image * where[..., None], pads + [(0, 0)]).reshape(blocks_h, factor, blocks_w, factor, -1)
+    count = weight.sum(axis=(1, 3))
+    return values.sum(axis=(1, 3)) / np.maximum(count, 1.0)[..., None]
+
+
 def harmonise(fill: np.ndarray, known: np.ndarray, inside: np.ndarray, band_px: int) -> np.ndarray:
     """`fill` (H,W,3) float32 shifted by a smooth offset inside `inside` so that it continues `known` (H,W,3)
     float32, the picture, across the mask's edge; pixels outside `inside` are returned unchanged.
 
     `band_px`: how far on each side of the edge the local means reach (two of the model's pixels, in the
-    picture's); consensus along the edge is taken over eight times that."""
+    picture's); consensus along the edge is taken over eight times that. Where a model pixel covers several of
+    the picture's, the offset is found at the model's resolution (the fill has no finer detail to go by) and
+    scaled up, so that a large box costs about what a small one does."""
     inside = np.asarray(inside, dtype=bool)
     outside = ~inside
     if not inside.any() or not outside.any():
@@ -131,20 +163,17 @@ def harmonise(fill: np.ndarray, known: np.ndarray, inside: np.ndarray, band_px: 
     bottom, right = min(rows.max() + 1 + reach, inside.shape[0]), min(cols.max() + 1 + reach, inside.shape[1])
     region = inside[top:bottom, left:right]
     fill_crop, known_crop = fill[top:bottom, left:right], known[top:bottom, left:right]
-    known_mean, known_count = _local_mean(known_crop, ~region, band_px)
-    fill_mean, fill_count = _local_mean(fill_crop, region, band_px)
-    difference = (known_mean - fill_mean).astype(np.float32)
-    smooth = ((_local_spread(known_crop, ~region, band_px, known_mean) <= HARMONY_MAX_SPREAD)
-              & (_local_spread(fill_crop, region, band_px, fill_mean) <= HARMONY_MAX_SPREAD))
-    samples = (_edge(region) & (known_count > 0) & (fill_count > 0) & smooth
-               & (np.abs(difference).max(axis=-1) <= HARMONY_MAX_OFFSET))
-    difference[~samples] = 0
-    # Once more without the samples that disagree with their neighbours along the edge.
-    local, count = _local_mean(difference, samples, 8 * band_px)
-    weights = (samples & (np.abs(difference - local).max(axis=-1) <= HARMONY_TOLERANCE)).astype(np.float32)
-    if not weights.any():
+    factor = max(1, band_px // 2)
+    if factor == 1:
+        offset = _edge_offset(fill_crop, known_crop, region, band_px)
+    else:
+        small_region = _reduce(region[..., None].astype(np.float32), np.ones_like(region), factor)[..., 0] >= 0.5
+        offset = _edge_offset(_reduce(fill_crop, region, factor), _reduce(known_crop, ~region, factor),
+                              small_region, 2)
+        if offset is not None:
+            offset = _upsample_linear(offset, region.shape, factor)
+    if offset is None:
         return fill
-    offset = membrane(difference, weights)
     out = fill.copy()
     out[top:bottom, left:right] = np.where(region[..., None], fill_crop + offset, fill_crop)
     return out

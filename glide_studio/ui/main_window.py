@@ -226,6 +226,8 @@ class MainWindow(QMainWindow):
 
         model_menu = self.menuBar().addMenu("&Model")
         self.download_action = self._action("&Download GLIDE weights…", self.download_glide, [], model_menu)
+        self.download_sd_action = self._action("Download a &Stable Diffusion model…", self.download_sd, [],
+                                               model_menu)
 
         run_menu = self.menuBar().addMenu("&Run")
         self.run_action = self._action("&Run", self.run, ["Ctrl+Return", "Ctrl+Enter"], run_menu)
@@ -532,6 +534,33 @@ class MainWindow(QMainWindow):
         self.download_action.setEnabled(False)
         return True
 
+    def download_sd(self, name: str | None = None) -> bool:
+        """Fetch a known Stable Diffusion model from the Hub (asked which, and told its size and licence)."""
+        from glide_studio.app.engine import sd_model_choices
+
+        missing = [choice for choice in sd_model_choices() if not choice.available and choice.family != "sd"]
+        if self.downloader.running:
+            return False
+        if not missing:
+            unavailable = next((choice for choice in sd_model_choices() if choice.family == "sd"), None)
+            dialogs.show_error(self, "Stable Diffusion", unavailable.detail if unavailable is not None
+                               else "Every known Stable Diffusion model is downloaded already.")
+            return False
+        if name is None:
+            labels = [f"{choice.label} — {choice.detail}" for choice in missing]
+            picked, accepted = QInputDialog.getItem(self, "Download a Stable Diffusion model", "Model:", labels, 0,
+                                                    False)
+            if not accepted:
+                return False
+            name = missing[labels.index(picked)].family
+        try:
+            self.downloader.start((name,))
+        except RuntimeError:  # no asyncio loop: only run_app installs one
+            dialogs.show_error(self, "Download unavailable", "Downloads need the app's event loop.")
+            return False
+        self.download_sd_action.setEnabled(False)
+        return True
+
     def _on_download_progress(self, name: str, done: int, total: int) -> None:
         megabytes = 1024 * 1024
         self.progress.setRange(0, max(1, total // megabytes))
@@ -540,6 +569,7 @@ class MainWindow(QMainWindow):
 
     def _on_download_finished(self, success: bool, message: str) -> None:
         self.download_action.setEnabled(True)
+        self.download_sd_action.setEnabled(True)
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if success else 0)
         self.progress.setFormat("Downloaded" if success else "Idle")
