@@ -46,7 +46,8 @@ def _act(rng: random.Random, qtbot, controller: StudioController, canvas: Canvas
     """One random user action, as the window would do it."""
     document = controller.document
     action = rng.choice(["stroke"] * 6 + ["sketch", "erase", "clear", "invert", "box", "auto box", "caption",
-                                          "steps", "run", "accept", "discard", "delete", "goto", "undo", "redo"])
+                                          "steps", "run", "accept", "discard", "delete", "goto", "undo", "redo",
+                                          "pause", "resume"])
     if action in ("stroke", "sketch", "erase"):
         canvas.set_tool({"stroke": Tool.MASK, "sketch": Tool.SKETCH, "erase": Tool.ERASER}[action])
         canvas.set_brush_size(rng.randint(2, 12))
@@ -68,6 +69,18 @@ def _act(rng: random.Random, qtbot, controller: StudioController, canvas: Canvas
         document.set_edit_box(None)  # a hand-placed box may leave strokes outside it; that is refused
         with qtbot.waitSignal(controller.run_finished, timeout=5000):
             controller.generate()
+    elif action == "pause" and document.has_mask() and controller.run_settings.request.steps > 1:
+        document.set_edit_box(None)
+        controller.engine.step_delay = 0.02  # so the pause is asked for before the first step is done
+        try:
+            with qtbot.waitSignal(controller.run_paused, timeout=5000):
+                controller.generate().pause()  # it stops after its first step
+        finally:
+            controller.engine.step_delay = 0.0
+    elif action == "resume" and controller.paused is not None and document.has_mask():
+        document.set_edit_box(None)
+        with qtbot.waitSignal(controller.run_finished, timeout=5000):
+            controller.resume()  # the same run when nothing changed since, else a fork of the paused one
     elif action == "accept" and controller.runs:
         run = rng.randrange(len(controller.runs))
         controller.accept_candidate(rng.randrange(len(controller.runs[run].images)), run)
@@ -103,7 +116,9 @@ def test_replaying_the_journal_of_200_random_actions_rebuilds_the_same_document(
         _act(rng, qtbot, live, canvas)
         if number % 50 == 49:
             digests.append(live.state_digest())
-    assert len(live.runs) >= 3 and len(live.history) >= 3 and live.document.has_mask()
+    assert len(live.runs) >= 3 and len(live.history) >= 3
+    assert sum(event.kind == "layer" for event in journal.events()) > 50
+    assert any(run.paused_at for run in live.runs) and any(run.parent is not None for run in live.runs)
 
     rebuilt = _controller(np.zeros((8, 8, 3), np.uint8))
     try:
