@@ -11,7 +11,7 @@ import torch
 from pipeline_helpers import load, tiny_model_set
 
 from glide_studio.diffusion.feature_reuse import FeatureReuse
-from glide_studio.diffusion.guidance import guidance_in_window, paired_classifier_free_guidance
+from glide_studio.diffusion.guidance import cond_fn_in_window, guidance_in_window, paired_classifier_free_guidance
 from glide_studio.diffusion.samplers import Sampler
 from glide_studio.models.unet import ReusedFeatures
 from glide_studio.pipelines import run
@@ -223,3 +223,36 @@ def test_stage_denoiser_counts_its_full_steps(models):
 def test_lever_settings_out_of_range_are_clear_errors(models, changes):
     with pytest.raises(RequestError, match=next(iter(changes))):
         run(models, helpers.request_for(Mode.GENERATE, **changes))
+
+
+def test_clip_guidance_gradient_only_inside_the_window():
+    calls = []
+
+    def cond_fn(x, timesteps, **_):
+        calls.append(int(timesteps[0]))
+        return torch.ones_like(x)
+
+    windowed = cond_fn_in_window(cond_fn, (0.3, 1.0))
+    x = torch.zeros(1, 3, 2, 2)
+    assert torch.equal(windowed(x, torch.tensor([500])), torch.ones_like(x))
+    assert torch.equal(windowed(x, torch.tensor([299])), torch.zeros_like(x))
+    assert calls == [500]  # outside the window the CLIP model does not run
+    assert cond_fn_in_window(cond_fn, (0.0, 1.0)) is cond_fn
+
+
+def test_a_clip_guided_run_with_the_window_skips_clip_at_low_noise(reference_dir):
+    models = tiny_model_set(reference_dir, clip=True)
+    request = helpers.request_for(Mode.GENERATE, upsample_model=None, guidance="clip", steps=4, reuse_interval=1)
+    seen = []
+    encoder = models.clip_image
+    original = encoder.forward
+    encoder.forward = lambda x, t, *a, **k: seen.append(int(t[0])) or original(x, t, *a, **k)
+    try:
+        windowed = list(run(models, request.with_(guidance_stop=0.3)))
+        in_window = list(seen)
+        seen.clear()
+        everywhere = list(run(models, request.with_(guidance_stop=0.0)))
+    finally:
+        del encoder.forward
+    assert len(everywhere) == len(windowed) == 4
+    assert len(seen) == 4 and in_window == [t for t in seen if t >= 300] and len(in_window) < 4

@@ -2,7 +2,8 @@
 
 - `classifier_free_guidance`: the reference's 2B-row form (rows [0, B) conditional, [B, 2B) unconditional).
 - `paired_classifier_free_guidance`: the same maths over B rows (x is doubled inside), for pipelines.
-- `guidance_in_window`: paired CFG only inside a window of noise levels, the conditional half alone outside.
+- `guidance_in_window`: paired CFG only inside a window of noise levels, the conditional half alone outside;
+  `cond_fn_in_window` the same window for CLIP guidance's gradient.
 - `paste_known_pixels`: a denoised_fn that keeps known pixels of x0 (mask = 1 means KNOWN, as in GLIDE).
 - `clip_guidance`: a cond_fn from the noised CLIP encoders.
 """
@@ -81,6 +82,22 @@ def guidance_in_window(denoiser: Denoiser, scale: float, window: tuple[float, fl
         if first <= float(timesteps[0]) <= last:
             return guided(x, timesteps, **model_kwargs)
         return denoiser(x, timesteps, **conditional_rows(model_kwargs, len(x)))
+
+    return windowed
+
+
+def cond_fn_in_window(cond_fn, window: tuple[float, float], num_timesteps: int = 1000):
+    """CLIP guidance's gradient only at noise levels inside `window` (as `guidance_in_window`), zero outside it,
+    where the CLIP encoder then does not run at all. The whole window (0, 1) is `cond_fn` itself."""
+    low, high = window
+    if low <= 0.0 and high >= 1.0:
+        return cond_fn
+    first, last = low * num_timesteps, high * num_timesteps
+
+    def windowed(x: torch.Tensor, timesteps: torch.Tensor, **model_kwargs) -> torch.Tensor:
+        if first <= float(timesteps[0]) <= last:
+            return cond_fn(x, timesteps, **model_kwargs)
+        return torch.zeros_like(x)
 
     return windowed
 

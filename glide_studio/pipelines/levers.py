@@ -4,7 +4,8 @@ network or the denoiser (as guidance is), none a branch inside the samplers.
 - feature reuse (`reuse_interval`): the whole UNet every N steps, its shallow branch on the cached deep
   features in between (`glide_studio.diffusion.feature_reuse`);
 - guidance interval (`guidance_stop`, `guidance_start`): classifier-free guidance only inside a window of
-  noise levels, the conditional half alone (half the rows) outside it.
+  noise levels, the conditional half alone (half the rows) outside it; CLIP guidance's gradient likewise (the
+  CLIP encoder does not run outside it).
 
 With `reuse_interval` 1 and the window (0, 1) the denoiser is exactly the plain one, bit for bit.
 """
@@ -15,7 +16,7 @@ import torch
 
 from glide_studio.diffusion.feature_reuse import FeatureReuse, ReuseAnchor
 from glide_studio.diffusion.gaussian import Denoiser
-from glide_studio.diffusion.guidance import guidance_in_window
+from glide_studio.diffusion.guidance import cond_fn_in_window, guidance_in_window
 from glide_studio.diffusion.state import SamplerState
 from glide_studio.models.precision import Precision
 from glide_studio.models.unet import ReusedFeatures
@@ -69,6 +70,10 @@ class StageDenoiser:
         if self.guided:
             denoiser = guidance_in_window(denoiser, self.scale, self.window, self.num_timesteps)
         return denoiser
+
+    def guidance_gradient(self, cond_fn):
+        """CLIP guidance's cond_fn under the same window of noise levels."""
+        return None if cond_fn is None else cond_fn_in_window(cond_fn, self.window, self.num_timesteps)
 
     def carried(self) -> ReuseAnchor | None:
         return None if self.reuse is None else self.reuse.carried()

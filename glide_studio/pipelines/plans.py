@@ -96,7 +96,8 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
         kwargs = text_kwargs(model, request.prompt, batch, device, guided, models.precision)
         kwargs.update(inpaint_kwargs(model, known_pixels.image, known_pixels.regenerate, rows))
         denoiser = levers.build(device, state, anchor)
-        cond_fn = clip_cond_fn(models, request.prompt, batch, request.guidance_scale) if use_clip else None
+        cond_fn = levers.guidance_gradient(
+            clip_cond_fn(models, request.prompt, batch, request.guidance_scale) if use_clip else None)
         return chain.sample(denoiser, noise, shape, device, known_pixels.conditioning(kwargs, cond_fn), state)
 
     return StagePlan("base", chain.num_steps, start, known_pixels.finish, shape, str(chain.sampler), chain.key,

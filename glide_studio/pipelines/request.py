@@ -171,18 +171,18 @@ class Request:
         relevant=lambda request: _glide(request) and request.upsample_model is not None)
     # -- speed levers (glide_studio.pipelines.levers): 1 / 0 / 1 is the exact path ------------------------------
     reuse_interval: int = setting(
-        1, label="Feature reuse", a1111="Feature reuse", minimum=1, maximum=10, relevant=_glide,
+        2, label="Feature reuse", a1111="Feature reuse", minimum=1, maximum=10, relevant=_glide,
         help="run the whole network every N steps and only its shallow branch on its cached deep features in "
              "between (DeepCache); 1 runs it in full at every step")
     guidance_stop: float = setting(
-        0.0, label="Guidance until", a1111="CFG until", minimum=0.0, maximum=1.0, step=0.05,
-        relevant=lambda request: _glide(request) and request.guidance == Guidance.CFG,
-        help="classifier-free guidance stops below this noise level (0..1); the steps below it run the "
-             "conditional half alone, at half the cost; 0 guides every step")
+        0.3, label="Guidance until", a1111="Guidance until", minimum=0.0, maximum=1.0, step=0.05,
+        relevant=_glide,
+        help="guidance stops below this noise level (0..1): classifier-free guidance's steps below it run the "
+             "conditional half alone, at half the cost (CLIP guidance's skip the CLIP model); 0 guides every step")
     guidance_start: float = setting(
-        1.0, label="Guidance from", a1111="CFG from", minimum=0.0, maximum=1.0, step=0.05,
-        relevant=lambda request: _glide(request) and request.guidance == Guidance.CFG,
-        help="classifier-free guidance starts at this noise level (0..1; 1 guides from the first step)")
+        1.0, label="Guidance from", a1111="Guidance from", minimum=0.0, maximum=1.0, step=0.05,
+        relevant=_glide,
+        help="guidance starts at this noise level (0..1; 1 guides from the first step)")
     edit_box: EditBox | None = setting(
         None, label="Edit box", help="edit box x,y,width,height in picture pixels (what the model sees)",
         cli="box", a1111="Edit box", control=False)
