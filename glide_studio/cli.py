@@ -20,8 +20,10 @@ from pathlib import Path
 
 from glide_studio import __version__
 from glide_studio.cli_run import DEFAULT_OUTPUT, RANDOM_SEED
+from glide_studio.logs import log_error, logger, setup_logging
 
 MODES = ("generate", "inpaint", "sdedit", "upsample")
+_log = logger.getChild("cli")
 
 EXIT_USAGE = 2
 EXIT_INPUT = 3
@@ -299,19 +301,24 @@ def main(argv: list[str] | None = None) -> int:
     func = getattr(args, "func", None)
     if func is None:
         parser.error(f"the command {args.command!r} cannot be run")
+    setup_logging(f"command {args.command}", argv)
+    _log.info("settings: %s", {key: str(value) for key, value in vars(args).items() if key != "func"})
     try:
         status = func(args)
     except KeyboardInterrupt:
+        _log.info("interrupted")
         print("glide-studio: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:
         # Our own error types carry a message written for the user; anything else is a bug and keeps
         # its traceback.
         status = exit_status(error)
+        log_error(f"{args.command} failed (exit status {status if status is not None else 1})", error)
         if status is None:
             raise
         print(f"glide-studio: error: {_message(error)}", file=sys.stderr)
         return status
+    _log.info("%s done (exit status %d)", args.command, int(status or 0))
     return int(status or 0)
 
 

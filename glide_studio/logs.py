@@ -41,7 +41,7 @@ def log_file() -> Path:
     return log_dir() / LOG_FILE
 
 
-def setup_logging(front: str, level: int = logging.INFO) -> Path | None:
+def setup_logging(front: str, argv: list[str] | None = None, level: int = logging.INFO) -> Path | None:
     """Send the ``glide_studio`` loggers to the rotating file and log the start; returns the file, or None when
     the folder cannot be written (the program goes on without a log file rather than not start)."""
     path = log_file()
@@ -61,7 +61,8 @@ def setup_logging(front: str, level: int = logging.INFO) -> Path | None:
         handler.setFormatter(logging.Formatter(_FORMAT))
         logger.addHandler(handler)
     logger.setLevel(level)
-    logger.info("glide-studio %s (%s) starting: %s", __version__, front, " ".join(sys.argv[1:]) or "no arguments")
+    arguments = sys.argv[1:] if argv is None else argv
+    logger.info("glide-studio %s (%s) starting: %s", __version__, front, " ".join(arguments) or "no arguments")
     logger.info("Python %s on %s (%s); %s", platform.python_version(), platform.platform(), platform.machine(),
                 ", ".join(versions()))
     return path

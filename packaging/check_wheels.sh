@@ -38,7 +38,7 @@ for version in $VERSIONS; do
       summary=$(python3 - "$report" <<'PY' 2>/dev/null
 import json, sys
 items = json.load(open(sys.argv[1]))["install"]
-names = {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in items}
+names = {item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"] for item in items}
 shown = [f"{name} {names[name]}" for name in ("torch", "pyside6-essentials", "numpy", "tiktoken", "regex") if name in names]
 print(f"{len(items)} packages: " + ", ".join(shown))
 PY

@@ -138,3 +138,16 @@ def test_gpt2_vocabulary_is_package_data_and_checked(monkeypatch):
     monkeypatch.setitem(tokenizer_gpt2._VOCAB_FILES, "gpt2_vocab.bpe.gz", "0" * 64)
     with pytest.raises(TokenizerError, match="gpt2_vocab.bpe.gz is damaged .*reinstall"):
         tokenizer_gpt2._read_vocabulary_files()
+
+
+def test_a_command_line_run_is_logged_with_its_settings_and_its_error(tmp_path, monkeypatch):
+    from glide_studio import cli
+    from glide_studio.logs import LOG_DIR_ENV, log_file
+
+    monkeypatch.setenv(LOG_DIR_ENV, str(tmp_path / "logs"))
+    status = cli.main(["repeat", str(tmp_path / "missing.png"), "--quiet"])
+    assert status != 0
+    log = log_file().read_text()
+    assert "(command repeat) starting: repeat" in log and "Python 3." in log
+    assert "settings: {" in log and "missing.png" in log
+    assert f"repeat failed (exit status {status})" in log and "Traceback (most recent call last)" in log

@@ -645,7 +645,7 @@ def run_app(argv: list[str] | None = None, *, settings: QSettings | None = None,
 
     args, qt_args = editor_parser().parse_known_args(sys.argv[1:] if argv is None else list(argv))
 
-    setup_logging("editor")
+    setup_logging("editor", sys.argv[1:] if argv is None else list(argv))
     if QApplication.instance() is None:  # fractional scale factors as they are: icons are drawn at any size
         QApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
     app = QApplication.instance() or QApplication(["glide-studio", *qt_args])
