@@ -37,6 +37,9 @@ from glide_studio.runs.record import CandidateScore, Resumed, RunRecord, array_d
 CHAIN_FIELDS = ("strength", "steps", "upsample_steps", "sampler", "eta")
 """The settings that decide a run's chains: going on from one of its states keeps them as the run had them."""
 
+UNARCHIVED_RUNS = 4
+"""Runs whose steps wait in memory for the archive's writer; past this the oldest are dropped (their write failed)."""
+
 TIMELINE_CAP_BYTES = 512 * 2**20
 """The most memory the timeline's kept run states may take; the oldest steps' states go first."""
 
@@ -499,6 +502,8 @@ class StudioController(QObject):
             return
         if self.archive is not None:
             self._unarchived[run_id] = list(self.timeline)
+            while len(self._unarchived) > UNARCHIVED_RUNS:  # writes that failed (a full disk) hold no more
+                self._unarchived.pop(next(iter(self._unarchived)))
             self.archive.put(run_id, self.timeline)
 
     def request_for(self, seed: int, settings: RunSettings | None = None) -> Request:
