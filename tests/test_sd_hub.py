@@ -35,6 +35,7 @@ CUT_AT = 15 * 2**20
 
 class FakeHub(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # huggingface_hub opens 8 connections at once; a refused one closes its shared client
 
     def __init__(self, files: dict[str, bytes]):
         super().__init__(("127.0.0.1", 0), HubHandler)
@@ -161,3 +162,31 @@ def test_a_hub_model_is_fetched_with_progress_resumed_after_a_cut_and_found_offl
     assert offline.returncode == 0, offline.stderr[-3000:]
     assert np.asarray(Image.open(tmp_path / "offline.png")).shape == (32, 32, 3)
     assert Path(first.stdout.strip().splitlines()[-1]) == cached.parents[1]  # sd-download names the folder
+
+
+def test_the_editor_downloads_a_hub_model_with_its_progress_bar_and_can_cancel(hub, tmp_path, monkeypatch, qtbot):
+    import asyncio
+
+    from glide_studio.app.downloads import ModelDownloader
+    from glide_studio.sd.loading import is_present
+
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    hub.cut_once.clear()
+    name = f"sd:{REPO}"
+    downloader = ModelDownloader()
+    progress, finished = [], []
+    downloader.progress.connect(lambda *report: progress.append(report))
+    downloader.finished.connect(lambda *outcome: finished.append(outcome))
+
+    downloader.cancel()  # stopped at its first chunk: nothing is complete, and it says so
+    assert not asyncio.run(downloader.download((name,)))
+    assert finished.pop() == (False, "Download cancelled.") and not is_present(name)
+
+    downloader._cancel.clear()
+    assert asyncio.run(downloader.download((name,))), finished
+    assert finished == [(True, "The Stable Diffusion model is ready.")]
+    needed = sum(len(data) for file, data in hub.files.items() if file not in DECOYS)
+    qtbot.waitUntil(lambda: bool(progress) and progress[-1][1] == needed)  # reports from the download thread, queued
+    assert progress[-1] == (name, needed, needed) and len(progress) > 1
+    assert all(done <= total for _, done, total in progress) and is_present(name)

@@ -77,6 +77,8 @@ class ModelDownloader(QObject):
             message = "Download cancelled." if self._cancel.is_set() else f"Download failed: {error}"
             self.finished.emit(False, message)
             return False
-        self.finished.emit(True, "The Stable Diffusion model is ready." if names and names[0].startswith("sd:")
-                           else "GLIDE weights are ready.")
+        from glide_studio.pipelines.request import Family, family_of
+
+        sd_model = bool(names) and family_of(names[0]) is Family.SD
+        self.finished.emit(True, "The Stable Diffusion model is ready." if sd_model else "GLIDE weights are ready.")
         return True

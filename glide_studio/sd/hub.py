@@ -49,10 +49,15 @@ def fetch(repo_id: str, *, progress_class=None, revision: str | None = None) -> 
 
 def fetch_files(repo_id: str, patterns, *, progress_class=None, revision: str | None = None) -> Path:
     """The local snapshot folder holding the repository's files that match `patterns`, fetched where missing."""
+    import os
+
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     kwargs = {"tqdm_class": progress_class} if progress_class is not None else {}
+    # The endpoint and the cache are read now, not when huggingface_hub was imported, so that the picker's
+    # "downloaded?" (cache_root) and the download agree in a long-running editor.
+    kwargs.update(endpoint=os.environ.get("HF_ENDPOINT") or None, cache_dir=str(cache_root()))
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=list(patterns), **kwargs))
     except RepositoryNotFoundError:
@@ -63,3 +68,33 @@ def fetch_files(repo_id: str, patterns, *, progress_class=None, revision: str | 
         raise SDModelError(f"{repo_id} is not in the Hugging Face cache and {where}") from None
     except (HfHubHTTPError, OSError) as error:
         raise SDModelError(f"downloading {repo_id} failed: {error}") from error
+
+
+class DownloadCancelled(SDModelError):
+    """The user stopped a download; what was fetched stays, and the next fetch goes on from it."""
+
+
+def reporting_progress(report, cancel=None):
+    """A tqdm class for `fetch` that sends the byte bars' progress to `report(done, total)` instead of a terminal
+    (the editor's progress bar), and stops the download between two chunks once `cancel` (a threading.Event) is
+    set. huggingface_hub adds every file's size to one byte bar, so its figures are the whole download's."""
+    import io
+
+    from tqdm import tqdm
+
+    class ReportingProgress(tqdm):
+        monitor_interval = 0  # no monitor thread (it would outlive the download)
+
+        def __init__(self, *args, **kwargs):
+            kwargs.update(disable=False, file=io.StringIO())
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled("the download was cancelled")
+            shown = super().update(n)
+            if self.unit == "B" and self.total:
+                report(int(self.n), int(self.total))
+            return shown
+
+    return ReportingProgress
