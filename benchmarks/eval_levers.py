@@ -198,6 +198,27 @@ def upsample_deviation(models, configs: dict[str, dict], count: int, base: dict,
     return figures
 
 
+def demo_timing(models, repeats: int) -> dict:
+    """Model time of the GUI's default full inpaint (a 256 px picture, base + upsampler, one candidate) and of
+    the live-painting settings (app.live: 5 DPM-Solver++(2M) base steps, one candidate), exact against the
+    shipped lever defaults, medians of `repeats` runs each, alternating."""
+    from glide_studio.app.live import LIVE_SAMPLER, LIVE_STEPS
+
+    request, _, _ = inpaint_task(20_000)
+    picture = np.kron(request.image, np.ones((4, 4, 1), dtype=np.uint8))
+    mask = np.kron(request.mask, np.ones((4, 4), dtype=np.uint8))
+    full = Request(mode=Mode.INPAINT, prompt=request.prompt, image=picture, mask=mask)
+    live = full.with_(steps=LIVE_STEPS, sampler=LIVE_SAMPLER, upsample_model=None)
+    figures = {}
+    for name, shipped in (("full inpaint", full), ("live update", live)):
+        times: dict[str, list[float]] = {"exact": [], "defaults": []}
+        for seed in range(repeats):
+            for label, changes in (("exact", EXACT), ("defaults", {})):
+                times[label].append(timed_run(models, shipped.with_(seed=seed, **changes))[1])
+        figures[name] = {label: float(np.median(values)) for label, values in times.items()}
+    return figures
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=50)
@@ -210,6 +231,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--int8", action="store_true",
                         help="also judge the networks with dynamic int8 convolutions (config 'int8', levers off)")
+    parser.add_argument("--timing", type=int, default=0,
+                        help="also time the GUI's full inpaint and a live update, exact vs defaults, N runs each")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     if args.threads:
@@ -230,7 +253,8 @@ def main(argv=None) -> int:
                                                upsample=quantize_convs(models.upsample))
     tasks = range(args.task_offset, args.task_offset + args.tasks)
     started = time.perf_counter()
-    tallies = evaluate(models, configs, args.suites.split(","), tasks, base, networks)
+    suites = [suite for suite in args.suites.split(",") if suite]
+    tallies = evaluate(models, configs, suites, tasks, base, networks)
     exact = tallies["exact"]
     print(f"{args.tasks} tasks per suite (offset {args.task_offset}), precision {models.precision.name}, "
           f"base {base or 'defaults'}; eval {time.perf_counter() - started:.0f} s")
@@ -257,6 +281,12 @@ def main(argv=None) -> int:
         for name, values in figures.items():
             print(f"{name:<14}{'256 px full inpaint':<24}  max dev {values['max_dev']}, mean "
                   f"{values['mean_dev']:.2f}, {values['time_ratio']:.2f}x faster ({args.upsample} runs)")
+    if args.timing:
+        report["timing"] = demo_timing(models, args.timing)
+        for name, values in report["timing"].items():
+            print(f"{'timing':<14}{name:<24}  exact {values['exact']:.2f} s, defaults {values['defaults']:.2f} s "
+                  f"({values['exact'] / values['defaults']:.2f}x; medians of {args.timing}, threads "
+                  f"{torch.get_num_threads()})")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0
