@@ -5,6 +5,8 @@
 #
 #   bash packaging/check_wheels.sh                       # this machine's platform, every version
 #   VERSIONS="3.13" PLATFORMS="win_amd64 macosx_11_0_arm64" bash packaging/check_wheels.sh
+#     (other platforms: pip still evaluates environment markers for this machine, so torch's Linux-only
+#     nvidia-* requirements make a Windows or macOS check from Linux fail; run it on that platform instead)
 #   MODE=download bash packaging/check_wheels.sh         # pip download the wheels themselves (GBs: torch)
 #
 # Prints one line per (version, platform) with what torch, PySide6 and numpy resolve to, and exits non-zero when
