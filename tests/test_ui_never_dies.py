@@ -1,6 +1,7 @@
 """The window never dies on an exception, and the log has it (the app as its own process): an exception in a
-slot, in a thread and in an asyncio task each give a dialog, the traceback lands in the log file with the
-start's versions and device, the model failing to load reaches a dialog, and the app goes on and quits cleanly."""
+slot, in a thread, in an asyncio task and in opening the file given at start each give a dialog, the traceback
+lands in the log file with the start's versions and device, the model failing to load reaches a dialog, and the
+app goes on and quits cleanly."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ _APP = textwrap.dedent(
 
     from glide_studio.app.errors import ModelUnavailableError
     from glide_studio.app.fake_engine import FakeEngine
+    from glide_studio.ui.file_actions import FileActions
     from glide_studio.ui.main_window import MainWindow, run_app
 
     QMessageBox.warning = lambda parent, title, text, *rest: print("dialog:", title, "|", text.splitlines()[0],
@@ -45,9 +47,13 @@ _APP = textwrap.dedent(
     QTimer.singleShot(600, in_a_thread)
     QTimer.singleShot(900, in_a_task)
     QTimer.singleShot(1500, still_alive)
+    def unforeseen(self, path):
+        raise RuntimeError(f"{path} broke the loader")
+
+    FileActions.open_path = unforeseen  # a file given at start that fails in a way nobody caught
     engine = FakeEngine()
     engine.prepare_error = ModelUnavailableError("the demo weights are missing")
-    status = run_app([], settings=QSettings(sys.argv[1], QSettings.Format.IniFormat), engine=engine)
+    status = run_app(["odd.png"], settings=QSettings(sys.argv[1], QSettings.Format.IniFormat), engine=engine)
     print("exit:", status, flush=True)
     """
 )
@@ -65,6 +71,7 @@ def test_exceptions_anywhere_are_logged_and_shown_and_the_window_lives_on(tmp_pa
     assert "dialog: Something went wrong | ZeroDivisionError: division by zero" in out
     assert "dialog: Something went wrong | KeyError: 'missing key'" in out
     assert "dialog: Something went wrong | ValueError: a task went wrong" in out
+    assert "dialog: Something went wrong | RuntimeError: odd.png broke the loader" in out
     assert "alive: True glide-studio" in out and out.rstrip().endswith("exit: 0")
     log = (logs / "glide-studio.log").read_text()
     assert "glide-studio 0.1.0 (editor) starting" in log and "Python 3." in log and "torch " in log

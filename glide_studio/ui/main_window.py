@@ -671,10 +671,13 @@ def run_app(argv: list[str] | None = None, *, settings: QSettings | None = None,
     window.show()
     window.canvas.fit()
     window.controller.prepare()  # loads and warms the model while the user looks and paints
-    if window.pending_recovery is not None:
-        window.files.offer_recovery(window.pending_recovery)
-    if args.file:
-        window.files.open_path(args.file)
+    for start_step, wanted in ((window.files.offer_recovery, window.pending_recovery),
+                               (window.files.open_path, args.file)):
+        try:
+            if wanted:
+                start_step(wanted)
+        except Exception as error:  # noqa: BLE001 - a file that fails in an unforeseen way must not stop the start
+            reporter.excepthook(type(error), error, error.__traceback__)
 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
