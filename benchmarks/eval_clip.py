@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from glide_studio.pipelines import Mode, Request, run
@@ -39,12 +41,15 @@ def _rates(flags: list[bool], misses: list[bool]) -> dict:
             "miss_rate": float(misses_.mean()), "flag_rate": float(flags_.mean())}
 
 
-def eval_missed_insertion(models, tasks: range, steps: int, removed_object_task, new_object) -> dict:
+def eval_missed_insertion(models, tasks: range, steps: int, removed_object_task, new_object,
+                          cache: str | None = None) -> dict:
     """Precision and recall of the flag against two oracle verdicts: no object at all in the region (a missed
-    insertion proper), and no object of the caption's colour."""
+    insertion proper), and no object of the caption's colour. `cache`: an .npz of the inpainted results by task,
+    read where it has them and written with the rest (the runs do not depend on the CLIP being judged)."""
     scorer = load_scorer(Request(), "cpu")
     if scorer is None:
         raise RuntimeError("the demo noised CLIP is not in weights/")
+    stored = dict(np.load(cache)) if cache and Path(cache).is_file() else {}
     flags, no_object, wrong_colour = [], [], []
     for k in tasks:
         rng = np.random.default_rng(1_000_000 + k)
@@ -52,11 +57,15 @@ def eval_missed_insertion(models, tasks: range, steps: int, removed_object_task,
         colour, kind = new_object(rng, background, kept)
         request = Request(mode=Mode.INPAINT, prompt=f"a {colour} {kind}", image=image, mask=box, steps=steps,
                           guidance_scale=MISS_GUIDANCES[k % len(MISS_GUIDANCES)], seed=k, upsample_model=None)
-        result = drain(run(models, request))[0]
+        if str(k) not in stored:
+            stored[str(k)] = drain(run(models, request))[0]
+        result = stored[str(k)]
         found = oracle.detect(result, box.astype(bool))
         flags.append(scorer.score(request, result[None])[0].missed)
         no_object.append(found is None)
         wrong_colour.append(found is None or found.colour != colour)
+    if cache:
+        np.savez_compressed(cache, **stored)
     return ({f"no_object_{key}": value for key, value in _rates(flags, no_object).items()}
             | {f"not_its_colour_{key}": value for key, value in _rates(flags, wrong_colour).items()}
             | {"tasks": len(tasks)})

@@ -78,7 +78,7 @@ def _tally_drawn(drawn: dict, asked: str, found) -> None:
     drawn.setdefault(asked, Counter())[found.kind if found is not None else "nothing"] += 1
 
 
-def eval_inpaint(models, tasks: range, guidance, steps, sampler=Request.sampler, **fields):
+def eval_inpaint(models, tasks: range, guidance, steps, sampler=Request.sampler, fields=None):
     colour_ok = shape_ok = shape_nearest_ok = identical = 0
     drawn: dict = {}
     n = len(tasks)
@@ -87,7 +87,7 @@ def eval_inpaint(models, tasks: range, guidance, steps, sampler=Request.sampler,
         image, box, _, kept, background = _removed_object_task(rng)
         colour, kind = _new_object(rng, background, kept)
         request = Request(mode=Mode.INPAINT, prompt=f"a {colour} {kind}", image=image, mask=box, steps=steps,
-                          guidance_scale=guidance, seed=k, upsample_model=None, sampler=sampler, **fields)
+                          guidance_scale=guidance, seed=k, upsample_model=None, sampler=sampler, **(fields or {}))
         result = _drain(models, request)
         found = oracle.detect(result, box.astype(bool))
         _tally_drawn(drawn, kind, found)
@@ -107,14 +107,14 @@ def _palette_fraction(image: np.ndarray, colour: str) -> int:
     return int((nearest == names.index(colour)).sum())
 
 
-def eval_generate(models, tasks: range, guidance, steps, sampler=Request.sampler, **fields):
+def eval_generate(models, tasks: range, guidance, steps, sampler=Request.sampler, fields=None):
     named = right = 0
     for k in tasks:
         rng = np.random.default_rng(2 * SEED_OFFSET + k)
         scene = world.sample_scene(rng, n_objects=int(rng.integers(1, 3)))
         caption = " and ".join(f"a {o.colour} {o.kind}" for o in scene.objects)
         request = Request(mode=Mode.GENERATE, prompt=caption, steps=steps, guidance_scale=guidance, seed=k,
-                          upsample_model=None, sampler=sampler, **fields)
+                          upsample_model=None, sampler=sampler, **(fields or {}))
         result = _drain(models, request)
         for obj in scene.objects:
             named += 1
@@ -255,11 +255,11 @@ SUITES = {
        for suite, kind in eval_seams.SUITES.items()},
     "clip_retrieval": lambda m, a: eval_clip.eval_retrieval(m, a.tasks),
     "inpaint_clip": lambda m, a: eval_inpaint(eval_clip.clip_model_set(m), _tasks(a), a.clip_scale, a.steps,
-                                              guidance=Guidance.CLIP),
+                                              fields={"guidance": Guidance.CLIP}),
     "generate_clip": lambda m, a: eval_generate(eval_clip.clip_model_set(m), _tasks(a), a.clip_scale, a.steps,
-                                                guidance=Guidance.CLIP),
+                                                fields={"guidance": Guidance.CLIP}),
     "missed_insertion": lambda m, a: eval_clip.eval_missed_insertion(m, _tasks(a), a.steps, _removed_object_task,
-                                                                    _new_object),
+                                                                    _new_object, a.results_cache),
 }
 
 
@@ -283,6 +283,7 @@ def main(argv=None) -> int:
     parser.add_argument("--guidance", type=float, default=Request.guidance_scale)
     parser.add_argument("--strength", type=float, default=Request.strength)
     parser.add_argument("--clip-scale", type=float, default=3.0, help="guidance scale of the CLIP suites")
+    parser.add_argument("--results-cache", help="missed_insertion: keep (and reuse) its inpainted results in this .npz")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))

@@ -14,7 +14,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from ..models.tokenizers import clip_tokenize_prompts
 from ..progress import ProgressBar
 from .clip_data import clip_batch
 from .demo_configs import DEMO_CLIP_OPTIONS
+from .trainer import save_checkpoint
 
 IMAGE_NAME, TEXT_NAME = "demo-clip-image-enc", "demo-clip-text-enc"
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -77,8 +77,10 @@ class ClipTrainer:
         self.options = dict(options or DEMO_CLIP_OPTIONS)
         self.out_dir = Path(settings.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.image = build_clip_image_encoder(self.options).train()
-        self.text = build_clip_text_encoder(self.options).train()
+        with torch.random.fork_rng(devices=[]):  # the run's first weights follow its seed, not the process's
+            torch.manual_seed(settings.seed)
+            self.image = build_clip_image_encoder(self.options).train()
+            self.text = build_clip_text_encoder(self.options).train()
         self.logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.ema = {"image": copy.deepcopy(self.image.state_dict()), "text": copy.deepcopy(self.text.state_dict())}
         params = [*self.image.parameters(), *self.text.parameters(), self.logit_scale]
@@ -104,9 +106,7 @@ class ClipTrainer:
         state = {"image": self.image.state_dict(), "text": self.text.state_dict(), "ema": self.ema,
                  "optimizer": self.optimizer.state_dict(), "logit_scale": self.logit_scale.detach(),
                  "step": self.step}
-        tmp = self.checkpoint_path.with_suffix(".pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        save_checkpoint(state, self.checkpoint_path)
         (self.out_dir / "settings.json").write_text(json.dumps({**asdict(self.settings), "options": self.options},
                                                                indent=1))
 
@@ -144,11 +144,13 @@ class ClipTrainer:
             for name, value in module.state_dict().items():
                 self.ema[key][name].lerp_(value.float(), 1 - decay)
 
-    def run(self, progress: bool = True) -> None:
+    def run(self, progress: bool = True, max_steps: int | None = None) -> None:
+        """Train until settings.steps (or `max_steps` more), checkpointing as it goes."""
+        target = self.settings.steps if max_steps is None else min(self.settings.steps, self.step + max_steps)
         log = (self.out_dir / "log.jsonl").open("a")
-        bar = ProgressBar(total=self.settings.steps, initial=self.step, disable=not progress, desc="demo-clip")
+        bar = ProgressBar(total=target, initial=self.step, disable=not progress, desc="demo-clip")
         try:
-            while self.step < self.settings.steps:
+            while self.step < target:
                 started = time.perf_counter()
                 record = self.train_step()
                 record.update(step=self.step, seconds=time.perf_counter() - started)

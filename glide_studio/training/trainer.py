@@ -84,7 +84,8 @@ def reset_text_pathway(model: torch.nn.Module, generator: torch.Generator) -> No
                     module.reset_parameters()
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
+def save_checkpoint(obj: Any, path: Path) -> None:
+    """torch.save beside `path`, then renamed over it: a run killed mid-save keeps its last checkpoint."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -132,7 +133,7 @@ class Trainer:
         self.step = self.run_start_step = step
 
     def save(self) -> None:
-        _atomic_save(
+        save_checkpoint(
             {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
              "optimizer": self.optimizer.state_dict(), "step": self.step,
              "run_start_step": self.run_start_step},
