@@ -9,7 +9,7 @@ Held-out seeded tasks per mode, run through the real pipelines, judged by the or
 - inpaint_ode, generate_ode, sdedit_ode: the same tasks with the deterministic DPM-Solver++(2M), to compare
   with the default stochastic one;
 - seams_flat, seams_straddle, seams_cut: the mean |RGB error| of the background a full 256 px inpaint
-  regenerates against the true one, with each stage's share (eval_seams.py).
+  regenerates against the true one, with each stage's share (eval_seams.py); with `_exact`, the speed levers off.
 
     python benchmarks/eval_demo.py --tasks 200 --json weights/eval_demo.json
     python benchmarks/eval_demo.py --tasks 25 --suites inpaint --base-run runs/demo-base   # a run's EMA
@@ -251,8 +251,8 @@ SUITES = {
     "sdedit_ode": lambda m, a: eval_sdedit(m, _tasks(a), a.guidance, a.steps, a.strength, sampler="dpm++2m"),
     "generate_ode": lambda m, a: eval_generate(m, _tasks(a), a.guidance, a.steps, sampler="dpm++2m"),
     "timing": lambda m, a: time_full_inpaint(m),
-    **{suite: lambda m, a, kind=kind: eval_seams.eval_seams(m, _tasks(a), kind, a.steps, a.guidance)
-       for suite, kind in eval_seams.SUITES.items()},
+    **{suite: lambda m, a, suite=suite: eval_seams.eval_seams(m, _tasks(a), suite, a.steps, a.guidance)
+       for suite in eval_seams.SUITES},
     "clip_retrieval": lambda m, a: eval_clip.eval_retrieval(m, a.tasks),
     "inpaint_clip": lambda m, a: eval_inpaint(eval_clip.clip_model_set(m), _tasks(a), a.clip_scale, a.steps,
                                               fields={"guidance": Guidance.CLIP}),

@@ -134,10 +134,10 @@ def _edge_band_error(image: np.ndarray, truth: np.ndarray, mask: np.ndarray, mea
     return float(np.abs(image.astype(np.float32) - truth)[band].mean())
 
 
-def seam_task_errors(models, kind: str, k: int, steps: int, guidance: float) -> dict[str, float]:
+def seam_task_errors(models, kind: str, k: int, steps: int, guidance: float, **fields) -> dict[str, float]:
     picture, mask, caption, truth, measured = seam_task(kind, k)
     request = Request(mode=Mode.INPAINT, prompt=caption, image=picture, mask=mask, steps=steps,
-                      guidance_scale=guidance, seed=k)
+                      guidance_scale=guidance, seed=k, **fields)
     outputs, times = run_stages(models, request)
     errors = seam_errors(outputs, truth, measured)
     errors[f"upsample, {EDGE_BAND_PX} px at the edge"] = _edge_band_error(outputs["upsample"], truth, mask, measured)
@@ -157,11 +157,16 @@ def summary(per_task: list[dict[str, float]]) -> dict:
     return {**out, "tasks": len(per_task), "per_task": per_task}
 
 
-def eval_seams(models, tasks: range, kind: str, steps: int, guidance: float) -> dict:
-    return summary([seam_task_errors(models, kind, k, steps, guidance) for k in tasks])
+def eval_seams(models, tasks: range, suite: str, steps: int, guidance: float) -> dict:
+    kind, fields = SUITES[suite]
+    return summary([seam_task_errors(models, kind, k, steps, guidance, **fields) for k in tasks])
 
 
-SUITES = {f"seams_{kind}": kind for kind in KINDS}
+EXACT_PATH = {"reuse_interval": 1, "guidance_stop": 0.0, "guidance_start": 1.0}
+"""The speed levers off: the network in full at every step, guided at every step."""
+SUITES = {**{f"seams_{kind}": (kind, {}) for kind in KINDS},
+          **{f"seams_{kind}_exact": (kind, EXACT_PATH) for kind in KINDS}}
+"""Each kind at the request's defaults, and with the speed levers off (`_exact`)."""
 
 
 def merge(parts: list[dict]) -> dict:
