@@ -107,8 +107,10 @@ def run(models: SDModelSet, request: Request, *, resume: SDRunState | None = Non
 
 
 def _timesteps(scheduler, request: Request, device) -> torch.Tensor:
-    """The whole schedule in `steps` steps, or (sketch to image) the last `steps` of a longer one that starts at
-    the noise level `strength`: below 1 the chain starts part-way down and still has the steps asked for."""
+    """The whole schedule in `steps` steps, or (sketch to image) the last `steps` of a schedule of
+    ceil(steps / strength): A1111's denoising strength (the share of the sampler's own schedule that is run, with
+    "do exactly the amount of steps" on). With Karras sigmas that starts lower in diffusion time than GLIDE's
+    strength, which is a noise level (0.5 starts near t = 380 of 1000, DDIM and Euler near 450)."""
     if request.mode != Mode.SDEDIT or request.strength >= 1.0:
         scheduler.set_timesteps(request.steps, device=device)
         return scheduler.timesteps
