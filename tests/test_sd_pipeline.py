@@ -205,3 +205,17 @@ def test_an_sdxl_style_unet_is_refused_by_name(tmp_path):
     config_file.write_text(json.dumps(config))
     with pytest.raises(SDError, match="SDXL-style"):
         load_model(f"sd:{folder}", "cpu", "fp32")
+
+
+@pytest.mark.parametrize("scheduler", tuple(Scheduler))
+def test_sketch_strength_runs_the_steps_asked_for_from_lower_in_the_schedule(models, scheduler):
+    from glide_studio.sd.pipeline import _timesteps
+    from glide_studio.sd.schedulers import make_scheduler
+
+    starts = []
+    for strength in (1.0, 0.8, 0.5, 0.3):
+        request = sd_request(Mode.SDEDIT, models.name, scheduler=scheduler, steps=10, strength=strength)
+        timesteps = _timesteps(make_scheduler(scheduler, models.scheduler_config), request, "cpu")
+        assert len(timesteps) == 10  # the steps asked for, whatever the strength
+        starts.append(float(timesteps[0]))
+    assert starts == sorted(starts, reverse=True) and starts[0] > 900 and starts[-1] < 300
