@@ -117,3 +117,48 @@ def test_pausing_an_sd_run_in_the_editor_and_resuming_equals_never_pausing(qtbot
         assert resumed.record.resumed == Resumed(stopped.index, ())
     finally:
         assert controller.shutdown()
+
+
+@pytest.fixture
+def qt_asyncio_loop(qapp):
+    import asyncio
+
+    import qasync
+
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.run_until_complete(loop.shutdown_default_executor())  # joins to_thread's worker
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+def test_the_model_menu_downloads_the_sd_model_picked_and_refreshes_the_picker(qtbot, tmp_path, monkeypatch,
+                                                                               qt_asyncio_loop):
+    from PySide6.QtWidgets import QInputDialog
+
+    from glide_studio.checkpoints import DownloadProgress
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # nothing is downloaded here
+    offered = []
+
+    def pick(parent, title, label, items, current, editable):
+        offered.extend(items)
+        return items[1], True
+
+    monkeypatch.setattr(QInputDialog, "getItem", pick)
+    window = open_window(qtbot, tmp_path, PipelineEngine(), starter_scene(32), show=False)
+    fetched = []
+
+    def fetch(name, progress, cancel):
+        progress(DownloadProgress(2**20, 2**21, 0.0))
+        fetched.append(name)
+
+    window.downloader._fetch = fetch
+    assert window.download_sd()
+    assert not window.download_sd_action.isEnabled()
+    qt_asyncio_loop.run_until_complete(window.downloader.task)
+    assert fetched == ["sd:sd2-inpainting"]
+    assert "sd2-inpainting" in offered[1] and "GB" in offered[1] and len(offered) == 3
+    assert window.download_sd_action.isEnabled() and window.progress.format() == "Downloaded"
+    window.close()
