@@ -23,6 +23,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -156,12 +157,14 @@ def timed_run(models, request):
 
 
 def evaluate(models, configs: dict[str, dict], suites: list[str], tasks: range, base: dict,
-             networks: dict | None = None) -> dict:
-    """`networks`: the ModelSet a configuration runs on, where it is not `models` (the int8 copy)."""
+             networks: dict | None = None, after_task: Callable[[dict, int], None] | None = None) -> dict:
+    """Task by task, every suite for each (so that a run stopped early still weighs the suites alike);
+    `after_task(tallies, done)` after each. `networks`: the ModelSet a configuration runs on, where it is not
+    `models` (the int8 copy)."""
     networks = networks or {}
     tallies = {name: Tally() for name in ["exact", *configs]}
-    for suite in suites:
-        for k in tasks:
+    for done, k in enumerate(tasks, start=1):
+        for suite in suites:
             request, judge, region = TASKS[suite](k)
             exact_request = request.with_(**{**base, **EXACT})
             exact, seconds = timed_run(models, exact_request)
@@ -170,7 +173,8 @@ def evaluate(models, configs: dict[str, dict], suites: list[str], tasks: range, 
                 result, seconds = timed_run(networks.get(name, models), exact_request.with_(**changes))
                 tallies[name].add(judge(result), seconds)
                 tallies[name].deviation(result, exact, region)
-        print(f"  {suite}: {len(tasks)} tasks done", file=sys.stderr, flush=True)
+        if after_task is not None:
+            after_task(tallies, done)
     return tallies
 
 
@@ -219,6 +223,29 @@ def demo_timing(models, repeats: int) -> dict:
     return figures
 
 
+def summary(tallies: dict, configs: dict) -> dict:
+    exact = tallies["exact"].rates()
+    figures = {}
+    for name, tally in tallies.items():
+        entry = {"changes": configs.get(name, EXACT), "rates": tally.rates(),
+                 "points_vs_exact": {metric: 100 * (rate - exact[metric]) for metric, rate in tally.rates().items()}}
+        if name != "exact" and tally.dev_count:
+            entry.update(max_dev=tally.max_dev, mean_dev=tally.dev_sum / tally.dev_count,
+                         time_ratio=tallies["exact"].seconds / tally.seconds, seconds=tally.seconds)
+        figures[name] = entry
+    return figures
+
+
+def print_summary(figures: dict) -> None:
+    print(f"{'config':<14}{'metric':<24}{'rate':>7}{'vs exact':>10}")
+    for name, entry in figures.items():
+        for metric, rate in entry["rates"].items():
+            print(f"{name:<14}{metric:<24}{rate:>7.1%}{entry['points_vs_exact'][metric]:>+9.1f}p")
+        if "max_dev" in entry:
+            print(f"{name:<14}{'pixel deviation':<24}  max {entry['max_dev']}, mean {entry['mean_dev']:.2f} (uint8)")
+            print(f"{name:<14}{'model time':<24}  {entry['time_ratio']:.2f}x faster than exact")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=50)
@@ -254,27 +281,21 @@ def main(argv=None) -> int:
     tasks = range(args.task_offset, args.task_offset + args.tasks)
     started = time.perf_counter()
     suites = [suite for suite in args.suites.split(",") if suite]
-    tallies = evaluate(models, configs, suites, tasks, base, networks)
-    exact = tallies["exact"]
-    print(f"{args.tasks} tasks per suite (offset {args.task_offset}), precision {models.precision.name}, "
-          f"base {base or 'defaults'}; eval {time.perf_counter() - started:.0f} s")
-    print(f"{'config':<14}{'metric':<24}{'rate':>7}{'vs exact':>10}")
-    report: dict = {"tasks_per_suite": args.tasks, "task_offset": args.task_offset,
-                    "precision": models.precision.name, "base": base, "configs": {}}
-    for name, tally in tallies.items():
-        rates = tally.rates()
-        entry = {"changes": configs.get(name, EXACT), "rates": rates}
-        for metric, rate in rates.items():
-            delta = 100 * (rate - exact.rates()[metric])
-            print(f"{name:<14}{metric:<24}{rate:>7.1%}{delta:>+9.1f}p")
-        if name != "exact":
-            mean_dev = tally.dev_sum / max(tally.dev_count, 1)
-            speed = exact.seconds / tally.seconds
-            entry.update(max_dev=tally.max_dev, mean_dev=mean_dev, time_ratio=speed)
-            print(f"{name:<14}{'pixel deviation':<24}  max {tally.max_dev}, mean {mean_dev:.2f} (uint8)")
-            print(f"{name:<14}{'model time':<24}  {speed:.2f}x faster than exact ({tally.seconds:.0f} s "
-                  f"vs {exact.seconds:.0f} s)")
-        report["configs"][name] = entry
+    report: dict = {"task_offset": args.task_offset, "precision": models.precision.name, "base": base,
+                    "suites": suites, "configs": {}}
+
+    def record(tallies: dict, done: int) -> None:
+        report["tasks_per_suite"] = done
+        report["configs"] = summary(tallies, configs)
+        report["eval_seconds"] = time.perf_counter() - started
+        if args.json:  # after every task: a run stopped early keeps what it measured
+            Path(args.json).write_text(json.dumps(report, indent=1))
+
+    started = time.perf_counter()
+    tallies = evaluate(models, configs, suites, tasks, base, networks, record)
+    print(f"{report.get('tasks_per_suite', 0)} tasks per suite (offset {args.task_offset}), precision "
+          f"{models.precision.name}, base {base or 'defaults'}; eval {time.perf_counter() - started:.0f} s")
+    print_summary(summary(tallies, configs))
     if args.upsample:
         figures = upsample_deviation(models, configs, args.upsample, base, networks)
         report["upsample"] = figures
