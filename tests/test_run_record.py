@@ -129,8 +129,19 @@ def test_every_field_has_a_command_line_flag_that_reaches_the_record(tmp_path, f
     Image.fromarray(mask).save(tmp_path / "mask.png")
     args = ["sdedit", "--image", str(tmp_path / "picture.png"), "--sketch", str(tmp_path / "sketch.png"),
             "--mask", str(tmp_path / "mask.png"), "-q", "-o", str(tmp_path / "out.png")]
-    assert cli.main(args + [part for flag in TARGET_FLAGS.values() for part in flag]) == 0
-    assert read_record(tmp_path / "out-0.png").record.request == TARGET
+    # The Stable Diffusion section has no effect on this GLIDE run: the command line refuses its flags here (they
+    # reach an SD run's record in test_sd_fronts), and the record keeps their defaults.
+    sd_run = TARGET.with_(base_model="sd:any-model")
+    sd_only = [name for name in TARGET_FLAGS
+               if not spec(Request, name).relevant(TARGET) and spec(Request, name).relevant(sd_run)]
+    assert sorted(sd_only) == ["negative_prompt", "scheduler"]
+    for name in sd_only:
+        assert cli.main(args + TARGET_FLAGS["base_model"] + TARGET_FLAGS[name]) != 0
+    flags = [part for name, flag in TARGET_FLAGS.items() if name not in sd_only for part in flag]
+    assert cli.main(args + flags) == 0
+    defaults = Request()
+    assert read_record(tmp_path / "out-0.png").record.request == TARGET.with_(
+        **{name: getattr(defaults, name) for name in sd_only})
 
 
 def test_the_codec_refuses_wrong_types_and_reads_its_own_json():
