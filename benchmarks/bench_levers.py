@@ -23,6 +23,7 @@ On CUDA (`--device cuda`, fp16 instead of bf16) see bench_levers_cuda.py.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import time
@@ -96,16 +97,31 @@ def best_seconds(call, device, repeats: int) -> float:
     return best
 
 
-def call_costs(model, precision: Precision, size: int, rows_needed: set[int], repeats: int,
-               shallow: bool = True) -> dict[tuple[str, int], float]:
-    """Seconds per call of each (kind, rows) the stages can make, under `precision`."""
-    costs = {}
-    for rows in sorted(rows_needed):
-        costs.update(_costs_at(model, precision, size, rows, repeats, shallow))
+def call_costs(variants: dict, size: int, rows_needed: set[int], repeats: int) -> dict[str, dict]:
+    """Seconds per call of each (kind, rows) the stages can make, for each variant (name -> (network,
+    precision, shallow too)). The variants' calls are interleaved round by round and the best round kept, so
+    that a machine whose load changes while it runs weighs on every variant alike."""
+    calls = {}
+    for name, (model, precision, shallow) in variants.items():
+        for rows in sorted(rows_needed):
+            calls.update({(name, kind, rows): call for kind, call in
+                          _calls_at(model, precision, size, rows, shallow).items()})
+    best = dict.fromkeys(calls, math.inf)
+    with torch.no_grad():
+        for round_ in range(repeats + 1):  # round 0 warms up: first-call allocations and kernel selection
+            for key, (call, device) in calls.items():
+                start = time.perf_counter()
+                call()
+                _sync(device)
+                if round_:
+                    best[key] = min(best[key], time.perf_counter() - start)
+    costs: dict[str, dict] = {name: {} for name in variants}
+    for (name, kind, rows), seconds in best.items():
+        costs[name][kind, rows] = seconds
     return costs
 
 
-def _costs_at(model, precision: Precision, size: int, rows: int, repeats: int, shallow: bool) -> dict:
+def _calls_at(model, precision: Precision, size: int, rows: int, shallow: bool) -> dict:
     device = precision.device
     (x, timesteps), kwargs = random_inputs(model, rows, size)
     x, timesteps = x.to(device), timesteps.to(device)
@@ -116,7 +132,7 @@ def _costs_at(model, precision: Precision, size: int, rows: int, repeats: int, s
         with precision.autocast():
             return model(x, timesteps, **kwargs)
 
-    costs = {("full", rows): best_seconds(full, device, repeats)}
+    calls = {"full": (full, device)}
     if shallow:
         features = ReusedFeatures(SHALLOW_BLOCKS)
         with torch.no_grad(), precision.autocast():
@@ -126,8 +142,8 @@ def _costs_at(model, precision: Precision, size: int, rows: int, repeats: int, s
             with precision.autocast():
                 return model(x, timesteps, reuse=features, **kwargs)
 
-        costs["shallow", rows] = best_seconds(reuse, device, repeats)
-    return costs
+        calls["shallow"] = (reuse, device)
+    return calls
 
 
 def priced(calls: list[tuple[str, int]], costs: dict) -> float:
@@ -182,15 +198,16 @@ def run_case(case: str, args, request: Request, fast: Precision, exact: Precisio
     }
     calls = {name: stage_calls(config, lever, guided, steps, upsampler) for name, lever in levers.items()}
     rows = {r for sequence in calls.values() for _, r in sequence}
-    costs = {"fp32": call_costs(model.to(exact.device), exact, size, rows, args.repeats, shallow=False)}
+    plain_model = copy.deepcopy(model).to(exact.device)
     prepare_model(model, fast)  # in place: the fast path's weights from here on
-    costs[fast.name] = call_costs(model, fast, size, rows, args.repeats)
-    int8_costs = None
+    variants = {"fp32": (plain_model, exact, False), fast.name: (model, fast, True)}
     if args.int8:
         from glide_studio.models.quantize import quantize_convs
 
         quantized = quantize_convs(model)
-        int8_costs = call_costs(quantized, fast, size, rows, args.repeats)
+        variants["int8"] = (quantized, fast, True)
+    costs = call_costs(variants, size, rows, args.repeats)
+    int8_costs = costs.get("int8")
     plain = priced(calls["exact"], costs["fp32"])
     figures = {"fp32 eager": plain, fast.name: priced(calls["exact"], costs[fast.name])}
     for name in ("reuse", "window"):
@@ -221,7 +238,7 @@ def run_case(case: str, args, request: Request, fast: Precision, exact: Precisio
                                guided, steps, upsampler)
         print(f"  {all_name:<28} {measured:7.3f} s/step measured over the real stage "
               f"(priced {figures[all_name]:.3f})")
-    del model
+    del model, plain_model, variants
     return result
 
 
