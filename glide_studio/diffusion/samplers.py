@@ -13,6 +13,7 @@ keeping the state and starting a new call from it gives the same samples, bit fo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,13 +73,19 @@ def _timesteps(t: int, x: torch.Tensor) -> torch.Tensor:
 
 
 def _predict(denoiser: Denoiser, diffusion: Diffusion, x: torch.Tensor, t: torch.Tensor,
-             conditioning: Conditioning, *, shift_score: bool) -> MeanVariance:
+             conditioning: Conditioning, *, shift_score: bool, threshold: bool = False) -> MeanVariance:
     """The model's prediction at t; with `shift_score` the cond_fn (if any) shifts the score, as DDIM-style
-    samplers do. The ancestral sampler shifts the mean instead, after its noise draw."""
+    samplers do. The ancestral sampler shifts the mean instead, after its noise draw.
+
+    `threshold` clamps the shifted x0 again (where the conditioning clamps): a score shift moves x0 by
+    (1 - alpha_bar) / sqrt(alpha_bar) times the gradient, hundreds of times the gradient at the first steps, and
+    a data-prediction solver steps straight to that x0 (DPM-Solver++ thresholds guided predictions for this)."""
     out = diffusion.p_mean_variance(denoiser, x, t, clip_denoised=conditioning.clip_denoised,
                                     denoised_fn=conditioning.denoised_fn, model_kwargs=conditioning.model_kwargs)
     if shift_score and conditioning.cond_fn is not None:
         out = diffusion.condition_score(conditioning.cond_fn, out, x, t, conditioning.model_kwargs)
+        if threshold and conditioning.clip_denoised:
+            out = dataclasses.replace(out, pred_xstart=out.pred_xstart.clamp(-1, 1))
     return out
 
 
@@ -203,7 +210,7 @@ def _dpmpp_2m(denoiser: Denoiser, diffusion: Diffusion, noise: NoiseSource | Non
     for t in range(state.t, -1, -1):
         tt = _timesteps(t, x)
         with torch.no_grad():
-            out = _predict(denoiser, diffusion, x, tt, conditioning, shift_score=True)
+            out = _predict(denoiser, diffusion, x, tt, conditioning, shift_score=True, threshold=True)
             x0 = out.pred_xstart
             alpha_bar = float(diffusion.alphas_cumprod[t])
             alpha_bar_next = float(diffusion.alphas_cumprod_prev[t])
