@@ -2,7 +2,8 @@
 
 - clip_retrieval: caption retrieval among 10 on held-out scenes noised to t = 0, 250, 500, 750;
 - inpaint_clip / generate_clip: eval_demo's inpaint and generate tasks under CLIP guidance (no CFG, as GLIDE's
-  CLIP-guided sampling), to set beside classifier-free guidance and guidance 0;
+  CLIP-guided sampling), to set beside classifier-free guidance and guidance 0 (inpaint_conditional: the
+  conditional model alone, which CLIP guidance steers; generate_guidance_0: the unconditional model);
 - missed_insertion: eval_demo's inpaint tasks at guidance 0, 0.5, 1 and 3 in turn (low guidance misses often);
   each result is flagged by the scorer the app uses, and the flag is judged against the oracle.
 """
@@ -21,6 +22,14 @@ from glide_studio.shapes import oracle
 from glide_studio.training.clip_eval import retrieval_accuracy
 
 MISS_GUIDANCES = (0.0, 0.5, 1.0, 3.0)
+
+
+EXACT_PATH = {"reuse_interval": 1, "guidance_stop": 0.0, "guidance_start": 1.0}
+
+
+def levers(args) -> dict:
+    """The speed levers' fields of a suite's requests: off with --exact-path, else the app's defaults."""
+    return dict(EXACT_PATH) if args.exact_path else {}
 
 
 def clip_model_set(models):

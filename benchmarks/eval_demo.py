@@ -255,9 +255,11 @@ SUITES = {
        for suite in eval_seams.SUITES},
     "clip_retrieval": lambda m, a: eval_clip.eval_retrieval(m, a.tasks),
     "inpaint_clip": lambda m, a: eval_inpaint(eval_clip.clip_model_set(m), _tasks(a), a.clip_scale, a.steps,
-                                              fields={"guidance": Guidance.CLIP}),
+                                              fields={"guidance": Guidance.CLIP, **eval_clip.levers(a)}),
     "generate_clip": lambda m, a: eval_generate(eval_clip.clip_model_set(m), _tasks(a), a.clip_scale, a.steps,
-                                                fields={"guidance": Guidance.CLIP}),
+                                                fields={"guidance": Guidance.CLIP, **eval_clip.levers(a)}),
+    "inpaint_conditional": lambda m, a: eval_inpaint(m, _tasks(a), 1.0, a.steps, fields=eval_clip.levers(a)),
+    "generate_guidance_0": lambda m, a: eval_generate(m, _tasks(a), 0.0, a.steps, fields=eval_clip.levers(a)),
     "missed_insertion": lambda m, a: eval_clip.eval_missed_insertion(m, _tasks(a), a.steps, _removed_object_task,
                                                                     _new_object, a.results_cache),
 }
@@ -283,6 +285,8 @@ def main(argv=None) -> int:
     parser.add_argument("--guidance", type=float, default=Request.guidance_scale)
     parser.add_argument("--strength", type=float, default=Request.strength)
     parser.add_argument("--clip-scale", type=float, default=3.0, help="guidance scale of the CLIP suites")
+    parser.add_argument("--exact-path", action="store_true",
+                        help="CLIP suites: the speed levers off (every step in full, guidance at every step)")
     parser.add_argument("--results-cache", help="missed_insertion: keep (and reuse) its inpainted results in this .npz")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--threads", type=int, default=0)

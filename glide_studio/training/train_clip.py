@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checkpoints.integrity import pin_digest
 from ..diffusion.gaussian import Diffusion
 from ..models import build_clip_image_encoder, build_clip_text_encoder, normalize_embedding
 from ..models.tokenizers import clip_tokenize_prompts
@@ -184,6 +185,7 @@ def export(run_dir: Path, dest_dir: Path) -> list[Path]:
                 "batch_size": settings["batch_size"], "learning_rate": settings["learning_rate"],
                 "ema_decay": settings["ema_decay"], "seed": settings["seed"], "weights": "ema"}
         (dest_dir / f"{name}.json").write_text(json.dumps(info, indent=1) + "\n")
+        pin_digest(path, dest_dir / f"{name}.json")  # the app refuses shipped weights without their digest
         written.append(path)
     return written
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoints.integrity import pin_digest
 from ..models.weights import read_state_dict
 from .demo_configs import DEMO_OPTIONS
 from .shapes_data import base_inpaint_batch, upsample_inpaint_batch
@@ -51,6 +52,7 @@ def export(run_dir: Path, name: str, dest_dir: Path, weights_kind: str = "ema") 
             "batch_size": settings["batch_size"], "learning_rate": settings["learning_rate"],
             "ema_decay": settings["ema_decay"], "seed": settings["seed"], "weights": weights_kind}
     (dest_dir / f"{name}.json").write_text(json.dumps(info, indent=1) + "\n")
+    pin_digest(path, dest_dir / f"{name}.json")  # the app refuses shipped weights without their digest
     return path
 
 
