@@ -41,6 +41,10 @@ class Guidance(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    @property
+    def label(self) -> str:
+        return {"cfg": "Classifier-free", "clip": "CLIP (noised CLIP)"}[self.value]
+
 
 class Family(str, Enum):
     """Which engine family a model belongs to: GLIDE (pixel space, our networks) or Stable Diffusion (latent space,
