@@ -29,7 +29,8 @@ def _pick(combo: QComboBox, data) -> None:
     combo.setCurrentIndex(index)
 
 
-def test_the_users_sd_model_is_in_the_picker_and_inpaints_in_the_window(qtbot, tmp_path, monkeypatch, models_dir):
+def test_the_users_sd_model_is_in_the_picker_and_inpaints_in_the_window(qtbot, tmp_path, monkeypatch, models_dir,
+                                                                       capfd):
     monkeypatch.setenv(MODELS_PATH_VARIABLE, str(models_dir))
     name = f"sd:{models_dir / 'my-inpainter'}"
     window = open_window(qtbot, tmp_path, PipelineEngine(precision="fp32"), starter_scene(64))
@@ -64,6 +65,7 @@ def test_the_users_sd_model_is_in_the_picker_and_inpaints_in_the_window(qtbot, t
     kept = mask == 0
     assert np.array_equal(image[kept], before[kept]) and not np.array_equal(image[~kept], before[~kept])
     window.close()
+    assert "Traceback" not in capfd.readouterr().err  # nothing after the run (the candidates' ranking) failed
 
 
 def test_without_the_sd_extra_the_picker_says_how_to_install_it(qtbot, tmp_path, monkeypatch):

@@ -91,6 +91,8 @@ def load_scorer(request: Request, device: str, *, loaded: MutableMapping[tuple[s
     on this machine (ranking is a courtesy: it never downloads, and never fails a run)."""
     from glide_studio.runs.scoring import Scorer
 
+    if request.family is not Family.GLIDE:  # the noised CLIP encoders belong with GLIDE's models
+        return None
     names = checkpoints.clip_encoders_for(request.base_model)
     cache = loaded if loaded is not None else {}
     try:
