@@ -17,7 +17,7 @@ from glide_studio.pipelines.request import Guidance
 from glide_studio.runs.drain import drain
 from glide_studio.runs.models import load_scorer
 from glide_studio.runs.scoring import ranked
-from glide_studio.shapes import world
+from glide_studio.shapes import oracle, world
 
 NAMES = {"clip-image-enc": "demo-clip-image-enc", "clip-text-enc": "demo-clip-text-enc"}
 BLOCK = re.compile(r"\.block_(\d+)\.")
@@ -72,13 +72,17 @@ def test_a_region_showing_its_caption_scores_higher_and_bare_background_is_flagg
 
 
 def test_a_forced_miss_an_empty_caption_inpaint_is_flagged(scorer, tmp_path):
+    """An empty caption leaves the hole to the unconditional model, which draws what it likes; scored against
+    "a red circle", every candidate the oracle says is no red circle is flagged."""
     _, bare, region = _scene_with_and_without("red", "circle")
     engine = PipelineEngine(precision="fp32")
-    empty = Request(mode=Mode.INPAINT, prompt="", image=bare, mask=region, steps=6, upsample_model=None, batch=2)
+    empty = Request(mode=Mode.INPAINT, prompt="", image=bare, mask=region, upsample_model=None, batch=3)
     engine.load_models(empty, "cpu")
-    filled = drain(engine.run(empty))  # the model fills the hole from the picture alone: background
+    filled = drain(engine.run(empty))
     scores = engine.score(empty.with_(prompt="a red circle"), filled)
-    assert len(scores) == 2 and all(score.missed for score in scores)
+    found = [oracle.detect(picture, region > 0) for picture in filled]
+    assert not any(f is not None and (f.colour, f.kind) == ("red", "circle") for f in found)  # the forced miss
+    assert len(scores) == 3 and all(score.missed for score in scores)
 
 
 def test_clip_guidance_runs_in_the_gui_engine_and_steers_the_result():

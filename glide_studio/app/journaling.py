@@ -86,7 +86,7 @@ def run_event(record: RunRecord, images: np.ndarray, encoded: Sequence[bytes] | 
     payloads = list(encoded) if encoded else [png_bytes(image) for image in images]
     blobs = {digest_of(payload): payload for payload in payloads}
     return "run", {"record": encode(record), "candidates": [digest_of(payload) for payload in payloads],
-                   "scores": [[score.similarity, score.background] for score in scores],
+                   "scores": [[score.similarity, score.background, score.floor] for score in scores],
                    "run_id": run_id, "parent": parent, "ran_with": dict(ran_with or {})}, blobs
 
 
@@ -100,8 +100,8 @@ def paused_event(record: RunRecord, pictures: np.ndarray, encoded: Sequence[byte
 def _scores(data: dict) -> tuple[CandidateScore, ...]:
     """A run event's scores; a journal from before ranking, or a damaged entry, has none."""
     try:
-        return tuple(CandidateScore(float(similarity), None if background is None else float(background))
-                     for similarity, background in data.get("scores") or ())
+        return tuple(CandidateScore(*(None if value is None else float(value) for value in entry))
+                     for entry in data.get("scores") or () if 1 <= len(entry) <= 3 and entry[0] is not None)
     except (TypeError, ValueError):
         return ()
 

@@ -55,9 +55,10 @@ class Scorer:
     """A noised CLIP pair at t = 0, scoring pictures against captions."""
 
     def __init__(self, image_encoder: torch.nn.Module, text_encoder: torch.nn.Module,
-                 background_captions: Sequence[str]) -> None:
+                 background_captions: Sequence[str], floor: float | None = None) -> None:
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
         self.background_captions = tuple(background_captions)
+        self.floor = floor
         self.size = int(image_encoder.config.image_size)
         self.device = next(image_encoder.parameters()).device
 
@@ -83,7 +84,8 @@ class Scorer:
         inpaint = request.mode == Mode.INPAINT and bool(request.prompt.strip())
         captions = [request.prompt, *(self.background_captions if inpaint else ())]
         table = self.similarities(pictures, captions)
-        return tuple(CandidateScore(float(row[0]), float(row[1:].max()) if inpaint else None) for row in table)
+        return tuple(CandidateScore(float(row[0]), float(row[1:].max()), self.floor) if inpaint
+                     else CandidateScore(float(row[0])) for row in table)
 
 
 def ranked(scores: Sequence[CandidateScore]) -> list[int]:
