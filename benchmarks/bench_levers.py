@@ -68,7 +68,8 @@ class RecordingNetwork(torch.nn.Module):
 def stage_calls(config, request: Request, guided: bool, steps: int, upsampler: bool) -> list[tuple[str, int]]:
     """The (kind, rows) of every network call of one stage under `request`'s levers, one candidate."""
     network = RecordingNetwork(SimpleNamespace(diffusion_steps=1000))
-    levers = StageDenoiser(network, None, request, guided=guided and request.guidance_scale != 1.0)
+    levers = StageDenoiser(network, None, request, guided=guided and request.guidance_scale != 1.0,
+                           reuse_interval=request.upsample_reuse_interval if upsampler else None)
     denoiser = levers.build("cpu")
     chain = from_noise(config.noise_schedule, request.sampler, steps, upsampler=upsampler)
     x = torch.zeros(1, 3, 1, 1)
@@ -159,7 +160,8 @@ def check_stage(model, precision: Precision, size: int, config, request: Request
     rows = 2 if guided else 1
     kwargs = {key: torch.cat([value] * rows).to(device) for key, value in kwargs.items()}
     kwargs = with_text_embedding(model, kwargs, precision.autocast())
-    levers = StageDenoiser(model, precision, request, guided=guided)
+    levers = StageDenoiser(model, precision, request, guided=guided,
+                           reuse_interval=request.upsample_reuse_interval if upsampler else None)
     denoiser = levers.build(device)
     chain = from_noise(config.noise_schedule, request.sampler, steps, upsampler=upsampler)
     x = x.to(device)
@@ -191,8 +193,9 @@ def run_case(case: str, args, request: Request, fast: Precision, exact: Precisio
     upsampler = case == "upsample"
     config = model.config
     levers = {
-        "exact": request.with_(reuse_interval=1, guidance_stop=0.0, guidance_start=1.0),
-        "reuse": request.with_(guidance_stop=0.0, guidance_start=1.0),
+        "exact": request.with_(reuse_interval=1, upsample_reuse_interval=1, guidance_stop=0.0, guidance_start=1.0),
+        "reuse": request.with_(guidance_stop=0.0, guidance_start=1.0, upsample_reuse_interval=max(
+            request.upsample_reuse_interval, request.reuse_interval)),
         "window": request.with_(reuse_interval=1),
         "all": request,
     }
@@ -252,6 +255,7 @@ def main(argv=None) -> int:
     parser.add_argument("--int8", action="store_true", help="also time dynamic int8 convolutions")
     parser.add_argument("--int8-in-all", action="store_true", help="count int8 among all the levers")
     parser.add_argument("--reuse", type=int, default=Request.reuse_interval)
+    parser.add_argument("--upsample-reuse", type=int, default=Request.upsample_reuse_interval)
     parser.add_argument("--guidance-stop", type=float, default=Request.guidance_stop)
     parser.add_argument("--steps", type=int, default=Request.steps)
     parser.add_argument("--upsample-steps", type=int, default=Request.upsample_steps)
@@ -266,7 +270,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     fast = choose_precision(device, "fp16" if device.type == "cuda" else "bf16")
     exact = choose_precision(device, "fp32")
-    request = Request(reuse_interval=args.reuse, guidance_stop=args.guidance_stop, steps=args.steps,
+    request = Request(reuse_interval=args.reuse, upsample_reuse_interval=args.upsample_reuse,
+                      guidance_stop=args.guidance_stop, steps=args.steps,
                       upsample_steps=args.upsample_steps, sampler=args.sampler)
     print(f"levers: reuse every {request.reuse_interval} steps (shallow branch of {SHALLOW_BLOCKS} block), "
           f"CFG at noise levels {request.guidance_stop:g}..{request.guidance_start:g}; {fast.describe()} vs "

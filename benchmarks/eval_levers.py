@@ -36,7 +36,7 @@ from glide_studio.runs.errors import ModelUnavailableError
 from glide_studio.runs.models import load_model_set
 from glide_studio.shapes import oracle, world
 
-EXACT = {"reuse_interval": 1, "guidance_stop": 0.0, "guidance_start": 1.0}
+EXACT = {"reuse_interval": 1, "upsample_reuse_interval": 1, "guidance_stop": 0.0, "guidance_start": 1.0}
 
 
 def parse_config(text: str) -> tuple[str, dict]:

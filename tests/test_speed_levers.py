@@ -20,7 +20,7 @@ from glide_studio.pipelines.levers import StageDenoiser
 from glide_studio.pipelines.request import Mode, RequestError
 from glide_studio.pipelines.stages import model_denoiser, noise_for, text_kwargs
 
-LEVERS = {"reuse_interval": 3, "guidance_stop": 0.4}
+LEVERS = {"reuse_interval": 3, "upsample_reuse_interval": 2, "guidance_stop": 0.4}
 
 
 @pytest.fixture(scope="module")

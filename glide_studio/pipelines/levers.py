@@ -47,9 +47,9 @@ class StageDenoiser:
     keeps for it (the feature reuse's anchor), `build(state, anchor)` continues from such a state."""
 
     def __init__(self, model: torch.nn.Module, precision: Precision | None, request: Request, *, guided: bool,
-                 shallow_blocks: int = SHALLOW_BLOCKS):
+                 shallow_blocks: int = SHALLOW_BLOCKS, reuse_interval: int | None = None):
         self.model, self.precision, self.guided = model, precision, guided
-        self.interval = request.reuse_interval
+        self.interval = request.reuse_interval if reuse_interval is None else reuse_interval
         self.scale = request.guidance_scale
         self.window = (request.guidance_stop, request.guidance_start)
         self.num_timesteps = int(getattr(model.config, "diffusion_steps", 1000))

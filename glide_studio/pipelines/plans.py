@@ -129,7 +129,8 @@ def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, kn
     chain = from_noise(model.config.noise_schedule, request.sampler, request.upsample_steps, eta=request.eta,
                        upsampler=True)
     known_pixels = _Known(known, device)
-    levers = StageDenoiser(model, models.precision, request, guided=False)
+    levers = StageDenoiser(model, models.precision, request, guided=False,
+                           reuse_interval=request.upsample_reuse_interval)
     shape = (batch, 3, size, size)
 
     def start(previous, state, anchor):
