@@ -174,3 +174,21 @@ def test_requests_follow_the_mode(qapp):
     sdedit = run_request(settings.with_models("demo", Mode.SDEDIT), picture, mask, sketch, None, seed=5)
     assert sdedit.sketch is sketch and sdedit.mask is mask and sdedit.base_model == "demo-base-inpaint"
     assert sdedit.edit_box == EditBox(0, 0, 24, 24)  # the default box around the mask, as the CLI places it
+
+
+def test_a_foreign_a1111_png_restores_what_applies_and_says_what_it_could_not(controller, tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a castle on a hill\nSteps: 30, Sampler: Euler a, CFG scale: 7, Seed: 42, "
+                                "Size: 24x24, Model: sd15")
+    path = tmp_path / "foreign.png"
+    Image.new("RGB", (24, 24)).save(path, pnginfo=info)
+    before = controller.run_settings.request.base_model
+    record = controller.open_image(path)
+    kept = controller.restore_run(record.request)
+    restored = controller.run_settings.request
+    assert (restored.prompt, restored.steps, restored.seed, restored.guidance_scale) == ("a castle on a hill", 30, 42,
+                                                                                          7.0)
+    assert restored.base_model == before  # "sd15" is no model here: the next run still has one
+    assert kept == [f"the model 'sd15' is not one this editor has ({before} kept)"]

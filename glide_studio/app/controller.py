@@ -30,7 +30,7 @@ from glide_studio.atomic_files import check_room
 from glide_studio.pipelines import editbox
 from glide_studio.pipelines.chains import start_over
 from glide_studio.pipelines.editbox import EditBoxError
-from glide_studio.pipelines.request import MAX_SEED, EditBox, Mode, Request
+from glide_studio.pipelines.request import MAX_SEED, SD_MODEL_PREFIX, EditBox, Mode, Request
 from glide_studio.png_metadata import MetadataError, read_record, write_png
 from glide_studio.runs.record import CandidateScore, Resumed, RunRecord, array_digest, changed_fields, pixel_fields
 
@@ -288,15 +288,23 @@ class StudioController(QObject):
         if announce:
             self.run_settings_changed.emit(settings)
 
-    def restore_run(self, request: Request, reuse_seed: bool = True) -> None:
+    def restore_run(self, request: Request, reuse_seed: bool = True) -> list[str]:
         """The controls set to what a recorded run used (its pictures stay the document's); its edit box too,
-        when it fits this picture."""
+        when it fits this picture. A model this editor does not know (a foreign A1111 PNG's "sd15") is not
+        restored: the current one stays, and the returned lines say what was kept instead."""
         pictures = {name: None for name in ("image", "mask", "sketch")}
+        kept, current = [], self._settings.request
+        for name in ("base_model", "upsample_model"):
+            model = getattr(request, name)
+            if model is not None and not _known_model(model):
+                request = request.with_(**{name: getattr(current, name)})
+                kept.append(f"the model {model!r} is not one this editor has ({getattr(current, name)} kept)")
         settings = replace(self._settings, request=request.with_(**pictures), random_seed=not reuse_seed)
         self.set_run_settings(settings, announce=True)
         box = request.edit_box
         if box is not None and box.x + box.width <= self.document.width and box.y + box.height <= self.document.height:
             self.document.set_edit_box(box)
+        return kept
 
     # --- running ----------------------------------------------------------------------------------
     @property
@@ -801,6 +809,13 @@ class StudioController(QObject):
         ended = self.runner.shutdown(timeout_ms)
         self._close_archive()
         return ended
+
+
+def _known_model(name: str) -> bool:
+    """A GLIDE checkpoint of the registry, or a Stable Diffusion model by its family prefix."""
+    from glide_studio.checkpoints.registry import REGISTRY
+
+    return name in REGISTRY or name.startswith(SD_MODEL_PREFIX)
 
 
 def _check_painted_inside(box: EditBox, painted: np.ndarray) -> None:

@@ -72,7 +72,10 @@ class FileActions:
             "Restore parameters?",
             "This picture carries the parameters that made it. Restore them in the controls?",
         ):
-            self.controller.restore_run(record.request)
+            kept = self.controller.restore_run(record.request)
+            if kept:
+                self.window.statusBar().showMessage("Restored the picture's parameters, except: " + "; ".join(kept)
+                                                    + ".", 12000)
         return True
 
     def open_project(self, path: str | Path) -> bool:
