@@ -56,6 +56,17 @@ def max_pixels() -> int:
     return int(megapixels * 1e6)
 
 
+def set_max_megapixels(megapixels: float | None) -> None:
+    """Raise (or lower) the limit for this process and the runs it starts, as the environment variable does;
+    None goes back to Pillow's limit. The editor's Edit ▸ Largest picture to open… calls this."""
+    if megapixels is None:
+        os.environ.pop(MAX_PIXELS_ENV, None)
+        return
+    if not math.isfinite(megapixels) or megapixels <= 0:
+        raise ImageLoadError(f"the largest picture must be a positive number of megapixels, got {megapixels!r}")
+    os.environ[MAX_PIXELS_ENV] = f"{megapixels:g}"
+
+
 def too_large_message(name: str, size: tuple[int, int] | int, limit: int) -> str:
     """`size`: (width, height), or only the pixel count where Pillow refused the file before we saw its header."""
     pixels = size[0] * size[1] if isinstance(size, tuple) else size

@@ -107,3 +107,28 @@ def test_the_app_started_with_a_bomb_shows_a_dialog_and_lives(tmp_path):
     assert "Traceback" not in done.stderr
     assert "DIALOG: Could not open the picture |" in done.stdout
     assert "225.0 megapixels, over the limit of 89.5 megapixels" in done.stdout
+
+
+def test_the_limit_is_a_preference_of_the_editor(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+    from window_helpers import open_window
+
+    from glide_studio import imageio
+    from glide_studio.app.fake_engine import FakeEngine
+
+    monkeypatch.delenv(imageio.MAX_PIXELS_ENV, raising=False)  # restored after the test, whatever the window sets
+    monkeypatch.setattr(QInputDialog, "getDouble", lambda *args, **kwargs: (150.0, True))
+    window = open_window(qtbot, tmp_path, FakeEngine(), np.zeros((32, 32, 3), np.uint8), show=False)
+    bomb = bomb_png(tmp_path / "big.png", 11000)  # 121 MP: over Pillow's 89.5, under the chosen 150
+    with pytest.raises(ImageLoadError, match="over the limit of 89.5 megapixels"):
+        load_image(bomb)
+    window.ask_max_megapixels()
+    assert imageio.max_pixels() == 150_000_000
+    with pytest.raises(ImageLoadError) as raised:  # now it is decoded (and this file has no pixel data)
+        load_image(bomb)
+    assert "over the limit" not in str(raised.value)
+    window.close()
+
+    monkeypatch.delenv(imageio.MAX_PIXELS_ENV)
+    open_window(qtbot, tmp_path, FakeEngine(), np.zeros((32, 32, 3), np.uint8), show=False)  # the same settings
+    assert imageio.max_pixels() == 150_000_000  # the preference is applied when the editor starts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from glide_studio import imageio
 from glide_studio.app.controller import StudioController
 from glide_studio.app.downloads import ModelDownloader
 from glide_studio.app.engine import Engine
@@ -52,6 +54,7 @@ from glide_studio.ui.window_state import restore_window_state, save_window_state
 Keys = QKeySequence.StandardKey
 
 STEPS_CAP_KEY = "journal/keep_steps_mb"
+MAX_MEGAPIXELS_KEY = "images/max_megapixels"
 
 
 def _with(keys: list[QKeySequence], *more: str) -> list[QKeySequence]:
@@ -72,6 +75,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("GLIDE Studio")
         self.setWindowIcon(icons.app_icon())
         self.preferences = Preferences(settings if settings is not None else default_settings())
+        self._apply_max_megapixels()
         first_picture = starter_scene() if picture is None else picture
         caption = "Starter scene" if picture is None else "Picture"
         self.controller = StudioController(engine, first_picture, caption, min_interval, self)
@@ -211,6 +215,7 @@ class MainWindow(QMainWindow):
                                                    self._toggle_clear_on_accept, [], edit_menu)
         self.clear_on_accept_action.setCheckable(True)
         self._action("Keep steps of past runs…", self.ask_steps_cap, [], edit_menu)
+        self._action("Largest picture to open…", self.ask_max_megapixels, [], edit_menu)
         self.clear_on_accept_action.setChecked(self.controller.run_settings.clear_layers_on_accept)
 
         view_menu = self.menuBar().addMenu("&View")
@@ -377,6 +382,24 @@ class MainWindow(QMainWindow):
         if chosen:
             self.preferences.set_value(STEPS_CAP_KEY, int(megabytes))
             self.controller.set_steps_cap(megabytes)
+
+    def ask_max_megapixels(self) -> None:
+        """Edit ▸ Largest picture to open…: the decompression-bomb guard's limit, kept as a preference."""
+        current = imageio.max_pixels() / 1e6
+        megapixels, chosen = QInputDialog.getDouble(
+            self, "Largest picture to open", "Refuse pictures larger than (megapixels):", current, 1.0, 10_000.0, 1)
+        if chosen:
+            self.preferences.set_value(MAX_MEGAPIXELS_KEY, float(megapixels))
+            imageio.set_max_megapixels(megapixels)
+            self.statusBar().showMessage(f"Pictures up to {megapixels:g} megapixels open now.", 5000)
+
+    def _apply_max_megapixels(self) -> None:
+        try:
+            chosen = self.preferences.value(MAX_MEGAPIXELS_KEY, None)
+            if chosen is not None and not os.environ.get(imageio.MAX_PIXELS_ENV):  # the environment wins
+                imageio.set_max_megapixels(float(chosen))
+        except (TypeError, ValueError, imageio.ImageLoadError):
+            pass  # a damaged preference: Pillow's own limit stays
 
     def _on_paused(self, paused) -> None:
         self.controls.set_running(False, paused=True)
