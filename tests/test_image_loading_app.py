@@ -117,6 +117,7 @@ def test_the_limit_is_a_preference_of_the_editor(qtbot, tmp_path, monkeypatch):
     from glide_studio.app.fake_engine import FakeEngine
 
     monkeypatch.delenv(imageio.MAX_PIXELS_ENV, raising=False)  # restored after the test, whatever the window sets
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # raising the limit raises Pillow's too
     monkeypatch.setattr(QInputDialog, "getDouble", lambda *args, **kwargs: (150.0, True))
     window = open_window(qtbot, tmp_path, FakeEngine(), np.zeros((32, 32, 3), np.uint8), show=False)
     bomb = bomb_png(tmp_path / "big.png", 11000)  # 121 MP: over Pillow's 89.5, under the chosen 150
@@ -129,6 +130,10 @@ def test_the_limit_is_a_preference_of_the_editor(qtbot, tmp_path, monkeypatch):
     assert "over the limit" not in str(raised.value)
     window.close()
 
-    monkeypatch.delenv(imageio.MAX_PIXELS_ENV)
-    open_window(qtbot, tmp_path, FakeEngine(), np.zeros((32, 32, 3), np.uint8), show=False)  # the same settings
-    assert imageio.max_pixels() == 150_000_000  # the preference is applied when the editor starts
+    imageio.set_max_megapixels(None)
+    try:
+        again = open_window(qtbot, tmp_path, FakeEngine(), np.zeros((32, 32, 3), np.uint8), show=False)
+        assert imageio.max_pixels() == 150_000_000  # the preference (same settings file) is applied at start
+        again.close()
+    finally:
+        imageio.set_max_megapixels(None)
