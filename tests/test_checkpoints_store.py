@@ -10,7 +10,7 @@ import socket
 import pytest
 import torch
 from safetensors.torch import save_file
-from test_download_server import FakeCheckpointServer, make_checkpoint_bytes
+from test_download_server import FakeCheckpointServer, clear_network_env, make_checkpoint_bytes
 
 from glide_studio.checkpoints import (
     HashNotRecordedError,
@@ -32,9 +32,7 @@ from glide_studio.checkpoints.registry import get_spec as real_get_spec
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch, tmp_path):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-                "GLIDE_STUDIO_OFFLINE", "GLIDE_STUDIO_CACHE"):
-        monkeypatch.delenv(var, raising=False)
+    clear_network_env(monkeypatch)
     # Demo weights: an empty folder unless a test writes some.
     monkeypatch.setenv("GLIDE_STUDIO_DEMO_WEIGHTS", str(tmp_path / "demo"))
     monkeypatch.setattr(registry_module, "_package_weights_dir", lambda: None)

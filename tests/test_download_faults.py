@@ -10,7 +10,7 @@ import errno
 import threading
 
 import pytest
-from test_download_server import FakeCheckpointServer, make_checkpoint_bytes
+from test_download_server import FAST, FakeCheckpointServer, clear_network_env, make_checkpoint_bytes
 
 from glide_studio.checkpoints import (
     DownloadCancelledError,
@@ -23,14 +23,10 @@ from glide_studio.checkpoints import (
 from glide_studio.checkpoints import download as download_module
 from glide_studio.checkpoints.integrity import sidecar_path
 
-FAST = {"timeout": 2.0, "chunk_size": 8192, "retry_delay": 0.01}
-
 
 @pytest.fixture(autouse=True)
 def no_proxy_no_offline(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-                "no_proxy", "NO_PROXY", "GLIDE_STUDIO_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
+    clear_network_env(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +40,6 @@ def server(payload):
         yield srv
 
 
-def drain(steps):
-    return list(steps)
-
-
 def handler_still_serving(server) -> bool:
     return any(thread.is_alive() for thread in server._handler_threads)
 
@@ -57,7 +49,7 @@ def test_server_ignoring_range_and_always_cutting_gives_up_after_the_retries(ser
     server.behaviour.ignore_range = True
     server.set("cut", cut_at=30_000)
     with pytest.raises(DownloadInterruptedError, match="interrupted.*kept at .*resumes"):
-        drain(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", retries=2, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", retries=2, **FAST))
     # the first request, then two that never get past byte 30000 again
     assert [r["range"] for r in server.requests] == [None, "bytes=30000-", "bytes=30000-"]
 
@@ -65,7 +57,7 @@ def test_server_ignoring_range_and_always_cutting_gives_up_after_the_retries(ser
 def test_partial_answers_for_the_wrong_range_end_after_the_retries(server, tmp_path):
     server.behaviour.range_shift = 7
     with pytest.raises(DownloadError, match="keeps sending a partial answer from byte 7 when byte 0 was asked"):
-        drain(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", retries=2, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", retries=2, **FAST))
     assert len(server.requests) == 3
     assert not (tmp_path / "ckpt.pt").exists() and not (tmp_path / "ckpt.pt.part").exists()
 
@@ -75,7 +67,7 @@ def test_content_length_longer_than_the_body_ends(server, payload, tmp_path):
     server.behaviour.ignore_range = True
     with pytest.raises(DownloadInterruptedError, match=f"connection closed after {len(payload)} of "
                                                        f"{len(payload) + 1000} bytes"):
-        drain(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", retries=2, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", retries=2, **FAST))
     assert len(server.requests) == 3
 
 
@@ -83,7 +75,7 @@ def test_content_length_longer_than_the_body_is_finished_by_a_range_request(serv
     # A server that honours Range says the part is already whole (416 with the real size): that is a finish.
     server.behaviour.extra_length = 1000
     dest = tmp_path / "ckpt.pt"
-    drain(download_steps(server.url("/ckpt.pt"), dest, retries=2, **FAST))
+    list(download_steps(server.url("/ckpt.pt"), dest, retries=2, **FAST))
     assert dest.read_bytes() == payload and verify(dest)
     assert [r["range"] for r in server.requests] == [None, f"bytes={len(payload)}-"]
 
@@ -92,7 +84,7 @@ def test_resumes_that_each_make_progress_still_end_at_max_requests(server, paylo
     server.set("cut", cut_at=20_000)  # every answer is cut: 20 kB further each time
     with pytest.raises(DownloadInterruptedError, match=r"gave up after 3 requests to the server \(the last one: "
                                                        r"connection closed after 60000 of"):
-        drain(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", retries=5, max_requests=3, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", retries=5, max_requests=3, **FAST))
     assert len(server.requests) == 3
     assert (tmp_path / "ckpt.pt.part").read_bytes() == payload[:60_000]
 
@@ -102,7 +94,7 @@ def test_a_trickle_below_the_minimum_speed_ends(server, payload, tmp_path):
     server.set("trickle")  # one byte every 50 ms
     with pytest.raises(DownloadInterruptedError, match=r"too slow: \d+ bytes/s over the last 0.5 s, below the "
                                                        r"1000 bytes/s accepted; the partial download is kept"):
-        drain(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", min_speed=1000, speed_window=0.5,
+        list(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", min_speed=1000, speed_window=0.5,
                              **FAST))
     kept = (tmp_path / "ckpt.pt.part").read_bytes()
     assert 0 < len(kept) < 100 and kept == payload[: len(kept)]
@@ -112,7 +104,7 @@ def test_the_deadline_interrupts_a_read_blocked_on_a_silent_server(server, tmp_p
     server.set("stall_body", cut_at=10_000)
     server.behaviour.stall_seconds = 30
     with pytest.raises(DownloadInterruptedError, match="did not finish within 0.5 s; the partial download is kept"):
-        drain(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", deadline=0.5, **{**FAST, "timeout": 30}))
+        list(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", deadline=0.5, **{**FAST, "timeout": 30}))
     assert handler_still_serving(server)  # the server is still silent: the read was cut, not answered
 
 
@@ -125,7 +117,7 @@ def test_cancel_interrupts_a_blocked_read_at_once(server, tmp_path, mode):
     timer.start()
     try:
         with pytest.raises(DownloadCancelledError, match="download cancelled"):
-            drain(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", cancel=cancel,
+            list(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", cancel=cancel,
                                  **{**FAST, "timeout": 30}))
         assert handler_still_serving(server)
     finally:
@@ -141,7 +133,7 @@ def test_a_web_page_is_refused_and_nothing_is_stored(server, tmp_path):
     server.behaviour.content_type = "text/html; charset=utf-8"
     dest = tmp_path / "ckpt.pt"
     with pytest.raises(DownloadError, match=r"answered with a web page \(text/html\), not the file"):
-        drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
     assert not dest.exists() and not (tmp_path / "ckpt.pt.part").exists() and not sidecar_path(dest).exists()
 
 
@@ -149,10 +141,10 @@ def test_announced_and_final_sizes_outside_the_expected_range_are_refused(server
     dest = tmp_path / "ckpt.pt"
     with pytest.raises(DownloadError, match=f"announces {len(payload):,} bytes, but the checkpoint holds "
                                             "1,000,000 to 2,000,000 bytes"):
-        drain(download_steps(server.url("/ckpt.pt"), dest, size_range=(1_000_000, 2_000_000), **FAST))
+        list(download_steps(server.url("/ckpt.pt"), dest, size_range=(1_000_000, 2_000_000), **FAST))
     server.behaviour.send_content_length = False  # only the final size can tell
     with pytest.raises(DownloadError, match=f"sent {len(payload):,} bytes"):
-        drain(download_steps(server.url("/ckpt.pt"), dest, size_range=(1_000_000, 2_000_000), **FAST))
+        list(download_steps(server.url("/ckpt.pt"), dest, size_range=(1_000_000, 2_000_000), **FAST))
     assert not dest.exists() and not (tmp_path / "ckpt.pt.part").exists() and not sidecar_path(dest).exists()
 
 
@@ -196,18 +188,18 @@ def test_a_full_disk_keeps_the_part_for_resuming_and_says_so(server, payload, tm
     with pytest.raises(InsufficientDiskSpaceError, match=r"is full \(it needs [\d.]+ MB more\): the 0.1 MB received "
                                                          r"so far are kept in .*ckpt.pt.part and the next attempt "
                                                          "resumes them"):
-        drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
     kept = (tmp_path / "ckpt.pt.part").read_bytes()
     assert 40_000 < len(kept) <= 50_000 and kept == payload[: len(kept)]
     monkeypatch.undo()
-    drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+    list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
     assert dest.read_bytes() == payload and server.requests[-1]["range"] == f"bytes={len(kept)}-"
 
 
 def test_a_disk_full_from_the_first_byte_leaves_nothing(server, tmp_path, monkeypatch):
     _disk_fills_after(monkeypatch, 0)
     with pytest.raises(InsufficientDiskSpaceError, match="is full .*: nothing was kept"):
-        drain(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", **FAST))
+        list(download_steps(server.url("/ckpt.pt"), tmp_path / "ckpt.pt", **FAST))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt.lock"]
 
 
@@ -225,6 +217,6 @@ def test_a_disk_full_while_recording_the_digest_leaves_no_temporary(server, payl
     monkeypatch.setattr(Path, "write_text", full_for_sidecars)
     dest = tmp_path / "ckpt.pt"
     with pytest.raises(InsufficientDiskSpaceError, match="kept in .*ckpt.pt.part"):
-        drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt.lock", "ckpt.pt.part"]
     assert (tmp_path / "ckpt.pt.part").read_bytes() == payload

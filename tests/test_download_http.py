@@ -11,7 +11,7 @@ import time
 from collections import namedtuple
 
 import pytest
-from test_download_server import FakeCheckpointServer, make_checkpoint_bytes
+from test_download_server import FAST, FakeCheckpointServer, clear_network_env, make_checkpoint_bytes
 
 from glide_studio.checkpoints import (
     DownloadCancelledError,
@@ -27,14 +27,10 @@ from glide_studio.checkpoints import (
 from glide_studio.checkpoints import download as download_module
 from glide_studio.checkpoints.integrity import read_record, sidecar_path
 
-FAST = {"timeout": 2.0, "chunk_size": 8192, "retry_delay": 0.01}
-
 
 @pytest.fixture(autouse=True)
 def no_proxy_no_offline(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-                "no_proxy", "NO_PROXY", "GLIDE_STUDIO_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
+    clear_network_env(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +44,9 @@ def server(payload):
         yield srv
 
 
-def drain(steps):
-    return list(steps)
-
-
 def test_full_download_records_hash_and_reports_progress(server, payload, tmp_path):
     dest = tmp_path / "ckpt.pt"
-    records = drain(download_steps(server.url("/ckpt.pt"), dest, retries=0, **FAST))
+    records = list(download_steps(server.url("/ckpt.pt"), dest, retries=0, **FAST))
     assert dest.read_bytes() == payload
     assert not (tmp_path / "ckpt.pt.part").exists()
     done = [r.bytes_done for r in records]
@@ -75,12 +67,12 @@ def test_cut_download_errors_then_next_call_resumes(server, payload, tmp_path, m
     cut_at = 40_000
     server.set(mode, cut_at=cut_at, fail_requests=1)
     with pytest.raises(DownloadInterruptedError, match="interrupted.*resumes"):
-        drain(download_steps(server.url("/ckpt.pt"), dest, retries=0, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), dest, retries=0, **FAST))
     part = tmp_path / "ckpt.pt.part"
     assert not dest.exists() and part.read_bytes() == payload[: part.stat().st_size]
     assert 0 < part.stat().st_size <= cut_at
     resumed_at = part.stat().st_size
-    records = drain(download_steps(server.url("/ckpt.pt"), dest, retries=0, **FAST))
+    records = list(download_steps(server.url("/ckpt.pt"), dest, retries=0, **FAST))
     assert dest.read_bytes() == payload
     assert server.requests[-1]["range"] == f"bytes={resumed_at}-"
     assert records[-1].resumed_from == resumed_at
@@ -90,7 +82,7 @@ def test_cut_download_errors_then_next_call_resumes(server, payload, tmp_path, m
 def test_interruption_is_resumed_automatically_within_one_call(server, payload, tmp_path):
     dest = tmp_path / "ckpt.pt"
     server.set("cut", cut_at=30_000, fail_requests=2)
-    drain(download_steps(server.url("/ckpt.pt"), dest, retries=1, **FAST))
+    list(download_steps(server.url("/ckpt.pt"), dest, retries=1, **FAST))
     assert dest.read_bytes() == payload
     ranges = [r["range"] for r in server.requests]
     assert ranges == [None, "bytes=30000-", "bytes=60000-"]
@@ -101,7 +93,7 @@ def test_server_ignoring_range_restarts_from_zero(server, payload, tmp_path):
     dest = tmp_path / "ckpt.pt"
     (tmp_path / "ckpt.pt.part").write_bytes(payload[:10_000])
     server.set("ignore_range")
-    records = drain(download_steps(server.url("/ckpt.pt"), dest, retries=0, **FAST))
+    records = list(download_steps(server.url("/ckpt.pt"), dest, retries=0, **FAST))
     assert server.requests[0]["range"] == "bytes=10000-"
     assert dest.read_bytes() == payload and records[-1].resumed_from == 0
     assert verify(dest)
@@ -110,14 +102,14 @@ def test_server_ignoring_range_restarts_from_zero(server, payload, tmp_path):
 def test_part_longer_than_the_file_is_restarted(server, payload, tmp_path):
     dest = tmp_path / "ckpt.pt"
     (tmp_path / "ckpt.pt.part").write_bytes(payload + b"extra")
-    drain(download_steps(server.url("/ckpt.pt"), dest, retries=0, **FAST))
+    list(download_steps(server.url("/ckpt.pt"), dest, retries=0, **FAST))
     assert dest.read_bytes() == payload
     assert [r["range"] for r in server.requests] == [f"bytes={len(payload) + 5}-", None]
 
 
 def test_corrupted_byte_is_caught_by_verify(server, payload, tmp_path):
     dest = tmp_path / "ckpt.pt"
-    drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+    list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
     data = bytearray(dest.read_bytes())
     data[len(data) // 2] ^= 0x01
     dest.write_bytes(bytes(data))
@@ -131,7 +123,7 @@ def test_corrupted_byte_is_caught_by_verify(server, payload, tmp_path):
 def test_404_gives_clear_error_and_leaves_no_file(server, tmp_path):
     dest = tmp_path / "ckpt.pt"
     with pytest.raises(DownloadError, match="HTTP 404"):
-        drain(download_steps(server.url("/missing.pt"), dest, **FAST))
+        list(download_steps(server.url("/missing.pt"), dest, **FAST))
     assert not dest.exists() and not (tmp_path / "ckpt.pt.part").exists()
     assert not sidecar_path(dest).exists()
 
@@ -141,7 +133,7 @@ def test_stalled_server_times_out_with_clear_error(server, payload, tmp_path, mo
     dest = tmp_path / "ckpt.pt"
     server.set(mode, cut_at=20_000)
     with pytest.raises(DownloadInterruptedError, match=r"stalled: no data from the server for 0.3 s"):
-        drain(download_steps(server.url("/ckpt.pt"), dest, timeout=0.3, retries=0, chunk_size=8192))
+        list(download_steps(server.url("/ckpt.pt"), dest, timeout=0.3, retries=0, chunk_size=8192))
     assert not dest.exists()
     server.release.set()
     if mode == "stall_body":
@@ -159,7 +151,7 @@ def test_consumer_stopping_leaves_part_that_next_call_resumes(server, payload, t
     part = tmp_path / "ckpt.pt.part"
     kept = part.stat().st_size
     assert not dest.exists() and kept >= 3 * 8192 and part.read_bytes() == payload[:kept]
-    drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))  # the lock was released
+    list(download_steps(server.url("/ckpt.pt"), dest, **FAST))  # the lock was released
     assert dest.read_bytes() == payload
     assert server.requests[-1]["range"] == f"bytes={kept}-"
 
@@ -175,7 +167,7 @@ def test_cancel_event_raises_and_keeps_part(server, payload, tmp_path):
                 cancel.set()
     part = tmp_path / "ckpt.pt.part"
     assert part.stat().st_size == seen[-1] and not dest.exists()
-    drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+    list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
     assert dest.read_bytes() == payload
 
 
@@ -187,10 +179,10 @@ def test_offline_mode_refuses_without_touching_the_network(server, tmp_path, mon
     monkeypatch.setattr(socket, "create_connection", no_network)
     dest = tmp_path / "ckpt.pt"
     with pytest.raises(OfflineError, match="offline mode"):
-        drain(download_steps(server.url("/ckpt.pt"), dest, offline=True, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), dest, offline=True, **FAST))
     monkeypatch.setenv("GLIDE_STUDIO_OFFLINE", "1")
     with pytest.raises(OfflineError, match="not downloading ckpt.pt"):
-        drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
     assert server.requests == [] and not dest.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -207,12 +199,12 @@ def test_lock_held_by_another_process_blocks_writing(server, payload, tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(DownloadLockedError, match="being written by another process"):
-            drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+            list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
         assert server.requests == [] and not (tmp_path / "ckpt.pt.part").exists()
     finally:
         holder.stdin.close()
         holder.wait(10)
-    drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+    list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
     assert dest.read_bytes() == payload
 
 
@@ -221,8 +213,8 @@ def test_second_writer_in_the_same_process_is_refused(server, payload, tmp_path)
     first = download_steps(server.url("/ckpt.pt"), dest, **FAST)
     next(first)  # holds the lock from here on
     with pytest.raises(DownloadLockedError):
-        drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
-    drain(first)
+        list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+    list(first)
     assert dest.read_bytes() == payload
 
 
@@ -238,7 +230,7 @@ def test_waiting_writer_finds_the_finished_file_without_downloading(server, payl
     )
     waiter.start()
     time.sleep(0.1)
-    drain(first)
+    list(first)
     waiter.join(10)
     assert not waiter.is_alive()
     assert len(server.requests) == 1
@@ -250,27 +242,27 @@ def test_not_enough_disk_space_is_refused_before_writing(server, tmp_path, monke
     monkeypatch.setattr(download_module.shutil, "disk_usage", lambda path: Usage(10**9, 10**9, 1000))
     dest = tmp_path / "ckpt.pt"
     with pytest.raises(InsufficientDiskSpaceError, match="not enough free disk space"):
-        drain(download_steps(server.url("/ckpt.pt"), dest, expected_size=10**9, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), dest, expected_size=10**9, **FAST))
     assert server.requests == []
     with pytest.raises(InsufficientDiskSpaceError):  # the size announced by the server
-        drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
     assert len(server.requests) == 1 and not dest.exists() and not (tmp_path / "ckpt.pt.part").exists()
 
 
 def test_pinned_hash_mismatch_is_refused(server, tmp_path):
     dest = tmp_path / "ckpt.pt"
     with pytest.raises(IntegrityError, match="is expected"):
-        drain(download_steps(server.url("/ckpt.pt"), dest, sha256="0" * 64, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), dest, sha256="0" * 64, **FAST))
     assert not dest.exists() and not (tmp_path / "ckpt.pt.part").exists()
 
 
 def test_changed_file_on_server_is_refused_against_first_record(server, payload, tmp_path):
     dest = tmp_path / "ckpt.pt"
-    drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+    list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
     dest.unlink()  # the user deletes the file, the record stays
     server.files["/ckpt.pt"] = make_checkpoint_bytes(seed=99)
     with pytest.raises(IntegrityError, match="recorded at the first download"):
-        drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
     assert not dest.exists()
     assert read_record(dest).sha256 == hashlib.sha256(payload).hexdigest()
 
@@ -278,7 +270,7 @@ def test_changed_file_on_server_is_refused_against_first_record(server, payload,
 def test_proxy_from_environment_is_used(server, payload, tmp_path, monkeypatch):
     monkeypatch.setenv("http_proxy", server.base_url)
     dest = tmp_path / "ckpt.pt"
-    drain(download_steps("http://checkpoints.glide-studio.invalid/ckpt.pt", dest, **FAST))
+    list(download_steps("http://checkpoints.glide-studio.invalid/ckpt.pt", dest, **FAST))
     assert dest.read_bytes() == payload
     assert server.requests[0]["raw_path"] == "http://checkpoints.glide-studio.invalid/ckpt.pt"
 
@@ -286,7 +278,7 @@ def test_proxy_from_environment_is_used(server, payload, tmp_path, monkeypatch):
 def test_unknown_length_still_downloads(server, payload, tmp_path):
     server.behaviour.send_content_length = False
     dest = tmp_path / "ckpt.pt"
-    records = drain(download_steps(server.url("/ckpt.pt"), dest, expected_size=len(payload) + 7, **FAST))
+    records = list(download_steps(server.url("/ckpt.pt"), dest, expected_size=len(payload) + 7, **FAST))
     assert dest.read_bytes() == payload
     assert records[1].bytes_total == len(payload) + 7  # the hint stands in for the unknown length
     assert records[-1].bytes_total == len(payload)
@@ -294,13 +286,13 @@ def test_unknown_length_still_downloads(server, payload, tmp_path):
 
 def test_non_http_url_is_refused(tmp_path):
     with pytest.raises(DownloadError, match="only http and https"):
-        drain(download_steps("file:///etc/passwd", tmp_path / "x.pt"))
+        list(download_steps("file:///etc/passwd", tmp_path / "x.pt"))
 
 
 def test_complete_part_is_finished_without_downloading_again(server, payload, tmp_path):
     dest = tmp_path / "ckpt.pt"
     (tmp_path / "ckpt.pt.part").write_bytes(payload)  # as if stopped right before the rename
-    records = drain(download_steps(server.url("/ckpt.pt"), dest, **FAST))
+    records = list(download_steps(server.url("/ckpt.pt"), dest, **FAST))
     assert dest.read_bytes() == payload and records[-1].done
     assert [r["range"] for r in server.requests] == [f"bytes={len(payload)}-"]
     assert verify(dest)
@@ -309,11 +301,11 @@ def test_complete_part_is_finished_without_downloading_again(server, payload, tm
 def test_temporary_server_error_is_retried(server, payload, tmp_path):
     dest = tmp_path / "ckpt.pt"
     server.set("503", fail_requests=1)
-    drain(download_steps(server.url("/ckpt.pt"), dest, retries=1, **FAST))
+    list(download_steps(server.url("/ckpt.pt"), dest, retries=1, **FAST))
     assert dest.read_bytes() == payload and len(server.requests) == 2
     server.set("503")
     with pytest.raises(DownloadError, match="HTTP 503"):
-        drain(download_steps(server.url("/ckpt.pt"), tmp_path / "other.pt", retries=1, **FAST))
+        list(download_steps(server.url("/ckpt.pt"), tmp_path / "other.pt", retries=1, **FAST))
 
 
 def test_unreachable_server_says_so(tmp_path):
@@ -321,5 +313,5 @@ def test_unreachable_server_says_so(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(DownloadError, match="cannot reach the server"):
-        drain(download_steps(f"http://127.0.0.1:{port}/ckpt.pt", tmp_path / "ckpt.pt", **FAST))
+        list(download_steps(f"http://127.0.0.1:{port}/ckpt.pt", tmp_path / "ckpt.pt", **FAST))
     assert [p.name for p in tmp_path.iterdir()] in ([], ["ckpt.pt.lock"])

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import save_file
-from test_download_server import FakeCheckpointServer, make_checkpoint_bytes
+from test_download_server import FakeCheckpointServer, clear_network_env, make_checkpoint_bytes
 
 from glide_studio.checkpoints import (
     CheckpointFormatError,
@@ -28,9 +28,7 @@ from glide_studio.checkpoints.registry import get_spec as real_get_spec
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch, tmp_path):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-                "GLIDE_STUDIO_OFFLINE", "GLIDE_STUDIO_CACHE"):
-        monkeypatch.delenv(var, raising=False)
+    clear_network_env(monkeypatch)
 
 
 def serve_as_official(monkeypatch, server, num_params: int) -> None:

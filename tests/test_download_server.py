@@ -1,6 +1,6 @@
 """A local HTTP server for download tests (127.0.0.1, Range support, switchable failures), and its own checks.
 
-Other test files import ``FakeCheckpointServer`` and ``make_checkpoint_bytes`` from here.
+Other test files import the server, ``make_checkpoint_bytes``, ``FAST`` and ``clear_network_env`` from here.
 """
 
 from __future__ import annotations
@@ -16,6 +16,18 @@ from urllib.parse import urlsplit
 
 import pytest
 import torch
+
+# Short timeouts and chunks: a fault shows within a test's second, not a user's minute.
+FAST = {"timeout": 2.0, "chunk_size": 8192, "retry_delay": 0.01}
+
+# The developer's proxy, offline switch or cache must not reach a download test.
+NETWORK_ENV = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+               "no_proxy", "NO_PROXY", "GLIDE_STUDIO_OFFLINE", "GLIDE_STUDIO_CACHE")
+
+
+def clear_network_env(monkeypatch) -> None:
+    for var in NETWORK_ENV:
+        monkeypatch.delenv(var, raising=False)
 
 
 def make_checkpoint_bytes(seed: int = 0, rows: int = 96) -> bytes:
