@@ -14,7 +14,6 @@ import argparse
 import copy
 import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,10 +25,9 @@ from ..checkpoints.integrity import pin_digest
 from ..diffusion.gaussian import Diffusion
 from ..models import build_clip_image_encoder, build_clip_text_encoder, normalize_embedding
 from ..models.tokenizers import clip_tokenize_prompts
-from ..progress import ProgressBar
 from .clip_data import clip_batch
 from .demo_configs import DEMO_CLIP_OPTIONS
-from .trainer import save_checkpoint
+from .trainer import TrainingLoop, ema_decay_at, save_checkpoint
 
 IMAGE_NAME, TEXT_NAME = "demo-clip-image-enc", "demo-clip-text-enc"
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -72,7 +70,9 @@ def contrastive_loss(image_z: torch.Tensor, text_z: torch.Tensor, logit_scale: t
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-class ClipTrainer:
+class ClipTrainer(TrainingLoop):
+    progress_name = "demo-clip"
+
     def __init__(self, settings: ClipTrainSettings, options: dict | None = None):
         self.settings = settings
         self.options = dict(options or DEMO_CLIP_OPTIONS)
@@ -140,31 +140,10 @@ class ClipTrainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        decay = min(self.settings.ema_decay, (1 + self.step) / (10 + self.step))
+        decay = ema_decay_at(self.step, self.settings.ema_decay)
         for key, module in (("image", self.image), ("text", self.text)):
             for name, value in module.state_dict().items():
                 self.ema[key][name].lerp_(value.float(), 1 - decay)
-
-    def run(self, progress: bool = True, max_steps: int | None = None) -> None:
-        """Train until settings.steps (or `max_steps` more), checkpointing as it goes."""
-        target = self.settings.steps if max_steps is None else min(self.settings.steps, self.step + max_steps)
-        log = (self.out_dir / "log.jsonl").open("a")
-        bar = ProgressBar(total=target, initial=self.step, disable=not progress, desc="demo-clip")
-        try:
-            while self.step < target:
-                started = time.perf_counter()
-                record = self.train_step()
-                record.update(step=self.step, seconds=time.perf_counter() - started)
-                log.write(json.dumps(record) + "\n")
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.3f}")
-                if self.step % self.settings.checkpoint_every == 0:
-                    log.flush()
-                    self.save()
-        finally:
-            bar.close()
-            log.close()
-        self.save()
 
 
 def export(run_dir: Path, dest_dir: Path) -> list[Path]:

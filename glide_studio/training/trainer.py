@@ -91,9 +91,50 @@ def save_checkpoint(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-class Trainer:
+def ema_decay_at(step: int, decay: float) -> float:
+    """The EMA's decay at a step: short early, so the average does not keep the random start for thousands of
+    steps."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+class TrainingLoop:
+    """The loop every trainer here shares: train_step until the settings' steps, a log line per step, an atomic
+    checkpoint every ``checkpoint_every`` steps and at the end. Subclasses give ``settings``, ``step``,
+    ``out_dir``, ``train_step()`` (a record with "loss"), ``save()`` and ``progress_name``."""
+
+    progress_name = "train"
+
+    def run(self, max_steps: int | None = None, progress: bool = True) -> list[dict[str, float]]:
+        """Train until settings.steps (or max_steps more), checkpointing as it goes; the records of the steps."""
+        target = self.settings.steps if max_steps is None else min(self.settings.steps, self.step + max_steps)
+        history = []
+        if self.step >= target:
+            return history  # nothing to train: leave the checkpoint and its recorded settings as they are
+        log = (self.out_dir / "log.jsonl").open("a")
+        bar = ProgressBar(total=target, initial=self.step, disable=not progress, desc=self.progress_name)
+        try:
+            while self.step < target:
+                started = time.perf_counter()
+                record = self.train_step()
+                record.update(step=self.step, seconds=time.perf_counter() - started)
+                history.append(record)
+                log.write(json.dumps(record) + "\n")
+                bar.update(1)
+                bar.set_postfix(**{k: f"{record[k]:.4f}" for k in ("loss", "mse") if k in record})
+                if self.step % self.settings.checkpoint_every == 0:
+                    log.flush()
+                    self.save()
+        finally:
+            bar.close()
+            log.close()
+        self.save()
+        return history
+
+
+class Trainer(TrainingLoop):
     def __init__(self, settings: TrainSettings, make_batch: MakeBatch):
         self.settings = settings
+        self.progress_name = settings.name
         self.make_batch = make_batch
         self.out_dir = Path(settings.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -183,32 +224,6 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        decay = min(self.settings.ema_decay, (1 + self.step) / (10 + self.step))
+        decay = ema_decay_at(self.step, self.settings.ema_decay)
         for ema_p, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
             ema_p.lerp_(p.detach(), 1 - decay)
-
-    def run(self, max_steps: int | None = None, progress: bool = True) -> list[dict[str, float]]:
-        """Train until settings.steps (or max_steps more), checkpointing as it goes."""
-        target = self.settings.steps if max_steps is None else min(self.settings.steps, self.step + max_steps)
-        history = []
-        if self.step >= target:
-            return history  # nothing to train: leave the checkpoint and its recorded settings as they are
-        log = (self.out_dir / "log.jsonl").open("a")
-        bar = ProgressBar(total=target, initial=self.step, disable=not progress, desc=self.settings.name)
-        try:
-            while self.step < target:
-                started = time.perf_counter()
-                record = self.train_step()
-                record.update(step=self.step, seconds=time.perf_counter() - started)
-                history.append(record)
-                log.write(json.dumps(record) + "\n")
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", mse=f"{record['mse']:.4f}")
-                if self.step % self.settings.checkpoint_every == 0:
-                    log.flush()
-                    self.save()
-        finally:
-            bar.close()
-            log.close()
-        self.save()
-        return history
