@@ -24,11 +24,7 @@ import time
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
-
-
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+from bench_stats import percentile  # noqa: E402
 
 
 def main() -> None:
@@ -135,8 +131,8 @@ def main() -> None:
 
     print(f"picture {args.side} px, {args.strokes} strokes of a {args.brush} px brush, journal {journal.path}")
     print(f"journal per stroke:  median {statistics.median(stroke_journal):.2f} ms, "
-          f"p99 {_percentile(stroke_journal, 0.99):.2f} ms, max {max(stroke_journal):.2f} ms")
-    print(f"stroke at mouse-up:  median {statistics.median(mouse_up):.2f} ms, p99 {_percentile(mouse_up, 0.99):.2f} ms")
+          f"p99 {percentile(stroke_journal, 0.99):.2f} ms, max {max(stroke_journal):.2f} ms")
+    print(f"stroke at mouse-up:  median {statistics.median(mouse_up):.2f} ms, p99 {percentile(mouse_up, 0.99):.2f} ms")
     print(f"journal per run ({args.candidates} candidates of {args.side} px, PNGs made on the worker in "
           f"{encode_ms:.0f} ms): median {statistics.median(run_costs):.1f} ms, max {max(run_costs):.1f} ms")
     print(f"worst GUI stall while strokes were journalled: {max(stalls):.1f} ms "

@@ -27,10 +27,7 @@ import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+from bench_stats import median_p99_max  # noqa: E402
 
 
 def main() -> None:
@@ -149,11 +146,9 @@ def main() -> None:
           f"{rows} candidates, DPM-Solver++(2M) states; {args.runs} runs written")
     print(f"on disk per run          {statistics.median(sizes) / megabyte:.1f} MB")
     print(f"writer per run           {statistics.median(writer_times) * 1000:.0f} ms median (writer thread)")
-    def spread(values: list[float]) -> str:
-        return f"{statistics.median(values):.2f} / {_percentile(values, 0.99):.2f} / {max(values):.2f} ms"
-
-    print(f"stroke transaction       idle {spread(idle_appends)}   steps beside the journal {spread(busy_appends)}"
-          f"   steps inside the journal {spread(inside_appends)}   (median / p99 / max)")
+    print(f"stroke transaction       idle {median_p99_max(idle_appends)}   "
+          f"steps beside the journal {median_p99_max(busy_appends)}   "
+          f"steps inside the journal {median_p99_max(inside_appends)}   (median / p99 / max)")
     print(f"worst GUI stall          idle {max(idle_gaps):.1f} ms   beside {max(busy_gaps):.1f} ms   "
           f"inside {max(inside_gaps):.1f} ms (heartbeat every {args.interval:g} ms)")
     del app
