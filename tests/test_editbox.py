@@ -255,3 +255,22 @@ def test_the_model_mask_can_be_grown_while_the_paste_keeps_the_painted_one(pictu
     assert grown.mask[60:132, 64:128].all() and grown.mask[64:128, 60:132].all() and not grown.mask[58, 90]
     out = paste_back(picture[:256, :256], np.zeros((256, 256, 3), np.uint8), grown, painted)
     assert np.array_equal(out[painted == 0], picture[:256, :256][painted == 0])
+
+
+def test_a_paused_runs_preview_is_pasted_through_the_grown_mask():
+    from glide_studio.app.stills import paused_pictures
+    from glide_studio.pipelines.request import Mode, Request
+
+    image = np.full((256, 256, 3), 40, np.uint8)
+    painted = np.zeros((256, 256), np.uint8)
+    painted[96:160, 96:160] = 255
+    preview = np.full((1, 256, 256, 3), 200, np.uint8)
+    box = EditBox(0, 0, 256, 256)
+    exact = paused_pictures(Request(mode=Mode.INPAINT, image=image, mask=painted, edit_box=box), preview)[0]
+    grown = paused_pictures(Request(mode=Mode.INPAINT, image=image, mask=painted, edit_box=box, mask_grow=12),
+                            preview)[0]
+    ring = (slice(86, 94), slice(120, 136))  # outside the painted mask, inside it grown by 12 px
+    assert (exact[ring] == 40).all() and (grown[ring] > 40).all()
+    assert (grown[128, 60] == 40).all() and (grown[128, 128] == 200).all()  # beyond the grown mask: the picture
+    shrunk_to_nothing = Request(mode=Mode.INPAINT, image=image, mask=painted, edit_box=box, mask_grow=-64)
+    assert np.array_equal(paused_pictures(shrunk_to_nothing, preview), preview)  # the run will refuse it

@@ -12,16 +12,15 @@ from glide_studio.pipelines.request import Mode, Request
 
 def paused_pictures(request: Request, preview: np.ndarray) -> np.ndarray:
     """Each candidate's preview (N, s, s, 3) put into the picture where the run would put its result (the edit
-    box, inside the mask or strokes), as the run's final step would; the bare previews for a run on no picture."""
+    box, inside the mask or strokes grown by `mask_grow`), as the run's final step would; the bare previews for a
+    run on no picture."""
     preview = np.ascontiguousarray(preview, dtype=np.uint8)
     if request.image is None or request.mode == Mode.UPSAMPLE:
         return preview
-    region = request.mask
-    if region is None and request.sketch is not None:
-        region = np.asarray(request.sketch)[..., 3] > 0
-    if region is not None:
-        region = (np.asarray(region) != 0).astype(np.uint8)
     try:
+        region = editbox.region_to_regenerate(request)  # grown as the run grows it, so the preview shows its fill
+        if region is not None:
+            region = (np.asarray(region) != 0).astype(np.uint8)
         boxed = editbox.prepare(request.image, region, None, request.edit_box, preview.shape[1])
         return np.stack([editbox.paste_back(request.image, square, boxed, region) for square in preview])
     except editbox.EditBoxError:
