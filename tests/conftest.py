@@ -182,3 +182,18 @@ def no_blocking_dialogs(monkeypatch):
     for kind in ("warning", "critical", "information"):
         monkeypatch.setattr(QMessageBox, kind, lambda *args, **kwargs: QMessageBox.StandardButton.Ok)
     yield
+
+
+@pytest.fixture
+def qt_asyncio_loop(qapp):
+    """Qt's event loop as asyncio's (qasync), as the app runs downloads."""
+    import asyncio
+
+    import qasync
+
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.run_until_complete(loop.shutdown_default_executor())  # joins to_thread's worker
+    asyncio.set_event_loop(None)
+    loop.close()

@@ -121,20 +121,6 @@ def test_pausing_an_sd_run_in_the_editor_and_resuming_equals_never_pausing(qtbot
         assert controller.shutdown()
 
 
-@pytest.fixture
-def qt_asyncio_loop(qapp):
-    import asyncio
-
-    import qasync
-
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    yield loop
-    loop.run_until_complete(loop.shutdown_default_executor())  # joins to_thread's worker
-    asyncio.set_event_loop(None)
-    loop.close()
-
-
 def test_the_model_menu_downloads_the_sd_model_picked_and_refreshes_the_picker(qtbot, tmp_path, monkeypatch,
                                                                                qt_asyncio_loop):
     from PySide6.QtWidgets import QInputDialog

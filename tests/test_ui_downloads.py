@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import pytest
-import qasync
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMessageBox
 
@@ -14,16 +10,6 @@ from glide_studio.app.fake_engine import FakeEngine
 from glide_studio.app.starter import starter_scene
 from glide_studio.checkpoints import DownloadProgress
 from glide_studio.ui.main_window import MainWindow
-
-
-@pytest.fixture
-def qt_asyncio_loop(qapp):
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    yield loop
-    loop.run_until_complete(loop.shutdown_default_executor())  # joins to_thread's worker
-    asyncio.set_event_loop(None)
-    loop.close()
 
 
 def fake_fetch(fetched):
