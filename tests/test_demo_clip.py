@@ -15,8 +15,8 @@ from glide_studio.app.engine import PipelineEngine
 from glide_studio.pipelines import Mode, Request
 from glide_studio.pipelines.request import Guidance
 from glide_studio.runs.drain import drain
-from glide_studio.runs.models import load_scorer
-from glide_studio.runs.scoring import ranked
+from glide_studio.runs.models import background_captions, load_scorer
+from glide_studio.runs.scoring import crops, ranked
 from glide_studio.shapes import oracle, world
 
 NAMES = {"clip-image-enc": "demo-clip-image-enc", "clip-text-enc": "demo-clip-text-enc"}
@@ -105,3 +105,35 @@ def test_without_a_clip_for_the_model_there_are_no_scores(monkeypatch):
 
     monkeypatch.setattr(checkpoints, "load_network", missing)
     assert load_scorer(Request(), "cpu") is None
+
+
+def test_openais_clip_ranks_through_the_same_scorer(reference_dir, monkeypatch):
+    """OpenAI's models are paired with OpenAI's CLIP (here: the reference's tiny encoders in its official layout),
+    scored without the demo's floor, against generic background captions."""
+    from pipeline_helpers import load as load_reference
+
+    from glide_studio.models import build_clip_image_encoder, build_clip_text_encoder
+
+    official = {"clip-image-enc": ("tiny-clip-image-enc", build_clip_image_encoder),
+                "clip-text-enc": ("tiny-clip-text-enc", build_clip_text_encoder)}
+    asked = []
+
+    def reference_network(name, device, **_kwargs):
+        asked.append(name)
+        return load_reference(reference_dir, *official[name])
+
+    monkeypatch.setattr(checkpoints, "load_network", reference_network)
+    shown, bare, region = _scene_with_and_without("red", "circle")
+    request = Request(mode=Mode.INPAINT, base_model="base-inpaint", upsample_model="upsample-inpaint",
+                      prompt="a red circle", image=bare, mask=region)
+    scorer = load_scorer(request, "cpu")
+    assert asked == ["clip-image-enc", "clip-text-enc"] and scorer.floor is None
+    noise = np.random.default_rng(3).integers(0, 256, shown.shape, dtype=np.uint8)
+    scores = scorer.score(request, np.stack([shown, bare, noise]))
+    table = scorer.similarities(crops(np.stack([shown, bare, noise]), region, scorer.size),
+                                ["a red circle", *background_captions("base-inpaint")])
+    assert [s.similarity for s in scores] == pytest.approx(table[:, 0].tolist(), abs=1e-6)
+    assert [s.background for s in scores] == pytest.approx(table[:, 1:].max(axis=1).tolist(), abs=1e-6)
+    assert all(s.missed == (s.similarity <= s.background) for s in scores)  # no floor: the comparison alone
+    assert len({round(s.similarity, 6) for s in scores}) == 3
+    assert ranked(scores) == sorted(range(3), key=lambda i: -table[i, 0])
