@@ -65,11 +65,18 @@ class RecordingNetwork(torch.nn.Module):
         return torch.zeros(len(x), 6, *x.shape[2:])
 
 
+def upsampler_reuse(request: Request, upsampler: bool) -> dict:
+    """The stage's own reuse settings, as plans.upsample_stage hands them to StageDenoiser."""
+    if not upsampler:
+        return {}
+    return {"reuse_interval": request.upsample_reuse_interval, "reuse_stop": request.upsample_reuse_stop}
+
+
 def stage_calls(config, request: Request, guided: bool, steps: int, upsampler: bool) -> list[tuple[str, int]]:
     """The (kind, rows) of every network call of one stage under `request`'s levers, one candidate."""
     network = RecordingNetwork(SimpleNamespace(diffusion_steps=1000))
     levers = StageDenoiser(network, None, request, guided=guided and request.guidance_scale != 1.0,
-                           reuse_interval=request.upsample_reuse_interval if upsampler else None)
+                           **upsampler_reuse(request, upsampler))
     denoiser = levers.build("cpu")
     chain = from_noise(config.noise_schedule, request.sampler, steps, upsampler=upsampler)
     x = torch.zeros(1, 3, 1, 1)
@@ -160,8 +167,7 @@ def check_stage(model, precision: Precision, size: int, config, request: Request
     rows = 2 if guided else 1
     kwargs = {key: torch.cat([value] * rows).to(device) for key, value in kwargs.items()}
     kwargs = with_text_embedding(model, kwargs, precision.autocast())
-    levers = StageDenoiser(model, precision, request, guided=guided,
-                           reuse_interval=request.upsample_reuse_interval if upsampler else None)
+    levers = StageDenoiser(model, precision, request, guided=guided, **upsampler_reuse(request, upsampler))
     denoiser = levers.build(device)
     chain = from_noise(config.noise_schedule, request.sampler, steps, upsampler=upsampler)
     x = x.to(device)
@@ -194,8 +200,7 @@ def run_case(case: str, args, request: Request, fast: Precision, exact: Precisio
     config = model.config
     levers = {
         "exact": request.with_(reuse_interval=1, upsample_reuse_interval=1, guidance_stop=0.0, guidance_start=1.0),
-        "reuse": request.with_(guidance_stop=0.0, guidance_start=1.0, upsample_reuse_interval=max(
-            request.upsample_reuse_interval, request.reuse_interval)),
+        "reuse": request.with_(guidance_stop=0.0, guidance_start=1.0),
         "window": request.with_(reuse_interval=1),
         "all": request,
     }
@@ -256,6 +261,8 @@ def main(argv=None) -> int:
     parser.add_argument("--int8-in-all", action="store_true", help="count int8 among all the levers")
     parser.add_argument("--reuse", type=int, default=Request.reuse_interval)
     parser.add_argument("--upsample-reuse", type=int, default=Request.upsample_reuse_interval)
+    parser.add_argument("--reuse-stop", type=float, default=Request.reuse_stop)
+    parser.add_argument("--upsample-reuse-stop", type=float, default=Request.upsample_reuse_stop)
     parser.add_argument("--guidance-stop", type=float, default=Request.guidance_stop)
     parser.add_argument("--steps", type=int, default=Request.steps)
     parser.add_argument("--upsample-steps", type=int, default=Request.upsample_steps)
@@ -271,10 +278,13 @@ def main(argv=None) -> int:
     fast = choose_precision(device, "fp16" if device.type == "cuda" else "bf16")
     exact = choose_precision(device, "fp32")
     request = Request(reuse_interval=args.reuse, upsample_reuse_interval=args.upsample_reuse,
+                      reuse_stop=args.reuse_stop, upsample_reuse_stop=args.upsample_reuse_stop,
                       guidance_stop=args.guidance_stop, steps=args.steps,
                       upsample_steps=args.upsample_steps, sampler=args.sampler)
-    print(f"levers: reuse every {request.reuse_interval} steps (shallow branch of {SHALLOW_BLOCKS} block), "
-          f"CFG at noise levels {request.guidance_stop:g}..{request.guidance_start:g}; {fast.describe()} vs "
+    print(f"levers: reuse every {request.reuse_interval} steps from noise level {request.reuse_stop:g} up, "
+          f"upsampler every {request.upsample_reuse_interval} from {request.upsample_reuse_stop:g} up (shallow "
+          f"branch of {SHALLOW_BLOCKS} block), CFG at noise levels {request.guidance_stop:g}.."
+          f"{request.guidance_start:g}; {fast.describe()} vs "
           f"{exact.describe()}; threads {torch.get_num_threads()}; best of {args.repeats}")
     reset_peak_memory()
     results = {case: run_case(case, args, request, fast, exact) for case in args.cases.split(",")}

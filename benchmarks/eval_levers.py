@@ -11,7 +11,11 @@ for inpaint and sdedit), and the model time per run against the exact path's.
         --config reuse2:reuse_interval=2 --config stop0.3:guidance_stop=0.3 \
         --config all:reuse_interval=2,guidance_stop=0.3 [--precision bf16] [--json out.json]
 
-A configuration is `name:field=value,...` over Request fields (steps, sampler, upsample_steps too).
+A configuration is `name:field=value,...` over Request fields (steps, sampler, upsample_steps too), applied
+on top of the exact path; `--defaults` adds the shipped lever defaults as the configuration "defaults".
+The suites `seams_flat`, `seams_straddle`, `seams_cut` run eval_seams' tasks (a full 256 px inpaint removing an
+object; the mean |RGB error| of the fill against the true background, median and p90, and each stage's share):
+what the upsampler's levers and steps do to a fill, which the 64 px oracle cannot see.
 `--upsample N` also runs N full inpaints (base + upsampler at 256 px) per configuration and prints the
 pixel deviation of the 256 px result, which the 64 px oracle cannot judge.
 """
@@ -26,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import eval_seams
 import numpy as np
 import torch
 from eval_demo import SEED_OFFSET, _blob_sketch, _new_object, _palette_fraction, _removed_object_task
@@ -36,7 +41,14 @@ from glide_studio.runs.errors import ModelUnavailableError
 from glide_studio.runs.models import load_model_set
 from glide_studio.shapes import oracle, world
 
-EXACT = {"reuse_interval": 1, "upsample_reuse_interval": 1, "guidance_stop": 0.0, "guidance_start": 1.0}
+EXACT = {"reuse_interval": 1, "reuse_stop": 0.0, "upsample_reuse_interval": 1, "upsample_reuse_stop": 0.0,
+         "guidance_stop": 0.0, "guidance_start": 1.0}
+SEAM_SUITES = {f"seams_{kind}": kind for kind in eval_seams.KINDS}
+
+
+def shipped_levers() -> dict:
+    """The request's defaults of the lever fields and the step counts: the configuration "defaults"."""
+    return {name: getattr(Request, name) for name in (*EXACT, "steps", "upsample_steps", "sampler")}
 
 
 def parse_config(text: str) -> tuple[str, dict]:
@@ -132,6 +144,7 @@ class Tally:
         self.dev_sum = 0.0
         self.dev_count = 0
         self.seconds = 0.0
+        self.seams: dict[str, list[dict]] = {}
 
     def add(self, verdicts: dict, seconds: float) -> None:
         for metric, value in verdicts.items():
@@ -165,6 +178,9 @@ def evaluate(models, configs: dict[str, dict], suites: list[str], tasks: range, 
     tallies = {name: Tally() for name in ["exact", *configs]}
     for done, k in enumerate(tasks, start=1):
         for suite in suites:
+            if suite in SEAM_SUITES:
+                seam_runs(models, tallies, configs, SEAM_SUITES[suite], k, base, networks)
+                continue
             request, judge, region = TASKS[suite](k)
             exact_request = request.with_(**{**base, **EXACT})
             exact, seconds = timed_run(models, exact_request)
@@ -176,6 +192,23 @@ def evaluate(models, configs: dict[str, dict], suites: list[str], tasks: range, 
         if after_task is not None:
             after_task(tallies, done)
     return tallies
+
+
+def seam_runs(models, tallies: dict, configs: dict[str, dict], kind: str, k: int, base: dict,
+              networks: dict) -> None:
+    """One seam task of `kind` (eval_seams), exact and per configuration, each run's errors kept per kind."""
+    for name, changes in [("exact", {}), *configs.items()]:
+        fields = {**base, **EXACT, **changes}
+        steps = fields.pop("steps", Request.steps)
+        started = time.perf_counter()
+        errors = eval_seams.seam_task_errors(networks.get(name, models), kind, k, steps, Request.guidance_scale,
+                                             **fields)
+        tallies[name].seconds += time.perf_counter() - started
+        tallies[name].seams.setdefault(kind, []).append(errors)
+
+
+SEAM_FIGURES = ("median", "p90", "upsample, median", "base, median", "final, every measured pixel, median",
+                "drew an object, share")
 
 
 def upsample_deviation(models, configs: dict[str, dict], count: int, base: dict, networks: dict) -> dict:
@@ -230,8 +263,12 @@ def summary(tallies: dict, configs: dict) -> dict:
         entry = {"changes": configs.get(name, EXACT), "rates": tally.rates(),
                  "points_vs_exact": {metric: 100 * (rate - exact[metric]) for metric, rate in tally.rates().items()}}
         if name != "exact" and tally.dev_count:
-            entry.update(max_dev=tally.max_dev, mean_dev=tally.dev_sum / tally.dev_count,
-                         time_ratio=tallies["exact"].seconds / tally.seconds, seconds=tally.seconds)
+            entry.update(max_dev=tally.max_dev, mean_dev=tally.dev_sum / tally.dev_count)
+        if name != "exact" and tally.seconds:
+            entry.update(time_ratio=tallies["exact"].seconds / tally.seconds, seconds=tally.seconds)
+        for kind, per_task in tally.seams.items():
+            figures_of_kind = eval_seams.summary(per_task)
+            entry.setdefault("seams", {})[kind] = {key: figures_of_kind[key] for key in (*SEAM_FIGURES, "tasks")}
         figures[name] = entry
     return figures
 
@@ -243,6 +280,10 @@ def print_summary(figures: dict) -> None:
             print(f"{name:<14}{metric:<24}{rate:>7.1%}{entry['points_vs_exact'][metric]:>+9.1f}p")
         if "max_dev" in entry:
             print(f"{name:<14}{'pixel deviation':<24}  max {entry['max_dev']}, mean {entry['mean_dev']:.2f} (uint8)")
+        for kind, seams in entry.get("seams", {}).items():
+            shown = ", ".join(f"{key} {seams[key]:.2f}" for key in SEAM_FIGURES)
+            print(f"{name:<14}{'seams ' + kind:<24}  {shown} ({seams['tasks']} tasks)")
+        if "time_ratio" in entry:
             print(f"{name:<14}{'model time':<24}  {entry['time_ratio']:.2f}x faster than exact")
 
 
@@ -252,6 +293,7 @@ def main(argv=None) -> int:
     parser.add_argument("--task-offset", type=int, default=0)
     parser.add_argument("--suites", default="inpaint,generate,sdedit")
     parser.add_argument("--config", action="append", default=[], help="name:field=value,... (repeatable)")
+    parser.add_argument("--defaults", action="store_true", help="also judge the shipped defaults ('defaults')")
     parser.add_argument("--base", default="", help="field=value,... applied to every run, the exact one too")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
     parser.add_argument("--upsample", type=int, default=0, help="full 256 px inpaints per configuration")
@@ -265,6 +307,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     configs = dict(parse_config(text) for text in args.config)
+    if args.defaults:
+        configs["defaults"] = shipped_levers()
     base = parse_config("base:" + args.base)[1]
     try:
         models = load_model_set(Request(), "cpu", args.precision)

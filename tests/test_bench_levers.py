@@ -30,6 +30,14 @@ def test_stage_calls_follow_the_reuse_policy_and_the_guidance_window():
     assert exact == [("full", 2)] * 25
 
 
+def test_the_upsamplers_calls_reuse_only_above_its_stop():
+    request = Request(upsample_reuse_interval=3, upsample_reuse_stop=0.2, upsample_steps=15)
+    calls = bench_levers.stage_calls(bench_levers.TINY, request, False, 15, upsampler=True)
+    # Noise levels 1, .83, .75, .67, .57, .46, .33, .21 are at or above 0.2; the 7 steps below it run in full.
+    assert [kind for kind, _ in calls] == ["full", "shallow", "shallow"] * 2 + ["full", "shallow"] + ["full"] * 7
+    assert {rows for _, rows in calls} == {1}
+
+
 def test_the_benchmark_runs_on_tiny_networks(capsys):
     assert bench_levers.main(["--tiny", "--repeats", "1", "--check", "--int8", "--reuse", "2",
                               "--guidance-stop", "0.3"]) == 0

@@ -29,6 +29,7 @@ TARGET = Request(
     base_model="base-inpaint", upsample_model="upsample-inpaint", upsample_steps=9, edit_box=EditBox(4, 6, 40, 40),
     negative_prompt="blurry, text", scheduler=Scheduler.EULER_A, mask_grow=5, mask_feather=6,
     reuse_interval=3, guidance_stop=0.25, guidance_start=0.9, upsample_reuse_interval=2,
+    reuse_stop=0.45, upsample_reuse_stop=0.55,
 )
 # The same run as a person types it on the command line, flag by flag.
 TARGET_FLAGS = {
@@ -41,6 +42,7 @@ TARGET_FLAGS = {
     "mask_grow": ["--mask-grow", "5"], "mask_feather": ["--mask-feather", "6"],
     "reuse_interval": ["--reuse-interval", "3"], "guidance_stop": ["--guidance-stop", "0.25"],
     "guidance_start": ["--guidance-start", "0.9"], "upsample_reuse_interval": ["--upsample-reuse-interval", "2"],
+    "reuse_stop": ["--reuse-stop", "0.45"], "upsample_reuse_stop": ["--upsample-reuse-stop", "0.55"],
 }
 RECORDED_FIELDS = [field for field in dataclasses.fields(Request) if not field.metadata.get("pixels")]
 

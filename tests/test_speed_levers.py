@@ -20,7 +20,8 @@ from glide_studio.pipelines.levers import StageDenoiser
 from glide_studio.pipelines.request import Mode, RequestError
 from glide_studio.pipelines.stages import model_denoiser, noise_for, text_kwargs
 
-LEVERS = {"reuse_interval": 3, "upsample_reuse_interval": 2, "guidance_stop": 0.4}
+LEVERS = {"reuse_interval": 3, "upsample_reuse_interval": 2, "guidance_stop": 0.4, "reuse_stop": 0.1,
+          "upsample_reuse_stop": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +128,27 @@ def test_a_resumed_reuse_rebuilds_the_anchors_features():
     assert resumed_network.calls == ["full", "shallow", "shallow"]  # the anchor's rebuild, then two reuses
 
 
+def test_reuse_runs_the_whole_network_below_its_lowest_noise_level():
+    network = CountingNetwork()
+    reuse = FeatureReuse(network, 3, lowest_timestep=500)
+    x = torch.zeros(1, 3, 2, 2)
+    for t in (999, 800, 600, 499, 300, 100):
+        reuse(x, torch.tensor([t]))
+    assert network.calls == ["full", "shallow", "shallow", "full", "full", "full"]
+    assert reuse.full_steps == [0, 3, 4, 5]
+
+
+def test_stage_denoiser_stops_reuse_at_the_requests_noise_level(models):
+    request = helpers.request_for(Mode.GENERATE, reuse_interval=2, reuse_stop=0.5)
+    levers = StageDenoiser(models.base, None, request, guided=False)
+    denoiser = levers.build("cpu")
+    x, kwargs = _inputs(models.base, rows=2)
+    with torch.no_grad():
+        for t in (999, 800, 600, 550, 450, 300):
+            denoiser(x, torch.tensor([t, t]), **kwargs)
+    assert levers.reuse.full_steps == [0, 2, 4, 5]
+
+
 def test_reuse_interval_below_one_is_refused():
     with pytest.raises(ValueError, match="interval"):
         FeatureReuse(CountingNetwork(), 0)
@@ -219,7 +241,8 @@ def test_stage_denoiser_counts_its_full_steps(models):
     assert levers.reuse.full_steps == [0, 4]
 
 
-@pytest.mark.parametrize("changes", [{"reuse_interval": 0}, {"guidance_stop": 1.5}, {"guidance_start": -0.1}])
+@pytest.mark.parametrize("changes", [{"reuse_interval": 0}, {"guidance_stop": 1.5}, {"guidance_start": -0.1},
+                                     {"reuse_stop": 1.2}, {"upsample_reuse_stop": -0.5}])
 def test_lever_settings_out_of_range_are_clear_errors(models, changes):
     with pytest.raises(RequestError, match=next(iter(changes))):
         run(models, helpers.request_for(Mode.GENERATE, **changes))

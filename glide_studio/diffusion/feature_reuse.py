@@ -43,28 +43,32 @@ class FeatureReuse:
     """A denoiser that runs `network` in full every `interval` steps and its shallow branch in between.
 
     A step is full when no deep features are at hand, when `interval` steps have passed since the last full
-    one, or when the call's rows differ from that step's (the guidance interval switches between the CFG
-    batch and the conditional half). `first_step` and `anchor` continue a stage from a saved state.
+    one, when the call's rows differ from that step's (the guidance interval switches between the CFG
+    batch and the conditional half), or when its noise level is below `lowest_timestep` (the late, low-noise
+    steps draw the fine detail and a fill's edge, which stale deep features blur). `first_step` and `anchor`
+    continue a stage from a saved state.
     """
 
     def __init__(self, network: ReusingNetwork, interval: int, *, first_step: int = 0,
-                 anchor: ReuseAnchor | None = None):
+                 anchor: ReuseAnchor | None = None, lowest_timestep: float = 0.0):
         if interval < 1:
             raise ValueError(f"the reuse interval must be at least 1, got {interval}")
         self.network, self.interval = network, interval
+        self.lowest_timestep = lowest_timestep
         self.step = first_step
         self.anchor = anchor
         self.full_steps: list[int] = []
         """The stage positions of the steps this wrapper ran in full (benchmarks count them)."""
         self._deep: torch.Tensor | None = None
 
-    def reuses(self, step: int, x: torch.Tensor) -> bool:
+    def reuses(self, step: int, x: torch.Tensor, timesteps: torch.Tensor) -> bool:
         anchor = self.anchor
-        return anchor is not None and step - anchor.step < self.interval and anchor.x.shape == x.shape
+        return (anchor is not None and step - anchor.step < self.interval and anchor.x.shape == x.shape
+                and float(timesteps[0]) >= self.lowest_timestep)
 
     def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, **model_kwargs) -> torch.Tensor:
         step, self.step = self.step, self.step + 1
-        if self.reuses(step, x):
+        if self.reuses(step, x, timesteps):
             if self._deep is None:  # resumed: the anchor's features, as the full step computed them
                 _, self._deep = self.network(self.anchor.x, self.anchor.timesteps, **model_kwargs)
             output, _ = self.network(x, timesteps, deep=self._deep, **model_kwargs)

@@ -1,8 +1,9 @@
 """The speed levers of a stage's denoiser, chosen by the request's settings: each one a wrapper around the
 network or the denoiser (as guidance is), none a branch inside the samplers.
 
-- feature reuse (`reuse_interval`): the whole UNet every N steps, its shallow branch on the cached deep
-  features in between (`glide_studio.diffusion.feature_reuse`);
+- feature reuse (`reuse_interval`, `reuse_stop`): the whole UNet every N steps, its shallow branch on the
+  cached deep features in between, only at noise levels from `reuse_stop` up (below it every step runs in
+  full) (`glide_studio.diffusion.feature_reuse`);
 - guidance interval (`guidance_stop`, `guidance_start`): classifier-free guidance only inside a window of
   noise levels, the conditional half alone (half the rows) outside it; CLIP guidance's gradient likewise (the
   CLIP encoder does not run outside it).
@@ -47,9 +48,11 @@ class StageDenoiser:
     keeps for it (the feature reuse's anchor), `build(state, anchor)` continues from such a state."""
 
     def __init__(self, model: torch.nn.Module, precision: Precision | None, request: Request, *, guided: bool,
-                 shallow_blocks: int = SHALLOW_BLOCKS, reuse_interval: int | None = None):
+                 shallow_blocks: int = SHALLOW_BLOCKS, reuse_interval: int | None = None,
+                 reuse_stop: float | None = None):
         self.model, self.precision, self.guided = model, precision, guided
         self.interval = request.reuse_interval if reuse_interval is None else reuse_interval
+        self.reuse_stop = request.reuse_stop if reuse_stop is None else reuse_stop
         self.scale = request.guidance_scale
         self.window = (request.guidance_stop, request.guidance_start)
         self.num_timesteps = int(getattr(model.config, "diffusion_steps", 1000))
@@ -62,7 +65,8 @@ class StageDenoiser:
             first_step = 0 if state is None else state.index
             anchor = None if state is None or anchor is None else anchor.to(device)
             self.reuse = FeatureReuse(reusing_network(self.model, self.precision, self.shallow_blocks),
-                                      self.interval, first_step=first_step, anchor=anchor)
+                                      self.interval, first_step=first_step, anchor=anchor,
+                                      lowest_timestep=self.reuse_stop * self.num_timesteps)
             denoiser = self.reuse
         else:
             self.reuse = None

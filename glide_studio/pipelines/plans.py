@@ -130,7 +130,7 @@ def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, kn
                        upsampler=True)
     known_pixels = _Known(known, device)
     levers = StageDenoiser(model, models.precision, request, guided=False,
-                           reuse_interval=request.upsample_reuse_interval)
+                           reuse_interval=request.upsample_reuse_interval, reuse_stop=request.upsample_reuse_stop)
     shape = (batch, 3, size, size)
 
     def start(previous, state, anchor):

@@ -178,10 +178,19 @@ class Request:
         2, label="Feature reuse", a1111="Feature reuse", minimum=1, maximum=10, relevant=_glide,
         help="run the whole network every N steps and only its shallow branch on its cached deep features in "
              "between (DeepCache); 1 runs it in full at every step")
+    reuse_stop: float = setting(
+        0.0, label="Feature reuse until", a1111="Feature reuse until", minimum=0.0, maximum=1.0, step=0.05,
+        relevant=lambda request: _glide(request) and request.reuse_interval > 1,
+        help="feature reuse stops below this noise level (0..1): the steps below it run the whole network")
     upsample_reuse_interval: int = setting(
         1, label="Upsampler feature reuse", a1111="Hires feature reuse", minimum=1, maximum=10,
         relevant=lambda request: _glide(request) and request.upsample_model is not None,
         help="feature reuse in the upsampler (1: off, the default; reuse there triples the fill's seam error)")
+    upsample_reuse_stop: float = setting(
+        0.0, label="Upsampler feature reuse until", a1111="Hires feature reuse until", minimum=0.0, maximum=1.0,
+        step=0.05, relevant=lambda request: _glide(request) and request.upsample_model is not None
+        and request.upsample_reuse_interval > 1,
+        help="the upsampler's feature reuse stops below this noise level (0..1)")
     guidance_stop: float = setting(
         0.3, label="Guidance until", a1111="Guidance until", minimum=0.0, maximum=1.0, step=0.05,
         relevant=_glide,
