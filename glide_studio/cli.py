@@ -117,7 +117,7 @@ def _add_run_options(parser: argparse.ArgumentParser, from_png: bool = True) -> 
     settings = parser.add_argument_group("run settings")
     for found in specs(Request):
         if found.is_pixels:
-            inputs.add_argument(f"--{found.name}", type=Path, default=argparse.SUPPRESS, help=found.metadata["help"])
+            inputs.add_argument(found.flag, type=Path, default=argparse.SUPPRESS, help=found.metadata["help"])
             continue
         if not found.flag:
             continue

@@ -78,7 +78,7 @@ def _recorded_input(name: str, record, store, beside: Path | None) -> tuple[Any,
     path = _recorded_file(recorded.path, beside)
     changed = False
     if path is not None and path.is_file():
-        loader = {"image": load_image, "mask": lambda p: load_mask(p, None), "sketch": load_sketch}[name]
+        loader = {"mask": lambda p: load_mask(p, None), "sketch": load_sketch}.get(name, load_image)
         array = loader(path)
         if array_digest(array, name) == recorded.sha256:
             return array, path
@@ -124,6 +124,8 @@ def _load_inputs(args: argparse.Namespace, record, beside: Path | None) -> tuple
         arrays["mask"] = load_mask(paths["mask"], size, max_pixels=limit, on_note=_note(args))
     if "sketch" not in arrays and "sketch" in paths:
         arrays["sketch"] = load_sketch(paths["sketch"], max_pixels=limit)
+    for name in set(paths) - set(arrays) - {"mask", "sketch"}:  # the reference picture: any size, read as RGB
+        arrays[name] = load_image(paths[name], max_pixels=limit)
     sketch = arrays.get("sketch")
     if sketch is not None and size is not None and (sketch.shape[1], sketch.shape[0]) != size:
         raise InputDataError(

@@ -107,6 +107,10 @@ class RequestError(PipelineError):
     """A request field holds a value no run can use."""
 
 
+def _has_reference(request: Request) -> bool:
+    return _sd(request) and request.ip_adapter_image is not None
+
+
 def setting(default: Any, *, label: str, help: str, cli: str | None = None, a1111: str | None = None,
             minimum: float | None = None, maximum: float | None = None, step: float | None = None,
             relevant: Callable[[Request], bool] | None = None, control: bool = True) -> Any:
@@ -123,11 +127,12 @@ def setting(default: Any, *, label: str, help: str, cli: str | None = None, a111
     })
 
 
-def pixels(help: str, used: tuple[str, ...], required: tuple[str, ...]) -> Any:
+def pixels(help: str, used: tuple[str, ...], required: tuple[str, ...],
+           relevant: Callable[[Request], bool] | None = None) -> Any:
     """A picture array that the `used` modes read and the `required` modes cannot run without: recorded by its
-    digest, never inside the record."""
+    digest, never inside the record. relevant: which runs read it at all (others leave it out, as unused modes do)."""
     return field(default=None, compare=False, repr=False,
-                 metadata={"pixels": True, "help": help, "modes": used, "required": required})
+                 metadata={"pixels": True, "help": help, "modes": used, "required": required, "relevant": relevant})
 
 
 MAX_STEPS = 1000
@@ -219,6 +224,19 @@ class Request:
         relevant=_sd)
     scheduler: Scheduler = setting(Scheduler.DPMPP_2M_KARRAS, label="Scheduler", a1111="Sampler", relevant=_sd,
                                    help="the Stable Diffusion sampler (diffusers' scheduler of that name)")
+    # -- IP-Adapter image prompt (Stable Diffusion): a reference picture whose look the run follows ----------------
+    ip_adapter_image: np.ndarray | None = pixels(
+        "reference picture whose look a Stable Diffusion run follows (IP-Adapter image prompt)",
+        ("generate", "inpaint", "sdedit"), (), relevant=_sd)
+    ip_adapter_scale: float = setting(
+        0.6, label="Reference strength", a1111="IP-Adapter scale", minimum=0.0, maximum=2.0, step=0.05,
+        relevant=_has_reference,
+        help="how strongly the run follows the reference picture's look (0: not at all, exactly as without it)")
+    ip_adapter: str = setting(
+        "ip-adapter-sd15", label="IP-Adapter", a1111="IP-Adapter", control=False, relevant=_has_reference,
+        help="the adapter that reads the reference: a known name (ip-adapter-sd15) or an adapter .safetensors file "
+             "with its image_encoder/ folder beside it")
+
 
     def __post_init__(self) -> None:
         for name, kind in (("mode", Mode), ("sampler", Sampler), ("guidance", Guidance), ("scheduler", Scheduler)):
@@ -249,8 +267,9 @@ class Request:
 
     def without_unused_inputs(self) -> Request:
         """The request with the pictures its mode does not read left out (so they are not recorded either)."""
-        unused = {spec.name: None for spec in fields(self)
-                  if spec.metadata.get("pixels") and self.mode.value not in spec.metadata["modes"]}
+        unused = {spec.name: None for spec in fields(self) if spec.metadata.get("pixels") and (
+                  self.mode.value not in spec.metadata["modes"]
+                  or (spec.metadata["relevant"] is not None and not spec.metadata["relevant"](self)))}
         return replace(self, **unused) if unused else self
 
     def check(self) -> None:

@@ -73,6 +73,12 @@ def load_sd_model_set(request: Request, device: str, precision: str = "auto", *,
             cache[key] = load_model(request.base_model, device, precision, progress_class=progress_class)
         except sd.SDError as error:
             raise ModelUnavailableError(f"the model {request.base_model!r} could not be loaded: {error}") from error
+    from glide_studio.sd.loading import attach_ip_adapter
+
+    try:
+        attach_ip_adapter(cache[key], request, progress_class=progress_class)
+    except sd.SDError as error:
+        raise ModelUnavailableError(f"the IP-Adapter {request.ip_adapter!r} could not be loaded: {error}") from error
     return cache[key]
 
 

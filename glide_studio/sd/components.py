@@ -35,6 +35,10 @@ class SDModelSet:
     """A1111's short model hash: the first 10 hex digits of the weights file's SHA-256 ("" when unknown)."""
     source: str = ""
     """Where it was loaded from (a folder or a file), for messages."""
+    unclip: Any = None
+    """An unCLIP model's image encoder, normalizer and embedding noise schedule (`unclip.UnCLIPParts`), else None."""
+    ip_adapter: Any = None
+    """The IP-Adapter installed in the UNet with its image encoder (`ip_adapter.LoadedIPAdapter`), else None."""
     family: Family = field(default=Family.SD, init=False)
 
     @property

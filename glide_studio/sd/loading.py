@@ -12,7 +12,7 @@ from pathlib import Path
 
 from glide_studio.models.precision import Precision, choose_precision
 from glide_studio.pipelines.request import SD_MODEL_PREFIX
-from glide_studio.sd import hub, registry, require
+from glide_studio.sd import hub, ip_adapter, registry, require, unclip
 from glide_studio.sd.components import SDModelSet
 from glide_studio.sd.errors import SDModelError
 from glide_studio.sd.preview import fit_projection
@@ -100,6 +100,7 @@ def _components_from_folder(folder: Path) -> dict:
             "tokenizer": CLIPTokenizer.from_pretrained(folder / "tokenizer"),
             "scheduler_config": dict(json.loads(scheduler_file.read_text())),
             "weights": unet_file,
+            "unclip": unclip.load_parts(folder) if unclip.is_unclip_folder(folder) else None,
         }
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
         raise SDModelError(f"{folder} could not be read as a Stable Diffusion model: {error}") from error
@@ -148,20 +149,31 @@ def load_model(name: str, device: str = "cpu", precision: str | Precision = "aut
     dtype = chosen.autocast_dtype or (torch.float16 if chosen.fp16_weights else torch.float32)
     with _quiet_libraries():
         parts = _components(source, progress_class)
-        check_supported(parts["unet"].config, name)
+        check_supported(parts["unet"].config, name, unclip=parts.get("unclip") is not None)
         unet = parts["unet"].to(chosen.device, dtype).eval()
         text_encoder = parts["text_encoder"].to(chosen.device, dtype).eval()
         vae = parts["vae"].to(chosen.device, torch.float32).eval()
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     weight, bias = fit_projection(vae, scale, float(vae.config.scaling_factor), chosen.device)
+    variations = parts.get("unclip") and unclip.to_device(parts["unclip"], chosen.device, dtype)
     return SDModelSet(name, unet, vae, text_encoder, parts["tokenizer"], parts["scheduler_config"], chosen,
-                      weight, bias, model_hash=short_hash(parts["weights"]), source=str(parts["weights"]))
+                      weight, bias, model_hash=short_hash(parts["weights"]), source=str(parts["weights"]),
+                      unclip=variations)
 
 
-def check_supported(unet_config, name: str) -> None:
+def attach_ip_adapter(models: SDModelSet, request, *, progress_class=None) -> None:
+    """The request's IP-Adapter installed in the loaded model when the request has a reference picture."""
+    with _quiet_libraries():
+        ip_adapter.attach_for(models, request, progress_class=progress_class)
+
+
+def check_supported(unet_config, name: str, unclip: bool = False) -> None:
     """SD 1.x / 2.x UNets only: SDXL's (a second text encoder, size and crop conditioning) is refused by name, not
-    left to fail inside the first step."""
-    if getattr(unet_config, "addition_embed_type", None) is not None or getattr(unet_config, "class_embed_type", None):
+    left to fail inside the first step. An unCLIP UNet's projection class embedding is fed by its image parts."""
+    class_embedding = getattr(unet_config, "class_embed_type", None)
+    if unclip and class_embedding == "projection":
+        class_embedding = None
+    if getattr(unet_config, "addition_embed_type", None) is not None or class_embedding:
         raise SDModelError(f"{name} is an SDXL-style or upscaler model (its UNet takes extra conditioning); this "
                            "version runs Stable Diffusion 1.x and 2.x models")
 

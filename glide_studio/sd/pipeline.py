@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from glide_studio.pipelines import editbox
 from glide_studio.pipelines.request import MAX_SEED, Family, Guidance, Mode, Request, Scheduler, Step
 from glide_studio.pipelines.stages import image_to_tensor, tensor_to_uint8
+from glide_studio.sd import ip_adapter, unclip
 from glide_studio.sd.components import SDModelSet
 from glide_studio.sd.errors import SDError
 from glide_studio.sd.preview import project
@@ -185,6 +186,9 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
     # Each candidate's first draw: where a fresh run starts, and the noise a plain UNet's known latents are noised
     # with at every step; a resumed run draws it again, then puts its generators where the paused run left them.
     noise = _noise(generators, shape, device)
+    # unCLIP's embedding noise is each candidate's second draw, before a resumed run restores its generators.
+    class_labels = unclip.class_labels(models, inputs.boxed and inputs.boxed.image, generators, guided)
+    image_prompt = ip_adapter.added_conditioning(models, request, guided)
     if resume is not None:
         for generator, kept in zip(generators, resume.generators, strict=True):
             generator.set_state(kept)
@@ -232,7 +236,9 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
             model_input = scheduler.scale_model_input(model_input, timestep)
             unet_input = model_input if conditioning is None else torch.cat(
                 [model_input, torch.cat([conditioning] * (2 if guided else 1))], dim=1)
+            ip_adapter.set_scale(models, request)
             output = models.unet(unet_input.to(models.unet_dtype), timestep, encoder_hidden_states=embeddings,
+                                 class_labels=class_labels, added_cond_kwargs=image_prompt,
                                  return_dict=False)[0].float()
             if guided:
                 unconditional, conditional = output.chunk(2)

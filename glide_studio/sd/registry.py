@@ -18,6 +18,8 @@ class KnownModel:
     size_gb: float
     licence: str
     inpainting: bool
+    variations: bool = False
+    """An unCLIP model: conditioned on a picture's CLIP image embedding ("Variations of this box")."""
 
 
 KNOWN_MODELS: tuple[KnownModel, ...] = (
@@ -30,6 +32,9 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5",
                "Stable Diffusion 1.5 text to image (4-channel UNet: inpaints by keeping the known latents)",
                4.3, "CreativeML OpenRAIL-M (use restrictions; read it on the Hub page)", False),
+    KnownModel("sd21-unclip-small", "stabilityai/stable-diffusion-2-1-unclip-small",
+               "Stable unCLIP 2.1 small (768 px, CLIP ViT-L/14 image embeddings): variations of the edit box",
+               6.4, "CreativeML Open RAIL++-M (use restrictions; read it on the Hub page)", False, variations=True),
 )
 
 FILE_PATTERNS = (
@@ -37,13 +42,80 @@ FILE_PATTERNS = (
     "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
     "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
     "text_encoder/config.json", "text_encoder/model.safetensors",
+    "image_encoder/config.json", "image_encoder/model.safetensors", "image_normalizer/config.json",
+    "image_normalizer/diffusion_pytorch_model.safetensors", "image_noising_scheduler/scheduler_config.json",
 )
 """What a run needs of a diffusers repository: configs, the tokenizer and the fp32 safetensors weights (never the
-pickled .bin copies, the safety checker, or the fp16/EMA duplicates)."""
+pickled .bin copies, the safety checker, or the fp16/EMA duplicates). An unCLIP repository's image encoder, image
+normalizer and noising schedule match too; other repositories have none, so those patterns fetch nothing there."""
+
+
+@dataclass(frozen=True)
+class KnownIPAdapter:
+    """An IP-Adapter on the Hub: its weights file and its CLIP image encoder's folder within the repository."""
+
+    name: str
+    repo_id: str
+    weights: str
+    image_encoder: str
+    description: str
+    size_gb: float
+    licence: str
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (self.weights, f"{self.image_encoder}/config.json", f"{self.image_encoder}/model.safetensors")
+
+
+KNOWN_IP_ADAPTERS: tuple[KnownIPAdapter, ...] = (
+    KnownIPAdapter("ip-adapter-sd15", "h94/IP-Adapter", "models/ip-adapter_sd15.safetensors", "models/image_encoder",
+                   "IP-Adapter for Stable Diffusion 1.5 (4 image tokens) with its OpenCLIP ViT-H/14 image encoder",
+                   2.6, "Apache 2.0 (the adapter); the image encoder is LAION's OpenCLIP ViT-H/14 (MIT)"),
+)
+
+
+def known_ip_adapter(name: str) -> KnownIPAdapter | None:
+    return next((adapter for adapter in KNOWN_IP_ADAPTERS if adapter.name == name), None)
+
+
+def makes_variations(model: str) -> bool:
+    """Whether an "sd:" model is an unCLIP model, from its registry entry or its folder's model_index.json (read,
+    not loaded: the window asks when the model picker changes)."""
+    import json
+    from pathlib import Path
+
+    spec = model[3:] if model.startswith("sd:") else model
+    entry = known(spec)
+    if entry is not None:
+        return entry.variations
+    try:
+        index = json.loads((Path(spec).expanduser() / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(index, dict) and "image_normalizer" in index
+
+
 
 
 def known(name: str) -> KnownModel | None:
     return next((model for model in KNOWN_MODELS if model.name == name), None)
+
+
+def makes_variations(model: str) -> bool:
+    """Whether an "sd:" model is an unCLIP model, from its registry entry or its folder's model_index.json (read,
+    not loaded: the window asks when the model picker changes)."""
+    import json
+    from pathlib import Path
+
+    spec = model[3:] if model.startswith("sd:") else model
+    entry = known(spec)
+    if entry is not None:
+        return entry.variations
+    try:
+        index = json.loads((Path(spec).expanduser() / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(index, dict) and "image_normalizer" in index
 
 
 MODELS_PATH_VARIABLE = "GLIDE_STUDIO_SD_MODELS"

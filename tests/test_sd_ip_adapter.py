@@ -1,0 +1,182 @@
+"""IP-Adapter image prompts on tiny random components built here: an SD folder, an adapter in h94's safetensors
+format with its CLIP image encoder beside it, loaded through the user's path (the run loader, the command line).
+The reference changes the result, strength 0 is exactly the run without an adapter, unmasked pixels stay, seeds
+repeat, cancel stops within a step, a broken reference is a clear error and a repeat restores the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from sd_image_helpers import save_folder, save_ip_adapter
+
+from glide_studio import cli
+from glide_studio.pipelines.request import Mode, Request
+from glide_studio.png_metadata import read_record
+from glide_studio.runs.drain import drain
+from glide_studio.runs.errors import ModelUnavailableError
+from glide_studio.runs.models import load_sd_model_set
+from glide_studio.sd import registry
+from glide_studio.sd.loading import load_model
+from glide_studio.sd.pipeline import run
+
+WIDTH, HEIGHT = 50, 40
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sd-ip")
+    folder = save_folder(root / "tiny-inpaint", seed=2)
+    adapter = save_ip_adapter(root / "ip-adapter", load_model(f"sd:{folder}", "cpu", "fp32").unet, seed=4)
+    return folder, adapter
+
+
+@pytest.fixture(scope="module")
+def adapted(files):
+    """The model as the run loader leaves it after a run with a reference (the adapter installed)."""
+    folder, adapter = files
+    loaded = {}
+    load_sd_model_set(sd_request(Mode.INPAINT, f"sd:{folder}", ip_adapter_image=reference(), ip_adapter=str(adapter)),
+                      "cpu", "fp32", loaded=loaded)
+    return next(iter(loaded.values()))
+
+
+@pytest.fixture(scope="module")
+def plain(files):
+    return load_model(f"sd:{files[0]}", "cpu", "fp32")
+
+
+def picture():
+    return np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+
+
+def reference(seed=7, size=(60, 44)):
+    return np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+
+
+def mask():
+    painted = np.zeros((HEIGHT, WIDTH), np.uint8)
+    painted[10:26, 12:31] = 255
+    return painted
+
+
+def sd_request(mode: Mode, name: str, **changes) -> Request:
+    sketch = np.zeros((HEIGHT, WIDTH, 4), np.uint8)
+    sketch[12:22, 14:28] = (230, 20, 20, 255)
+    inputs = {Mode.INPAINT: dict(image=picture(), mask=mask()),
+              Mode.SDEDIT: dict(image=picture(), mask=mask(), sketch=sketch), Mode.GENERATE: {}}[mode]
+    fields = dict(mode=mode, base_model=name, prompt="a red circle", steps=3, seed=5, batch=2, guidance_scale=7.5,
+                  strength=0.7, scheduler="Euler a", **inputs)
+    fields.update(changes)
+    return Request(**fields)
+
+
+@pytest.mark.parametrize("mode", [Mode.INPAINT, Mode.SDEDIT, Mode.GENERATE])
+def test_the_reference_steers_the_run_and_strength_zero_is_the_run_without_it(files, adapted, plain, mode):
+    folder, adapter = files
+    without = sd_request(mode, adapted.name)
+    followed = without.with_(ip_adapter_image=reference(), ip_adapter=str(adapter), ip_adapter_scale=0.8)
+    alone = drain(run(plain, without))
+    steered = drain(run(adapted, followed))
+    assert steered.shape == alone.shape == ((2, 32, 32, 3) if mode == Mode.GENERATE else (2, HEIGHT, WIDTH, 3))
+    assert not np.array_equal(steered, alone)
+    assert np.array_equal(drain(run(adapted, followed)), steered)  # same seed, same pixels
+    other = drain(run(adapted, followed.with_(ip_adapter_image=reference(seed=8))))
+    assert not np.array_equal(other, steered)  # another reference, another result
+    assert not np.array_equal(drain(run(adapted, followed.with_(ip_adapter_scale=0.3))), steered)
+    # strength 0, and a run without a reference on the model that has the adapter installed: bit for bit as without
+    assert np.array_equal(drain(run(adapted, followed.with_(ip_adapter_scale=0.0))), alone)
+    assert np.array_equal(drain(run(adapted, without)), alone)
+    if mode != Mode.GENERATE:
+        kept = mask() == 0
+        assert np.array_equal(steered[:, kept], np.broadcast_to(picture()[kept], steered[:, kept].shape))
+
+
+def test_cancel_stops_within_one_step(adapted, files):
+    calls = []
+    handle = adapted.unet.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        request = sd_request(Mode.INPAINT, adapted.name, steps=6, ip_adapter_image=reference(),
+                             ip_adapter=str(files[1]))
+        stream = run(adapted, request)
+        for step in stream:
+            if step.index == 1:
+                break
+        stream.close()
+    finally:
+        handle.remove()
+    assert len(calls) == 2
+
+
+def test_adapters_that_cannot_be_used_are_refused_clearly(tmp_path, files):
+    folder, adapter = files
+    cases = {
+        tmp_path / "adapter.bin": "pickled",
+        tmp_path / "lonely" / "ip-adapter.safetensors": "image encoder beside it",
+        tmp_path / "nothing.safetensors": "no IP-Adapter",
+    }
+    (tmp_path / "lonely").mkdir()
+    (tmp_path / "lonely" / "ip-adapter.safetensors").write_bytes(adapter.read_bytes())
+    for path, words in cases.items():
+        with pytest.raises(ModelUnavailableError, match=words):
+            load_sd_model_set(sd_request(Mode.INPAINT, f"sd:{folder}", ip_adapter_image=reference(),
+                                         ip_adapter=str(path)), "cpu", "fp32", loaded={})
+
+
+def test_the_known_adapter_fetches_only_its_three_files(monkeypatch, tmp_path):
+    from glide_studio.sd import hub, ip_adapter
+
+    asked = []
+    monkeypatch.setattr(hub, "fetch_files", lambda repo, patterns, **_: asked.append((repo, tuple(patterns))) or
+                        tmp_path)
+    weights, encoder = ip_adapter.resolve("ip-adapter-sd15")
+    assert asked == [("h94/IP-Adapter", ("models/ip-adapter_sd15.safetensors", "models/image_encoder/config.json",
+                                         "models/image_encoder/model.safetensors"))]
+    assert weights == tmp_path / "models" / "ip-adapter_sd15.safetensors" and encoder.name == "image_encoder"
+    known = registry.known_ip_adapter("ip-adapter-sd15")
+    assert known.size_gb > 1 and "Apache" in known.licence
+
+
+@pytest.fixture
+def cli_inputs(tmp_path):
+    paths = {name: tmp_path / f"{name}.png" for name in ("picture", "mask", "reference")}
+    for name, array in zip(paths, (picture(), mask(), reference()), strict=True):
+        Image.fromarray(array).save(paths[name])
+    return paths
+
+
+def _args(files, paths, out, *extra):
+    return ["inpaint", "--model", f"sd:{files[0]}", "--image", str(paths["picture"]), "--mask", str(paths["mask"]),
+            "--prompt", "a cat", "--steps", "2", "--seed", "3", "--device", "cpu", "--precision", "fp32", "-q",
+            "-o", str(out), *extra]
+
+
+def test_the_command_line_runs_records_and_repeats_the_reference(tmp_path, files, cli_inputs, user_data_dir):
+    reference_flags = ["--ip-adapter-image", str(cli_inputs["reference"]), "--ip-adapter-scale", "0.8",
+                       "--ip-adapter", str(files[1])]
+    assert cli.main(_args(files, cli_inputs, tmp_path / "plain.png")) == 0
+    assert cli.main(_args(files, cli_inputs, tmp_path / "steered.png", *reference_flags)) == 0
+    plain, steered = (np.asarray(Image.open(tmp_path / name)) for name in ("plain.png", "steered.png"))
+    assert not np.array_equal(plain, steered)
+    record = read_record(tmp_path / "steered.png").record
+    assert record.request.ip_adapter_scale == 0.8 and record.request.ip_adapter == str(files[1])
+    assert record.inputs["ip_adapter_image"].shape == reference().shape
+    text = Image.open(tmp_path / "steered.png").text["parameters"]
+    assert "IP-Adapter scale: 0.8" in text
+    assert "IP-Adapter" not in Image.open(tmp_path / "plain.png").text["parameters"]
+    # the reference file is gone: the repeat takes it from the input store, by its digest
+    cli_inputs["reference"].unlink()
+    assert cli.main(["repeat", str(tmp_path / "steered.png"), "-q", "-o", str(tmp_path / "again.png")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), steered)
+
+
+def test_the_command_line_refuses_a_broken_reference_clearly(tmp_path, files, cli_inputs, capsys, user_data_dir):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a picture")
+    status = cli.main(_args(files, cli_inputs, tmp_path / "x.png", "--ip-adapter-image", str(broken)))
+    error = capsys.readouterr().err
+    assert status == cli.EXIT_INPUT and "broken.png" in error and "Traceback" not in error
+    assert not (tmp_path / "x.png").exists()
+    status = cli.main(_args(files, cli_inputs, tmp_path / "x.png", "--ip-adapter-scale", "0.5"))
+    error = capsys.readouterr().err
+    assert status == cli.EXIT_USAGE and "--ip-adapter-scale has no effect" in error and "Traceback" not in error
