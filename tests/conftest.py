@@ -123,6 +123,26 @@ def user_data_dir(tmp_path_factory, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_real_compile(monkeypatch):
+    """No test compiles for real (an inductor compile of a UNet takes minutes): the editor's engine is told not to
+    (GLIDE_STUDIO_COMPILE=0; the tests of the compile wiring lift it and pass stand-in compilers), and a test that
+    reaches torch.compile all the same fails."""
+    import sys
+
+    monkeypatch.setenv("GLIDE_STUDIO_COMPILE", "0")
+    reached = []
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        def refuse(*args, **kwargs):
+            reached.append(args[:1])
+            raise RuntimeError("a test reached a real torch.compile")
+
+        monkeypatch.setattr(torch, "compile", refuse)
+    yield
+    assert not reached, "a test reached a real torch.compile (pass a stand-in compiler)"
+
+
 # --- The command line's runs without networks -----------------------------------------------------------------
 def _fake_pipeline(models, request, resume=None):
     """Deterministic in the request, like the real pipelines: 3 steps, then the final pictures (the picture's

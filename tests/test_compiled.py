@@ -1,11 +1,16 @@
 """The compiled twin of a network is built in the background: runs get the eager network until the compiled
-one has finished its warm-up, and keep it for good when compiling fails."""
+one has finished its warm-up, and keep it for good when compiling fails. The editor's engine swaps the twins in
+between runs only, runs compiled only the calls the warm-up made, and records whether a run ran compiled.
+
+No test here compiles for real (minutes of inductor): the compilers are stand-ins (conftest fails a test that
+reaches torch.compile)."""
 
 from __future__ import annotations
 
 import os
 import threading
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -69,3 +74,214 @@ def test_the_compile_cache_lives_in_the_given_directory(tmp_path, monkeypatch):
     assert (tmp_path / "inductor").is_dir()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
     assert os.environ["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1"
+
+
+# --- CompiledUNet: compiled only where warmed, eager for any other call --------------------------------------------
+
+class Doubling(nn.Module):
+    """A network whose calls are told apart by shape; `config`/`get_text_emb` as a UNet has them."""
+
+    config = None
+
+    def forward(self, x, scale=None):
+        return x * 2
+
+
+def counting_compiler(calls):
+    def compile_fn(forward):
+        def compiled(*args, **kwargs):
+            calls.append(tuple(args[0].shape))
+            return forward(*args, **kwargs)
+
+        return compiled
+
+    return compile_fn
+
+
+def test_after_warm_up_only_the_warmed_calls_run_compiled():
+    from glide_studio.models.compiled import CompiledUNet
+
+    calls = []
+    twin = CompiledUNet(Doubling().eval(), compile_fn=counting_compiler(calls))
+    assert not twin.training  # as the network it wraps: a ModelSet does not flip it
+    twin(torch.ones(2, 3))  # the warm-up's call
+    twin.seal()
+    assert torch.equal(twin(torch.ones(2, 3)), torch.full((2, 3), 2.0)) and twin.compiled_calls == 1
+    # Another shape would make torch.compile compile again, inside a run: it runs eager instead.
+    assert torch.equal(twin(torch.ones(4, 3)), torch.full((4, 3), 2.0))
+    assert calls == [(2, 3), (2, 3)] and twin.compiled_calls == 1
+    with torch.autocast("cpu", torch.bfloat16):  # another autocast mode is another graph too
+        twin(torch.ones(2, 3))
+    assert calls == [(2, 3), (2, 3)]
+
+
+def test_a_compiled_call_that_fails_gives_the_eager_result_and_compiled_calls_stop():
+    from glide_studio.models.compiled import CompiledUNet
+
+    attempts = []
+
+    def failing(forward):
+        def compiled(*args, **kwargs):
+            attempts.append(1)
+            if len(attempts) > 1:
+                raise RuntimeError("inductor kernel crashed")
+            return forward(*args, **kwargs)
+
+        return compiled
+
+    twin = CompiledUNet(Doubling(), compile_fn=failing)
+    twin(torch.ones(1, 3))
+    twin.seal()
+    assert torch.equal(twin(torch.ones(1, 3)), torch.full((1, 3), 2.0))  # the eager network answered
+    assert "inductor kernel crashed" in twin.broken and twin.compiled_calls == 0
+    twin(torch.ones(1, 3))
+    assert len(attempts) == 2  # not tried again
+
+
+# --- The editor's engine: compiled in the background, swapped in between runs, recorded ---------------------------
+
+def gated_compiler(release: threading.Event, made: list):
+    """A stand-in for torch.compile that takes until `release` to compile and then gives the eager forward."""
+    from glide_studio.models.compiled import CompiledUNet
+
+    def compile_fn(forward):
+        assert release.wait(30)
+        return forward
+
+    def compiler(unet):
+        twin = CompiledUNet(unet, compile_fn=compile_fn)
+        made.append(twin)
+        return twin
+
+    return compiler
+
+
+def _engine(reference_dir, monkeypatch, compiler):
+    from pipeline_helpers import tiny_model_set
+
+    from glide_studio.app.engine import PipelineEngine
+    from glide_studio.runs.compiling import COMPILE_ENV
+
+    monkeypatch.delenv(COMPILE_ENV)  # conftest's switch: these tests pass stand-in compilers
+    models = tiny_model_set(reference_dir)
+
+    class TinyEngine(PipelineEngine):
+        def load_models(self, request, device) -> None:
+            self._model_set = models
+
+    engine = TinyEngine(compiler=compiler)
+    engine.set_compile(True)
+    return engine
+
+
+def _ran(engine, request):
+    from glide_studio.runs.drain import drain
+
+    return drain(engine.run(request)), engine.context()
+
+
+def test_runs_are_eager_until_the_twins_are_warm_then_compiled_with_the_same_pixels(reference_dir, monkeypatch):
+    from pipeline_helpers import request_for
+
+    from glide_studio.pipelines.request import Mode
+
+    release, made = threading.Event(), []
+    engine = _engine(reference_dir, monkeypatch, gated_compiler(release, made))
+    request = request_for(Mode.INPAINT, batch=1)
+    engine.prepare(request, "cpu")
+    eager, context = _ran(engine, request)  # compiling has not finished: the first run never waits for it
+    assert not context.compiled and not engine._compiled.build.ready
+    steps = engine.run(request)  # a run that starts eager ...
+    next(steps)
+    release.set()
+    assert engine._compiled.build.wait(60) and engine._compiled.build.ready, engine._compiled.error
+    for _ in steps:  # ... stays eager after the twins are ready: they are swapped in between runs only
+        pass
+    assert not engine.context().compiled
+    compiled, context = _ran(engine, request)
+    assert context.compiled and all(twin.compiled_calls > 0 for twin in made)
+    assert np.array_equal(compiled, eager)  # the stand-in compiles to the same arithmetic
+    _, context = _ran(engine, request.with_(batch=3))  # calls the warm-up never made: eager, and recorded so
+    assert not context.compiled
+    engine.set_compile(False)
+    _, context = _ran(engine, request)
+    assert not context.compiled
+
+
+def test_a_compiler_that_fails_leaves_the_runs_eager_and_working(reference_dir, monkeypatch, caplog):
+    from pipeline_helpers import request_for
+
+    from glide_studio.pipelines.request import Mode
+
+    def broken(unet):
+        raise RuntimeError("no C++ compiler found")
+
+    engine = _engine(reference_dir, monkeypatch, broken)
+    request = request_for(Mode.INPAINT, batch=1)
+    engine.prepare(request, "cpu")
+    assert engine._compiled.build.wait(30) and "no C++ compiler" in engine._compiled.error
+    for _ in range(2):
+        images, context = _ran(engine, request)
+        assert images.shape[0] == 1 and not context.compiled
+    assert sum("no C++ compiler" in record.getMessage() for record in caplog.records) == 1  # logged once
+
+
+def test_no_compile_under_the_tests_switch_nor_for_networks_it_does_not_pay_for(reference_dir, monkeypatch):
+    from pipeline_helpers import request_for
+
+    from glide_studio.pipelines.request import Mode
+    from glide_studio.runs.compiling import COMPILE_ENV
+
+    made = []
+    engine = _engine(reference_dir, monkeypatch, gated_compiler(threading.Event(), made))
+    engine.prepare(request_for(Mode.INPAINT, base_model="base-inpaint", upsample_model="upsample-inpaint"), "cpu")
+    assert engine._compiled is None  # the full-size GLIDE networks: never
+    monkeypatch.setenv(COMPILE_ENV, "0")
+    engine.prepare(request_for(Mode.INPAINT), "cpu")
+    assert engine._compiled is None and made == []
+
+
+def test_the_compiled_flag_survives_the_record_and_repeat_says_it_runs_eager(tmp_path, fake_models, capsys):
+    from glide_studio import cli
+    from glide_studio.app.starter import starter_scene
+    from glide_studio.pipelines.request import Mode, Request
+    from glide_studio.png_metadata import read_record, write_png
+    from glide_studio.runs.codec import decode, encode
+    from glide_studio.runs.record import RunContext, RunRecord
+
+    record = RunRecord(Request(mode=Mode.GENERATE, upsample_model=None), RunContext("cpu", "fp32", compiled=True))
+    assert decode(RunRecord, encode(record)).context.compiled
+    assert not decode(RunContext, {"device": "cpu"}).compiled  # records written before the field: eager
+    path = tmp_path / "compiled.png"
+    write_png(path, starter_scene(64), record)
+    assert read_record(path).record.context.compiled
+    assert cli.main(["repeat", str(path), "-o", str(tmp_path / "again.png")]) == 0
+    assert "ran compiled networks" in capsys.readouterr().err
+    again = read_record(tmp_path / "again.png").record
+    assert not again.context.compiled  # what the repeat did: eager
+
+
+def test_the_edit_menu_turns_compiling_on_and_off_and_the_choice_is_kept(qtbot, tmp_path):
+    from PySide6.QtCore import QSettings
+    from window_helpers import open_window
+
+    from glide_studio.app.fake_engine import FakeEngine
+    from glide_studio.app.settings import COMPILE_DEFAULT, Preferences
+    from glide_studio.app.starter import starter_scene
+
+    engine = FakeEngine()
+    window = open_window(qtbot, tmp_path, engine, starter_scene(64), show=False)
+    assert engine.compile is COMPILE_DEFAULT and window.compile_action.isChecked() is COMPILE_DEFAULT
+    prepared = len(engine.prepared)
+    window.compile_action.trigger()
+    assert engine.compile is not COMPILE_DEFAULT
+    window.compile_action.trigger()
+    assert engine.compile is COMPILE_DEFAULT
+    if COMPILE_DEFAULT:  # turned on while idle: the networks are prepared, and compiled after that
+        qtbot.waitUntil(lambda: len(engine.prepared) > prepared, timeout=5000)
+    window.compile_action.trigger()
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    assert Preferences(settings).compile_networks() is not COMPILE_DEFAULT
+    again = FakeEngine()
+    open_window(qtbot, tmp_path, again, starter_scene(64), show=False)
+    assert again.compile is not COMPILE_DEFAULT

@@ -8,6 +8,7 @@ GUI starts instantly and tests can inject a fake engine with the same methods. L
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -15,6 +16,8 @@ from typing import Protocol
 from glide_studio.app.errors import ModelUnavailableError
 from glide_studio.pipelines.request import Family, Mode, Request, Step
 from glide_studio.runs.record import RunContext
+
+_log = logging.getLogger("glide_studio.engine")
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,10 @@ class Engine(Protocol):
         """The run's Step stream; `resume` (a paused run's RunState) continues it instead of starting anew."""
 
     def context(self) -> RunContext:
-        """Where and in what precision the loaded networks run: part of every run's record."""
+        """Where and in what precision the latest run ran (and whether compiled): part of every run's record."""
+
+    def set_compile(self, on: bool) -> None:
+        """Compile the demo networks in the background and run them compiled once ready (Edit menu)."""
 
     def score(self, request: Request, images) -> tuple:
         """Each candidate's CandidateScore (how well its region shows the caption), or () when no CLIP that
@@ -91,11 +97,19 @@ class PipelineEngine:
     """Runs glide_studio.pipelines with networks from the checkpoints layer; keeps loaded networks."""
 
     def __init__(self, base_size: int | None = None, upsample_size: int | None = None,
-                 precision: str = "auto") -> None:
+                 precision: str = "auto", compiler=None) -> None:
         """base_size / upsample_size override the networks' own resolutions (small sizes for tests);
-        precision: auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16 or fp16."""
+        precision: auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16 or fp16;
+        compiler: what makes a UNet's compiled twin (torch.compile's CompiledUNet unless given: tests pass
+        stand-ins)."""
         self.base_size, self.upsample_size = base_size, upsample_size
         self.precision = precision
+        self.compile = False
+        """Compile the demo networks in the background (set_compile; the window applies the preference)."""
+        self._compiler = compiler
+        self._compiled = None
+        self._run_models = None
+        self._calls_before = 0
         self._networks: dict[tuple[str, str], object] = {}
         self._scoring_networks: dict[tuple[str, str], object] = {}
         self._model_set = None
@@ -136,8 +150,40 @@ class PipelineEngine:
     def context(self) -> RunContext:
         if self._model_set is None:
             raise ModelUnavailableError("No model is loaded.")
+        from glide_studio.runs.compiling import compiled_calls
+
+        compiled = compiled_calls(self._run_models) > self._calls_before
         return RunContext.here(self._device, self._model_set.precision.name,
-                               getattr(self._model_set, "model_hash", ""))
+                               getattr(self._model_set, "model_hash", ""), compiled=compiled)
+
+    def set_compile(self, on: bool) -> None:
+        """Takes effect between runs: turned off, the next run is eager; turned on, compiling starts after the
+        next preparation or run (never before a run that is about to start)."""
+        self.compile = bool(on)
+
+    def _start_compile(self, request: Request) -> None:
+        """Compiles the loaded demo networks in the background, warmed with the runs `request`'s settings make
+        (its candidates, one candidate, and a live-painting update); a run never waits for it."""
+        from glide_studio.runs.compiling import CompiledModels, compile_allowed, compiling_pays, warm_up_run
+
+        if not (self.compile and compile_allowed() and self._model_set is not None
+                and compiling_pays(request, self._device)):
+            return
+        try:
+            if self._compiled is None and self._compiler is None:
+                from glide_studio.checkpoints.cache import cache_dir
+
+                # inductor's kernels kept on disk: a second start of the editor loads them instead of compiling
+                self._compiled = CompiledModels(cache_dir=cache_dir() / "inductor")
+            elif self._compiled is None:
+                self._compiled = CompiledModels(self._compiler)
+            from glide_studio.app.live import live_request
+
+            warm = warm_up_run(request)
+            runs = [warm] + ([warm.with_(batch=1)] if warm.batch != 1 else []) + [live_request(warm)]
+            self._compiled.start(self._model_set, runs)
+        except Exception:  # noqa: BLE001 - compiling is a speed-up only: the runs go on eager
+            _log.exception("compiling the networks could not start; runs stay eager")
 
     def prepare(self, request: Request, device: str) -> None:
         from glide_studio import pipelines
@@ -151,13 +197,31 @@ class PipelineEngine:
         warm = Request(mode=Mode.GENERATE, base_model=request.base_model, upsample_model=None, steps=1,
                        sampler=request.sampler, guidance_scale=request.guidance_scale)
         drain(pipelines.run(self._model_set, warm))
+        self._start_compile(request)
 
     def run(self, request: Request, resume: object | None = None) -> Iterator[Step]:
         if self._model_set is None:
             raise ModelUnavailableError("No model is loaded.")
+        from glide_studio.runs.compiling import compiled_calls
         from glide_studio.runs.streams import run
 
-        return run(self._model_set, request, resume=resume)
+        # The compiled twins are swapped in here only, between runs: a run keeps the networks it started with.
+        models = self._model_set
+        if self.compile and self._compiled is not None:
+            models = self._compiled.for_run(models)
+        self._run_models, self._calls_before = models, compiled_calls(models)
+        return self._then_compile(run(models, request, resume=resume), request)
+
+    def _then_compile(self, steps: Iterator[Step], request: Request) -> Iterator[Step]:
+        """The run's steps; once it is over (finished or stopped), compiling starts if it is wanted and not yet
+        done for these networks, so it never competes with the run itself."""
+        try:
+            yield from steps
+        finally:
+            close = getattr(steps, "close", None)
+            if close is not None:
+                close()
+            self._start_compile(request)
 
     def score(self, request: Request, images) -> tuple:
         from collections import ChainMap

@@ -48,6 +48,7 @@ class FakeEngine:
         self.closed_runs = 0
         self.run_threads: list[threading.Thread] = []
         self.scores: tuple = ()
+        self.compile = False
         """What `score` answers (tests set CandidateScores to check the ranking)."""
 
     def devices(self) -> list[str]:
@@ -70,6 +71,9 @@ class FakeEngine:
 
     def context(self) -> RunContext:
         return RunContext("cpu", "fp32", {"fake_engine": "1"})
+
+    def set_compile(self, on: bool) -> None:
+        self.compile = bool(on)
 
     def score(self, request: Request, images) -> tuple:
         return tuple(self.scores[:len(images)])

@@ -14,7 +14,7 @@ from glide_studio.app.controller import StudioController
 from glide_studio.app.errors import StudioError
 from glide_studio.app.worker import Job, JobResult
 from glide_studio.diffusion.samplers import Sampler
-from glide_studio.pipelines.request import Mode
+from glide_studio.pipelines.request import Mode, Request
 from glide_studio.runs.inputs import InputStore
 
 LIVE_STEPS = 5
@@ -23,6 +23,11 @@ LIVE_SAMPLER = Sampler.DPMPP_2M
 """The deterministic DPM-Solver++(2M): at so few steps it settles where the stochastic one still shows noise."""
 FULL_AFTER_MS = 1500
 """When the painting stops for this long, the live picture is redone at the full settings (steps, upsampler)."""
+
+
+def live_request(request: Request) -> Request:
+    """A live update of `request`: few deterministic base steps, no upsampler, one candidate."""
+    return request.with_(steps=min(LIVE_STEPS, request.steps), sampler=LIVE_SAMPLER, upsample_model=None, batch=1)
 
 
 class LivePainter(QObject):
@@ -82,9 +87,7 @@ class LivePainter(QObject):
         if settings.request.mode not in (Mode.INPAINT, Mode.SDEDIT):
             self.message.emit("Live painting works in Inpaint and Sketch → image.")
             return
-        live = settings if quality == "full" else replace(
-            settings, request=settings.request.with_(steps=min(LIVE_STEPS, settings.request.steps),
-                                                     sampler=LIVE_SAMPLER, upsample_model=None, batch=1))
+        live = settings if quality == "full" else replace(settings, request=live_request(settings.request))
         try:
             request = self.controller.request_for(settings.request.seed, live)
         except StudioError as error:

@@ -11,6 +11,10 @@ from glide_studio.app.run_settings import RunSettings
 ORGANIZATION = "GlideStudio"
 APPLICATION = "GLIDE Studio"
 
+COMPILE_KEY = "engine/compile_demo"
+COMPILE_DEFAULT = False
+"""Edit ▸ Compile the demo model: off until measured (weights/MODEL_CARD.md, "torch.compile")."""
+
 
 def default_settings() -> QSettings:
     return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
@@ -35,6 +39,16 @@ class Preferences:
 
     def set_value(self, key: str, value) -> None:
         self.settings.setValue(key, value)
+
+    def compile_networks(self) -> bool:
+        """Compile the demo networks in the background and run them compiled once ready."""
+        raw = self.settings.value(COMPILE_KEY, COMPILE_DEFAULT)
+        if isinstance(raw, str):  # an ini file gives text back
+            return raw.strip().lower() in ("true", "1", "yes", "on")
+        return bool(raw)
+
+    def set_compile_networks(self, on: bool) -> None:
+        self.settings.setValue(COMPILE_KEY, bool(on))
 
     def recent_files(self) -> list[str]:
         raw = self.settings.value("files/recent", [])

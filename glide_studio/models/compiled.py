@@ -93,9 +93,36 @@ class BackgroundCompile:
         return self._compiled if self._compiled is not None else self.network
 
 
+def call_signature(args: tuple, kwargs: dict) -> tuple:
+    """What a compiled graph is specialised on, for one call: every tensor's shape, strides and dtype (also inside
+    dicts and `ReusedFeatures`), the other arguments' values, and the grad and autocast modes. Two calls with the
+    same signature run the same graph; a new signature would make torch.compile compile again."""
+    import torch
+
+    def of(value):
+        if torch.is_tensor(value):
+            return ("tensor", tuple(value.shape), value.stride(), value.dtype, value.device.type)
+        if isinstance(value, dict):
+            return ("dict", tuple((key, of(item)) for key, item in sorted(value.items())))
+        if isinstance(value, (tuple, list)):
+            return (type(value).__name__, tuple(of(item) for item in value))
+        if hasattr(value, "__dataclass_fields__"):
+            names = value.__dataclass_fields__
+            return (type(value).__name__, tuple((name, of(getattr(value, name))) for name in names))
+        return (type(value).__name__, value)
+
+    modes = (torch.is_grad_enabled(), torch.is_inference_mode_enabled(), torch.is_autocast_enabled("cpu"),
+             torch.get_autocast_dtype("cpu"))
+    return modes, of(args), of(kwargs)
+
+
 class CompiledUNet(nn.Module):
     """A GlideUNet whose per-step `forward` is compiled (the whole network, and feature reuse's full and shallow
-    calls, each its own graph); the text embedding (once per run) and the config stay the eager network's."""
+    calls, each its own graph); the text embedding (once per run) and the config stay the eager network's.
+
+    Compiling happens only while `learning` (the warm-up): once `seal()` is called, a call whose signature was not
+    warmed runs the eager network, since compiling it there would stall that run for minutes. A compiled call that
+    raises runs eager instead, and the compiled path is dropped for good (logged once)."""
 
     def __init__(self, unet: nn.Module, compile_fn: Callable | None = None):
         super().__init__()
@@ -103,7 +130,17 @@ class CompiledUNet(nn.Module):
 
         compile_fn = compile_fn or (lambda fn: torch.compile(fn, dynamic=False))
         self.unet = unet
+        self.train(unet.training)
         self._forward = compile_fn(unet.forward)
+        self.learning = True
+        self.warmed: set[tuple] = set()
+        self.compiled_calls = 0
+        """How many calls ran compiled kernels: a run's record says it ran compiled when this moved."""
+        self.broken: str | None = None
+
+    def seal(self) -> None:
+        """Warm-up is over: from now on only the signatures it met run compiled."""
+        self.learning = False
 
     @property
     def config(self):
@@ -117,4 +154,16 @@ class CompiledUNet(nn.Module):
         return self.unet.get_text_emb(tokens, mask)
 
     def forward(self, *args, **kwargs):
-        return self._forward(*args, **kwargs)
+        if self.learning:
+            self.warmed.add(call_signature(args, kwargs))
+            return self._forward(*args, **kwargs)
+        if self.broken is None and call_signature(args, kwargs) in self.warmed:
+            try:
+                output = self._forward(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - the eager network gives this call (and all later) instead
+                self.broken = f"{type(error).__name__}: {error}"
+                log.warning("a compiled call failed, the eager network runs from now on: %s", self.broken)
+            else:
+                self.compiled_calls += 1
+                return output
+        return self.unet(*args, **kwargs)

@@ -37,13 +37,16 @@ class RunContext:
     versions: dict[str, str] = field(default_factory=dict, compare=False)
     model_hash: str = ""
     """A1111's short hash of the weights file (Stable Diffusion models); "" where not known."""
+    compiled: bool = False
+    """The networks ran as torch.compile kernels (the editor's demo networks, once compiled): those fuse and
+    reorder arithmetic, so their pixels differ from an eager run's by rounding. `repeat` runs eager and says so."""
 
     @classmethod
-    def here(cls, device: str, precision: str, model_hash: str = "") -> RunContext:
+    def here(cls, device: str, precision: str, model_hash: str = "", *, compiled: bool = False) -> RunContext:
         import torch
 
         versions = {"glide_studio": __version__, "torch": torch.__version__, "python": platform.python_version()}
-        return cls(str(device), precision, versions, model_hash)
+        return cls(str(device), precision, versions, model_hash, compiled)
 
 
 @dataclass(frozen=True)

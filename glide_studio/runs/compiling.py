@@ -1,0 +1,125 @@
+"""torch.compile for the demo networks of a loaded ModelSet: compiled in the background, swapped in between runs.
+
+`CompiledModels` builds the compiled twins of a model set's UNets on one low-priority daemon thread
+(`glide_studio.models.compiled.BackgroundCompile`) and warms them by draining the runs the editor will make (so
+every call signature a run meets is compiled before a run meets it); `for_run` hands a run the twins once they
+are warm and were made from the very networks loaded now, else the eager model set. Only the demo networks on the
+CPU are compiled: there compiling was measured to pay (weights/MODEL_CARD.md, "torch.compile"); the full-size
+networks' first compile was never measured to pay back within a session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from glide_studio import checkpoints
+from glide_studio.models.compiled import BackgroundCompile, CompiledUNet
+from glide_studio.pipelines.models import ModelSet
+from glide_studio.pipelines.request import Family, Mode, Request
+from glide_studio.runs.drain import drain
+
+COMPILE_ENV = "GLIDE_STUDIO_COMPILE"
+"""Set to 0 to never compile, whatever the preference says (the test suite does: a real compile takes minutes)."""
+
+STAGES = ("base", "upsample")
+
+
+def compile_allowed() -> bool:
+    return os.environ.get(COMPILE_ENV, "").strip().lower() not in ("0", "off", "no", "false")
+
+
+def compiling_pays(request: Request, device: str) -> bool:
+    """The request's networks are the small demo ones on the CPU (the only place compiling was measured to pay)."""
+    if request.family is not Family.GLIDE or str(device) != "cpu":
+        return False
+    names = [name for name in (request.base_model, request.upsample_model) if name]
+    try:
+        return bool(names) and all(checkpoints.get_spec(name).source == "demo" for name in names)
+    except checkpoints.CheckpointError:
+        return False
+
+
+def warm_up_run(request: Request, size: int = 256) -> Request:
+    """`request` on a stand-in picture: the same models, steps, levers and candidates, so the same network calls
+    (shapes, feature-reuse branches, guidance rows) as the user's runs of these settings. Sketch to image and
+    upsampling make an inpaint's calls (a known picture and mask), a generation its own (nothing known)."""
+    if request.mode is Mode.GENERATE:
+        return request.with_(image=None, mask=None, sketch=None, edit_box=None, seed=0)
+    picture = np.full((size, size, 3), 127, np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    mask[size // 4:3 * size // 4, size // 4:3 * size // 4] = 1
+    return request.with_(mode=Mode.INPAINT, image=picture, mask=mask, sketch=None, edit_box=None, seed=0)
+
+
+def compiled_calls(models: ModelSet | None) -> int:
+    """How many network calls of `models` have run compiled kernels so far (0 for an eager model set)."""
+    if models is None:
+        return 0
+    return sum(getattr(getattr(models, stage, None), "compiled_calls", 0) for stage in STAGES)
+
+
+class CompiledModels:
+    """The compiled twins of one loaded model set's UNets, once warm. `compiler` makes one twin from a UNet (a
+    CompiledUNet by default; tests pass stand-ins, since a real compile takes minutes)."""
+
+    def __init__(self, compiler: Callable[[nn.Module], nn.Module] = CompiledUNet, cache_dir: Path | None = None):
+        self.compiler, self.cache_dir = compiler, cache_dir
+        self.build: BackgroundCompile | None = None
+        self._networks: tuple = ()
+
+    def start(self, models: ModelSet, warm_runs: Sequence[Request]) -> bool:
+        """Starts compiling `models`' UNets in the background, unless that is already done or under way for these
+        networks, or another build is still running (it is let finish; the next call starts this one). True when a
+        build was started."""
+        networks = tuple(getattr(models, stage) for stage in STAGES)
+        if self.build is not None and (self._same(networks) or not self.build.wait(0)):
+            return False
+        unets = nn.ModuleDict({stage: network for stage, network in zip(STAGES, networks, strict=True)
+                               if network is not None})
+
+        def twins(eager: nn.ModuleDict) -> nn.ModuleDict:
+            return nn.ModuleDict({stage: self.compiler(network) for stage, network in eager.items()})
+
+        def warm(compiled: nn.ModuleDict) -> None:
+            ready = dataclasses.replace(models, **dict(compiled.items()))
+            for request in warm_runs:
+                drain(_pipeline_run(ready, request))
+            for twin in compiled.values():
+                seal = getattr(twin, "seal", None)
+                if seal is not None:
+                    seal()
+
+        self._networks = networks
+        self.build = BackgroundCompile(unets, warm, compiler=twins, cache_dir=self.cache_dir).start()
+        return True
+
+    def _same(self, networks: tuple) -> bool:
+        return len(networks) == len(self._networks) and all(a is b for a, b in zip(networks, self._networks,
+                                                                                   strict=True))
+
+    def for_run(self, models: ModelSet) -> ModelSet:
+        """`models` with its UNets' compiled twins when they are warm and belong to these very networks; else
+        `models` itself (still compiling, compiling failed, or other networks are loaded now)."""
+        build = self.build
+        if build is None or not isinstance(models, ModelSet) or not self._same(tuple(getattr(models, stage)
+                                                                                      for stage in STAGES)):
+            return models
+        if not build.ready:  # still compiling, or it failed (logged once, by the build)
+            return models
+        return dataclasses.replace(models, **dict(build.current().items()))
+
+    @property
+    def error(self) -> str | None:
+        return None if self.build is None else self.build.error
+
+
+def _pipeline_run(models: ModelSet, request: Request):
+    from glide_studio import pipelines
+
+    return pipelines.run(models, request)
