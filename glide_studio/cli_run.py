@@ -399,6 +399,10 @@ def run_command(args: argparse.Namespace) -> int:
     outputs = output_paths(args.output, request.mode.value, request.seed, request.prompt, len(kept), kept)
     _check_room(outputs, request)
     device, precision = run_context(args, record)
+    if record is not None and record.context.compiled and not args.quiet:
+        # The command line never compiles (a first compile takes minutes, more than a demo run): say so.
+        print("glide-studio: note: the recorded run ran compiled networks (torch.compile, in the editor); this "
+              "runs them eager, whose rounding differs, so the pixels can differ slightly", file=sys.stderr)
     metadata.check_writable(RunRecord.of(request, RunContext(device, precision), paths=paths))
 
     on_step, close_bar = _progress(args.quiet)

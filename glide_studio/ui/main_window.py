@@ -80,6 +80,7 @@ class MainWindow(QMainWindow):
         caption = "Starter scene" if picture is None else "Picture"
         self.controller = StudioController(engine, first_picture, caption, min_interval, self)
         self.controller.set_steps_cap(self._steps_cap_mb())
+        engine.set_compile(self.preferences.compile_networks())
         run_settings = self.preferences.run_settings()
         if picture is None and not run_settings.request.prompt:
             run_settings = run_settings.with_request(prompt=STARTER_CAPTION)
@@ -216,6 +217,12 @@ class MainWindow(QMainWindow):
         self.clear_on_accept_action.setCheckable(True)
         self._action("Keep steps of past runs…", self.ask_steps_cap, [], edit_menu)
         self._action("Largest picture to open…", self.ask_max_megapixels, [], edit_menu)
+        self.compile_action = self._action("Compile the demo model in the background", self._toggle_compile, [],
+                                           edit_menu)
+        self.compile_action.setCheckable(True)
+        self.compile_action.setChecked(self.preferences.compile_networks())
+        self.compile_action.setToolTip("Compiles the demo networks (torch.compile) while you work and runs them "
+                                       "compiled once ready; runs never wait for it")
         self.clear_on_accept_action.setChecked(self.controller.run_settings.clear_layers_on_accept)
 
         view_menu = self.menuBar().addMenu("&View")
@@ -422,6 +429,15 @@ class MainWindow(QMainWindow):
         if dialogs.ask_yes_no(self, "Delete from the gallery?",
                               f"Delete candidate {candidate + 1} of run {run + 1} from the gallery?"):
             self.controller.delete_candidate(run, candidate)
+
+    def _toggle_compile(self, on: bool) -> None:
+        """Edit ▸ Compile the demo model: applies from the next run; turned on, compiling starts now."""
+        self.preferences.set_compile_networks(on)
+        self.controller.engine.set_compile(on)
+        if on and not self.controller.busy:
+            self.controller.prepare()
+        self.statusBar().showMessage("The demo model is compiled in the background; runs use it once ready." if on
+                                     else "Runs use the model uncompiled from the next run on.", 5000)
 
     def _toggle_clear_on_accept(self, on: bool) -> None:
         self.controller.set_run_settings(replace(self.controller.run_settings, clear_layers_on_accept=bool(on)))
