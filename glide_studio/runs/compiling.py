@@ -68,8 +68,9 @@ class CompiledModels:
     """The compiled twins of one loaded model set's UNets, once warm. `compiler` makes one twin from a UNet (a
     CompiledUNet by default; tests pass stand-ins, since a real compile takes minutes)."""
 
-    def __init__(self, compiler: Callable[[nn.Module], nn.Module] = CompiledUNet, cache_dir: Path | None = None):
-        self.compiler, self.cache_dir = compiler, cache_dir
+    def __init__(self, compiler: Callable[[nn.Module], nn.Module] = CompiledUNet, cache_dir: Path | None = None,
+                 nice: int | None = 19):
+        self.compiler, self.cache_dir, self.nice = compiler, cache_dir, nice
         self.build: BackgroundCompile | None = None
         self._networks: tuple = ()
 
@@ -96,7 +97,7 @@ class CompiledModels:
                     seal()
 
         self._networks = networks
-        self.build = BackgroundCompile(unets, warm, compiler=twins, cache_dir=self.cache_dir).start()
+        self.build = BackgroundCompile(unets, warm, compiler=twins, cache_dir=self.cache_dir, nice=self.nice).start()
         return True
 
     def _same(self, networks: tuple) -> bool:
