@@ -87,7 +87,9 @@ def _not_text(text: str) -> str | None:
 
 
 def _text_parser(found):
-    from glide_studio.runs.codec import RecordError, parse_text
+    from glide_studio.runs.codec import RecordError, parse_item, parse_text
+
+    read = parse_item if found.item_kind is not None else parse_text  # a list field: one item per repeat
 
     def parse(text: str):
         problem = _not_text(text)
@@ -96,7 +98,7 @@ def _text_parser(found):
         if found.name == "seed" and text.strip() == str(RANDOM_SEED):
             return RANDOM_SEED
         try:
-            return parse_text(found, text)
+            return read(found, text)
         except (RecordError, ValueError) as error:
             extra = f" (or {RANDOM_SEED} for a random seed)" if found.name == "seed" else ""
             raise argparse.ArgumentTypeError(f"{error}{extra}") from None
@@ -124,12 +126,13 @@ def _add_run_options(parser: argparse.ArgumentParser, from_png: bool = True) -> 
         help_text = found.metadata["help"]
         if found.name == "seed":
             help_text += f"; {RANDOM_SEED} draws a random one (it is recorded)"
-        if found.default not in (None, ""):
+        if found.default not in (None, "", ()):
             help_text += f" (default {format_text(found.default)})"
         choices = list(found.kind) if isinstance(found.kind, type) and issubclass(found.kind, Enum) else None
         metavar = None if choices else found.flag[2:].upper().replace("-", "_")
+        repeated = {"action": "append"} if found.item_kind is not None else {}
         settings.add_argument(found.flag, dest=found.name, type=_text_parser(found), choices=choices,
-                              metavar=metavar, default=argparse.SUPPRESS, help=help_text)
+                              metavar=metavar, default=argparse.SUPPRESS, help=help_text, **repeated)
     if from_png:
         inputs.add_argument("--from-png", type=Path, help="start from the settings of the candidate this PNG "
                             "records (its own seed, one candidate unless --candidates); options override them")

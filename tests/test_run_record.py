@@ -17,7 +17,7 @@ from glide_studio.app.fake_engine import FakeEngine
 from glide_studio.app.run_settings import RunSettings
 from glide_studio.app.starter import starter_scene
 from glide_studio.diffusion.samplers import Sampler
-from glide_studio.pipelines.request import EditBox, Guidance, Mode, Request, Scheduler
+from glide_studio.pipelines.request import EditBox, Guidance, Mode, Region, Request, Scheduler
 from glide_studio.png_metadata import read_record
 from glide_studio.runs.codec import RecordError, decode, encode, spec
 from glide_studio.ui.main_window import MainWindow
@@ -30,6 +30,7 @@ TARGET = Request(
     negative_prompt="blurry, text", scheduler=Scheduler.EULER_A, mask_grow=5, mask_feather=6,
     reuse_interval=3, guidance_stop=0.25, guidance_start=0.9, upsample_reuse_interval=2,
     reuse_stop=0.45, upsample_reuse_stop=0.55,
+    regions=(Region(2, 3, 20, 24, "a red ball"), Region(30, 8, 60, 40, "a blue cube, shiny")), grounding_share=0.6,
 )
 # The same run as a person types it on the command line, flag by flag.
 TARGET_FLAGS = {
@@ -43,6 +44,8 @@ TARGET_FLAGS = {
     "reuse_interval": ["--reuse-interval", "3"], "guidance_stop": ["--guidance-stop", "0.25"],
     "guidance_start": ["--guidance-start", "0.9"], "upsample_reuse_interval": ["--upsample-reuse-interval", "2"],
     "reuse_stop": ["--reuse-stop", "0.45"], "upsample_reuse_stop": ["--upsample-reuse-stop", "0.55"],
+    "regions": ["--region", "2,3,20,24=a red ball", "--region", "30,8,60,40=a blue cube, shiny"],
+    "grounding_share": ["--grounding-share", "0.6"],
 }
 RECORDED_FIELDS = [field for field in dataclasses.fields(Request) if not field.metadata.get("pixels")]
 
@@ -107,6 +110,7 @@ def test_every_field_set_in_the_gui_survives_an_exported_png_reopened_in_the_gui
     for name, widget in controls.fields.widgets.items():
         _set_control(widget, getattr(TARGET, name))
     window.controller.document.set_edit_box(TARGET.edit_box)  # what dragging the box on the canvas does
+    window.regions.apply(TARGET.regions, None)  # what drawing them with the Regions tool does
     ran = _run(qtbot, window).request
     assert ran == TARGET
     window.controller.accept_candidate(2)
@@ -138,7 +142,7 @@ def test_every_field_has_a_command_line_flag_that_reaches_the_record(tmp_path, f
     sd_run = TARGET.with_(base_model="sd:any-model")
     sd_only = [name for name in TARGET_FLAGS
                if not spec(Request, name).relevant(TARGET) and spec(Request, name).relevant(sd_run)]
-    assert sorted(sd_only) == ["negative_prompt", "scheduler"]
+    assert sorted(sd_only) == ["grounding_share", "negative_prompt", "regions", "scheduler"]
     for name in sd_only:
         assert cli.main(args + TARGET_FLAGS["base_model"] + TARGET_FLAGS[name]) != 0
     flags = [part for name, flag in TARGET_FLAGS.items() if name not in sd_only for part in flag]

@@ -107,6 +107,37 @@ class RequestError(PipelineError):
     """A request field holds a value no run can use."""
 
 
+MAX_REGIONS = 30
+"""GLIGEN's position net reads at most this many boxes."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """A GLIGEN grounding box in picture pixels (x0, y0 inclusive; x1, y1 exclusive) and the phrase of what it
+    shows."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    phrase: str
+
+    def __post_init__(self) -> None:
+        corners = (self.x0, self.y0, self.x1, self.y1)
+        if not all(isinstance(value, int) and not isinstance(value, bool) for value in corners):
+            raise RequestError(f"a region's corners must be whole numbers of pixels, got {corners}")
+        if not 0 <= self.x0 < self.x1 or not 0 <= self.y0 < self.y1:
+            raise RequestError(f"a region needs 0 <= x0 < x1 and 0 <= y0 < y1, got {corners}")
+        if not isinstance(self.phrase, str) or not self.phrase.strip():
+            raise RequestError(f"the region {corners} needs a phrase saying what it shows")
+        if any(character in self.phrase for character in "\r\n"):
+            raise RequestError(f"the region {corners}'s phrase must be one line")
+
+
+def _grounded(request: Request) -> bool:
+    return _sd(request) and bool(request.regions)
+
+
 def _has_reference(request: Request) -> bool:
     return _sd(request) and request.ip_adapter_image is not None
 
@@ -224,6 +255,15 @@ class Request:
         relevant=_sd)
     scheduler: Scheduler = setting(Scheduler.DPMPP_2M_KARRAS, label="Scheduler", a1111="Sampler", relevant=_sd,
                                    help="the Stable Diffusion sampler (diffusers' scheduler of that name)")
+    # -- GLIGEN (a Stable Diffusion model with gated self-attention): boxes with phrases -------------------------
+    regions: tuple[Region, ...] = setting(
+        (), label="Regions", cli="region", a1111="Regions", control=False, relevant=_grounded,
+        help="a box in picture pixels and what it shows, x0,y0,x1,y1=phrase; repeat it for more boxes (GLIGEN "
+             "models)")
+    grounding_share: float = setting(
+        0.3, label="Grounding share", a1111="GLIGEN beta", minimum=0.0, maximum=1.0, step=0.05, relevant=_grounded,
+        help="the share of the steps, from the first, that follow the boxes (GLIGEN's scheduled sampling beta); "
+             "the later steps refine the picture without them")
     # -- IP-Adapter image prompt (Stable Diffusion): a reference picture whose look the run follows ----------------
     ip_adapter_image: np.ndarray | None = pixels(
         "reference picture whose look a Stable Diffusion run follows (IP-Adapter image prompt)",
@@ -248,6 +288,8 @@ class Request:
                     known = ", ".join(member.value for member in kind)
                     what = "sampler" if kind in (Sampler, Scheduler) else name
                     raise RequestError(f"unknown {what} {value!r}; expected one of {known}") from None
+        if not isinstance(self.regions, tuple):  # a list from the command line's repeated flag
+            object.__setattr__(self, "regions", tuple(self.regions))
 
     @property
     def family(self) -> Family:
@@ -276,6 +318,8 @@ class Request:
         """Every field's type and range, as its metadata states them."""
         if not isinstance(self.prompt, str):
             raise RequestError("the prompt must be text")
+        if len(self.regions) > MAX_REGIONS or not all(isinstance(region, Region) for region in self.regions):
+            raise RequestError(f"regions must be at most {MAX_REGIONS} boxes with phrases")
         for spec in fields(self):
             low, high = spec.metadata.get("minimum"), spec.metadata.get("maximum")
             if low is None and high is None:

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import math
 import operator
+import re
 import types
 import typing
 from enum import Enum
@@ -44,9 +45,20 @@ class FieldSpec:
             return ""
         return "--" + (cli or self.name).replace("_", "-")
 
+    @property
+    def item_kind(self) -> Any:
+        """For a list field (`tuple[Item, ...]`): the type of one item, else None."""
+        return list_item_kind(self.kind)
+
     def relevant(self, obj: Any) -> bool:
         test = self.metadata.get("relevant")
         return True if test is None else bool(test(obj))
+
+
+def list_item_kind(kind: Any) -> Any:
+    """T for `tuple[T, ...]`, else None."""
+    args = typing.get_args(kind)
+    return args[0] if typing.get_origin(kind) is tuple and len(args) == 2 and args[1] is Ellipsis else None
 
 
 def _unwrap(hint: Any) -> tuple[Any, bool]:
@@ -168,7 +180,11 @@ def decode_value(kind: Any, optional: bool, value: Any, where: str, lenient: boo
             return value
     elif typing.get_origin(kind) is tuple:
         if isinstance(value, (list, tuple)):
-            return tuple(value)
+            inner = list_item_kind(kind)
+            if inner is None:
+                return tuple(value)
+            return tuple(decode_value(inner, False, item, f"{where}[{index}]", lenient)
+                         for index, item in enumerate(value))
     elif typing.get_origin(kind) is dict or kind is dict:
         if isinstance(value, dict):
             item_kind = (typing.get_args(kind) or (str, Any))[1]
@@ -190,13 +206,11 @@ def parse_text(found: FieldSpec, text: str) -> Any:
     if found.optional and text.lower() in ("none", ""):
         return None
     kind = found.kind
+    if found.item_kind is not None:
+        items = [item for item in _item_separator(found.item_kind).split(text) if item.strip()]
+        return tuple(_parse_record(found.item_kind, item) for item in items)
     if dataclasses.is_dataclass(kind):
-        parts = [part.strip() for part in text.split(",")]
-        names = [inner.name for inner in specs(kind)]
-        if len(parts) != len(names):
-            raise RecordError(f"expected {','.join(names)} as {len(names)} numbers, got {text!r}")
-        inner = {name: parse_text(spec(kind, name), part) for name, part in zip(names, parts, strict=True)}
-        return kind(**inner)
+        return _parse_record(kind, text)
     if isinstance(kind, type) and issubclass(kind, Enum):
         return decode_value(kind, False, text, found.name)
     try:
@@ -207,12 +221,56 @@ def parse_text(found: FieldSpec, text: str) -> Any:
     return _in_range(found, value, "the value")
 
 
+@functools.cache
+def _item_separator(kind: type) -> re.Pattern:
+    """Items of a list field in one text are joined by "; ": split only where the next item's numbers follow, so that
+    a phrase may hold a semicolon of its own."""
+    inners = list(specs(kind))
+    numbers = len(inners) - (1 if inners and inners[-1].kind is str else 0)
+    number = r"\s*[-+]?[\d.]+\s*"
+    return re.compile(";(?=" + ",".join([number] * numbers) + ("=" if numbers < len(inners) else "") + ")")
+
+
+def parse_item(found: FieldSpec, text: str) -> Any:
+    """One item of a list field from what a person typed (one repeat of its command-line flag)."""
+    return _parse_record(found.item_kind, text.strip())
+
+
+def _parse_record(kind: type, text: str) -> Any:
+    """A dataclass from "a,b,c" (its fields in order, numbers); a last text field comes after "=": "a,b,c=text"."""
+    inners = list(specs(kind))
+    tail = inners.pop() if inners and inners[-1].kind is str else None
+    numbers, text_part = text, None
+    if tail is not None:
+        numbers, equals, text_part = text.partition("=")
+        if not equals:
+            raise RecordError(f"expected {','.join(inner.name for inner in inners)}={tail.name}, got {text!r}")
+    parts = [part.strip() for part in numbers.split(",")]
+    if len(parts) != len(inners):
+        shape = ",".join(inner.name for inner in inners) + (f"={tail.name}" if tail else "")
+        raise RecordError(f"expected {shape} ({len(inners)} numbers), got {text!r}")
+    values = {inner.name: parse_text(inner, part) for inner, part in zip(inners, parts, strict=True)}
+    if tail is not None:
+        values[tail.name] = text_part.strip()
+    try:
+        return kind(**values)
+    except (TypeError, ValueError) as error:
+        raise RecordError(str(error)) from None
+
+
 def format_text(value: Any) -> str:
     """The inverse of parse_text."""
     if value is None:
         return "none"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return ",".join(format_text(getattr(value, inner.name)) for inner in specs(type(value)))
+        inners = list(specs(type(value)))
+        tail = inners.pop() if inners and inners[-1].kind is str else None
+        numbers = ",".join(format_text(getattr(value, inner.name)) for inner in inners)
+        return numbers + ("=" + getattr(value, tail.name) if tail else "")
+    if isinstance(value, tuple) and not value:
+        return ""
+    if isinstance(value, tuple) and all(dataclasses.is_dataclass(item) for item in value):
+        return "; ".join(format_text(item) for item in value)
     if isinstance(value, Enum):
         return str(value.value)
     if isinstance(value, float):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from glide_studio.models.precision import Precision, choose_precision
 from glide_studio.pipelines.request import SD_MODEL_PREFIX
-from glide_studio.sd import hub, ip_adapter, registry, require, unclip
+from glide_studio.sd import gligen, hub, ip_adapter, registry, require, unclip
 from glide_studio.sd.components import SDModelSet
 from glide_studio.sd.errors import SDModelError
 from glide_studio.sd.preview import fit_projection
@@ -150,6 +150,7 @@ def load_model(name: str, device: str = "cpu", precision: str | Precision = "aut
     with _quiet_libraries():
         parts = _components(source, progress_class)
         check_supported(parts["unet"].config, name, unclip=parts.get("unclip") is not None)
+        gligen.check_supported(parts["unet"].config, name)
         unet = parts["unet"].to(chosen.device, dtype).eval()
         text_encoder = parts["text_encoder"].to(chosen.device, dtype).eval()
         vae = parts["vae"].to(chosen.device, torch.float32).eval()

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from glide_studio.pipelines import editbox
 from glide_studio.pipelines.request import MAX_SEED, Family, Guidance, Mode, Request, Scheduler, Step
 from glide_studio.pipelines.stages import image_to_tensor, tensor_to_uint8
-from glide_studio.sd import ip_adapter, unclip
+from glide_studio.sd import gligen, ip_adapter, unclip
 from glide_studio.sd.components import SDModelSet
 from glide_studio.sd.errors import SDError
 from glide_studio.sd.preview import project
@@ -93,6 +93,7 @@ def run(models: SDModelSet, request: Request, *, resume: SDRunState | None = Non
     """Checks now (a bad request or a state of another run raises here), samples as the stream is drawn."""
     check(models, request)
     inputs = _inputs(models, request)
+    gligen.check_regions(models, request, inputs.boxed)
     latent_side = models.model_size // models.vae_scale
     shape = (request.batch, models.latent_channels, latent_side, latent_side)
     chain = chain_key(request, shape)
@@ -193,6 +194,7 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
         for generator, kept in zip(generators, resume.generators, strict=True):
             generator.set_state(kept)
     embeddings = _encode_prompts(models, request, guided)
+    grounding = gligen.grounding(models, request, inputs.boxed, guided, total)
     latent_side = shape[-1]
 
     regenerate = None
@@ -200,7 +202,14 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
         regenerate = _latent_mask(inputs.regenerate, latent_side, device).expand(shape[0], -1, -1, -1)
     conditioning = None
     known_latents = None
-    if models.inpainting:
+    if models.inpainting and gligen.is_gligen(models.unet):  # its own channels, and it keeps the known latents
+        blank = inputs.boxed is None or regenerate is None
+        known = _encode_image(models, torch.zeros((1, 3, models.model_size, models.model_size), device=device)
+                              if blank else inputs.boxed.image)
+        conditioning = gligen.inpaint_conditioning(known, None if blank else regenerate, shape[0])
+        if not blank:
+            known_latents = known.expand(shape[0], -1, -1, -1)
+    elif models.inpainting:
         if inputs.boxed is None or regenerate is None:  # generating: nothing is known
             blank = torch.zeros((1, 3, models.model_size, models.model_size), device=device)
             masked = _encode_image(models, blank)
@@ -239,6 +248,7 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
             ip_adapter.set_scale(models, request)
             output = models.unet(unet_input.to(models.unet_dtype), timestep, encoder_hidden_states=embeddings,
                                  class_labels=class_labels, added_cond_kwargs=image_prompt,
+                                 cross_attention_kwargs=grounding and grounding.attention_kwargs(index),
                                  return_dict=False)[0].float()
             if guided:
                 unconditional, conditional = output.chunk(2)

@@ -20,6 +20,8 @@ class KnownModel:
     inpainting: bool
     variations: bool = False
     """An unCLIP model: conditioned on a picture's CLIP image embedding ("Variations of this box")."""
+    gligen: bool = False
+    """A GLIGEN model: its UNet has gated self-attention and follows boxes with phrases (the Regions tool)."""
 
 
 KNOWN_MODELS: tuple[KnownModel, ...] = (
@@ -35,6 +37,17 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("sd21-unclip-small", "stabilityai/stable-diffusion-2-1-unclip-small",
                "Stable unCLIP 2.1 small (768 px, CLIP ViT-L/14 image embeddings): variations of the edit box",
                6.4, "CreativeML Open RAIL++-M (use restrictions; read it on the Hub page)", False, variations=True),
+    # GLIGEN (SD 1.4 with gated self-attention and a position net); the size is SD 1.4's fp32 files plus the
+    # grounding layers, estimated from their shapes, not read from the Hub.
+    KnownModel("gligen-generation", "masterful/gligen-1-4-generation-text-box",
+               "GLIGEN 1.4 text-box generation (512 px): boxes with phrases ground generate, sketch to image and "
+               "inpaint (by keeping the known latents)",
+               5.1, "CreativeML OpenRAIL-M, as SD 1.4 (use restrictions; read it on the Hub page)", False,
+               gligen=True),
+    KnownModel("gligen-inpainting", "masterful/gligen-1-4-inpainting-text-box",
+               "GLIGEN 1.4 text-box inpainting (9-channel UNet, 512 px): draws each phrase in its box inside the mask",
+               5.1, "CreativeML OpenRAIL-M, as SD 1.4 (use restrictions; read it on the Hub page)", True,
+               gligen=True),
 )
 
 FILE_PATTERNS = (
@@ -137,3 +150,23 @@ def user_models() -> list[tuple[str, str]]:
             if (path / "model_index.json").is_file() or (path.is_file() and path.suffix == ".safetensors"):
                 found.append((f"sd:{path}", path.stem if path.is_file() else path.name))
     return found
+
+
+def grounds_regions(model: str | None) -> bool:
+    """Whether a model name is a GLIGEN model, so that boxes with phrases mean something to it: a known GLIGEN
+    model, or a diffusers folder whose UNet has gated self-attention (read from its config, nothing imported). A
+    single file is not looked into (GLIGEN is published as diffusers folders)."""
+    import json
+    from pathlib import Path
+
+    if not isinstance(model, str) or not model.startswith("sd:"):
+        return False
+    spec = model[len("sd:"):]
+    found = known(spec)
+    if found is not None:
+        return found.gligen
+    config = Path(spec).expanduser() / "unet" / "config.json"
+    try:
+        return json.loads(config.read_text()).get("attention_type") == "gated"
+    except (OSError, ValueError, AttributeError):
+        return False

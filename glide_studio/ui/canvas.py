@@ -21,6 +21,7 @@ class Tool(str, Enum):
     SKETCH = "sketch"
     LOCK = "lock"
     BOX = "box"
+    REGIONS = "regions"
 
 
 TOOL_LAYER = {Tool.MASK: "mask", Tool.ERASER: "mask", Tool.SKETCH: "sketch", Tool.LOCK: "lock"}
@@ -50,6 +51,8 @@ class Canvas(QGraphicsView):
         self._space_held = False
         self._box_drag: tuple[str, QPointF, QRectF] | None = None
         self._showing_override = False
+        self.regions_tool = None
+        """The Regions tool (ui.regions.RegionsTool), which the window attaches: it owns its boxes' drags."""
 
         self.setScene(QGraphicsScene(self))
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
@@ -277,6 +280,9 @@ class Canvas(QGraphicsView):
         point = self.mapToScene(event.position().toPoint())
         if self.tool == Tool.BOX:
             self._begin_box_drag(QPointF(point))
+        elif self.tool == Tool.REGIONS:
+            if self.regions_tool is not None:
+                self.regions_tool.press(QPointF(point))
         else:
             self._begin_stroke(QPointF(point))
         event.accept()
@@ -292,6 +298,8 @@ class Canvas(QGraphicsView):
             self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(delta.y()))
         elif self._box_drag is not None:
             self._drag_box(point)
+        elif self.tool == Tool.REGIONS and self.regions_tool is not None:
+            self.regions_tool.move(point)
         elif self._last_point is not None:
             self._paint_segment(self._last_point, point)
             self._last_point = point
@@ -303,6 +311,8 @@ class Canvas(QGraphicsView):
             self.viewport().unsetCursor()
         elif self._box_drag is not None:
             self._box_drag = None
+        elif self.tool == Tool.REGIONS and self.regions_tool is not None:
+            self.regions_tool.release(QPointF(self.mapToScene(event.position().toPoint())))
         elif self._last_point is not None:
             self._end_stroke()
         event.accept()
@@ -313,7 +323,7 @@ class Canvas(QGraphicsView):
 
     def _update_cursor_item(self) -> None:
         point = getattr(self, "_cursor_scene_pos", None)
-        if point is None or self.tool == Tool.BOX:
+        if point is None or self.tool in (Tool.BOX, Tool.REGIONS):
             self.cursor_item.hide()
             return
         radius = self.brush_size / 2
@@ -357,8 +367,13 @@ class Canvas(QGraphicsView):
             self.larger_brush()
         elif key == Qt.Key.Key_Backslash and not event.isAutoRepeat():
             self.compare_held.emit(True)
+        elif key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self._delete_selected_region():
+            return
         else:
             super().keyPressEvent(event)
+
+    def _delete_selected_region(self) -> bool:
+        return self.tool == Tool.REGIONS and self.regions_tool is not None and self.regions_tool.delete_selected()
 
     def keyReleaseEvent(self, event) -> None:
         if event.key() == Qt.Key.Key_Backslash and not event.isAutoRepeat():

@@ -118,6 +118,18 @@ def edit_box() -> QIcon:
     return _icon(draw)
 
 
+def regions() -> QIcon:
+    """Two boxes, each with a phrase's line of text."""
+    def draw(p: QPainter) -> None:
+        p.setPen(_pen(INK, 1.6))
+        p.drawRect(QRectF(3, 5, 11, 9))
+        p.setPen(_pen(ACCENT, 1.6))
+        p.drawRect(QRectF(10, 11, 11, 9))
+        p.drawLine(QPointF(12.5, 14), QPointF(18.5, 14))
+
+    return _icon(draw)
+
+
 def clear_mask() -> QIcon:
     def draw(p: QPainter) -> None:
         p.setPen(_pen(MASK))

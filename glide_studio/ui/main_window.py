@@ -47,6 +47,8 @@ from glide_studio.ui.history_panel import HistoryPanel
 from glide_studio.ui.new_canvas import new_canvas
 from glide_studio.ui.outpaint_dialog import OutpaintLauncher
 from glide_studio.ui.recent_menu import RecentMenu
+from glide_studio.ui.regions import RegionsEditor, RegionsTool
+from glide_studio.ui.regions_panel import RegionsPanel
 from glide_studio.ui.timeline import TimelineBar
 from glide_studio.ui.tools_panel import ToolsPanel
 from glide_studio.ui.window_state import restore_window_state, save_window_state
@@ -98,6 +100,9 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.canvas)
         self.controls = ControlsPanel(run_settings, engine.model_choices(), devices)
         self.tools = ToolsPanel(self.canvas)
+        self.regions = RegionsEditor(self.controller, self.canvas.undo_stack, self)
+        self.regions_tool = RegionsTool(self.canvas, self.regions)
+        self.regions_panel = RegionsPanel(self.regions)
         self.candidates = CandidatesStrip()
         self.history_panel = HistoryPanel(self.controller.history)
         self.gallery = GalleryPanel(self.controller)
@@ -116,6 +121,8 @@ class MainWindow(QMainWindow):
         self._dock("Generate", controls_scroll, Qt.DockWidgetArea.RightDockWidgetArea)
         history_dock = self._dock("History", self.history_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(history_dock, self._dock("Gallery", self.gallery, Qt.DockWidgetArea.RightDockWidgetArea))
+        self.tabifyDockWidget(history_dock, self._dock("Regions", self.regions_panel,
+                                                       Qt.DockWidgetArea.RightDockWidgetArea))
         history_dock.raise_()
         timeline_dock = self._dock("Timeline", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea)
         candidates_dock = self._dock("Candidates", self.candidates, Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -284,6 +291,8 @@ class MainWindow(QMainWindow):
         self.gallery.accept_requested.connect(self.accept_from_gallery)
         self.gallery.delete_requested.connect(self.delete_from_gallery)
         self.canvas.compare_held.connect(self._show_before)
+        self.regions.changed.connect(lambda: self.tools.set_regions_enabled(self.regions.active))
+        self.tools.set_regions_enabled(self.regions.active)
         self.timeline.scrubbed.connect(self._show_step)
         self.timeline.fork_requested.connect(self.fork_from)
         self.timeline.strength_requested.connect(self.rerun_at_strength)

@@ -40,6 +40,7 @@ class ToolsPanel(QWidget):
             (Tool.LOCK, icons.lock_brush(), "Lock brush: while paused or scrubbing, keep this part of the "
              "prediction for the rest of the run (L)", "L"),
             (Tool.BOX, icons.edit_box(), "Edit box: what the model sees (M)", "M"),
+            (Tool.REGIONS, icons.regions(), "Regions: boxes with phrases that a GLIGEN model draws (G)", "G"),
         )
         for tool, icon, tip, key in specs:
             action = QAction(icon, tip, self, checkable=True, shortcut=key)
@@ -92,6 +93,12 @@ class ToolsPanel(QWidget):
     def choose(self, tool: Tool) -> None:
         self.canvas.set_tool(tool)
         self.tool_actions[tool].setChecked(True)
+
+    def set_regions_enabled(self, enabled: bool) -> None:
+        """The Regions tool works only for a GLIGEN model; chosen while another is picked, the mask brush returns."""
+        self.tool_actions[Tool.REGIONS].setEnabled(enabled)
+        if not enabled and self.canvas.tool == Tool.REGIONS:
+            self.choose(Tool.MASK)
 
     def pick_colour(self) -> None:
         colour = QColorDialog.getColor(self.canvas.sketch_colour, self, "Sketch colour")

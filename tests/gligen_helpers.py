@@ -1,0 +1,43 @@
+"""Tiny random GLIGEN components, built in the test and saved as a user's diffusers folder: a UNet with gated
+self-attention and its position net (4 channels for generation, 9 for GLIGEN's inpainting layout), the tiny VAE,
+CLIP text model and tokenizer of sd_helpers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from sd_helpers import SCHEDULER_CONFIG, tiny_components, write_tokenizer
+
+
+def tiny_gligen_unet(seed: int = 0, in_channels: int = 4):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4, attention_type="gated")
+    # GLIGEN's gates start closed (tanh(0) = 0); a trained model's are open, so open them to make the boxes count.
+    with torch.no_grad():
+        for name, parameter in unet.named_parameters():
+            if name.endswith(("alpha_attn", "alpha_dense")):
+                parameter.fill_(1.0)
+    return unet.eval()
+
+
+def save_gligen_folder(folder: Path, seed: int = 0, in_channels: int = 4) -> Path:
+    parts = tiny_components(seed, 4)
+    parts["unet"] = tiny_gligen_unet(seed, in_channels)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, module in parts.items():
+        module.save_pretrained(folder / name, safe_serialization=True)
+    write_tokenizer(folder / "tokenizer")
+    (folder / "scheduler").mkdir(exist_ok=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER_CONFIG))
+    (folder / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionGLIGENPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "PNDMScheduler"]}))
+    return folder
