@@ -195,15 +195,15 @@ def test_bf16_runs_the_unet_and_text_encoder_in_bf16_and_still_keeps_the_unmaske
     assert result.shape == (HEIGHT, WIDTH, 3) and np.array_equal(result[kept], picture()[kept])
 
 
-def test_an_sdxl_style_unet_is_refused_by_name(tmp_path):
+def test_a_unet_of_another_kind_is_refused_by_name(tmp_path):
     import json
 
-    folder = save_folder(tmp_path / "xl-like", seed=4)
+    folder = save_folder(tmp_path / "kandinsky-like", seed=4)
     config_file = folder / "unet" / "config.json"
     config = json.loads(config_file.read_text())
-    config.update(addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=64)
+    config.update(addition_embed_type="image", encoder_hid_dim=16)
     config_file.write_text(json.dumps(config))
-    with pytest.raises(SDError, match="SDXL-style"):
+    with pytest.raises(SDError, match="another kind of model"):
         load_model(f"sd:{folder}", "cpu", "fp32")
 
 

@@ -147,6 +147,8 @@ def test_the_model_menu_downloads_the_sd_model_picked_and_refreshes_the_picker(q
     assert not window.download_sd_action.isEnabled()
     qt_asyncio_loop.run_until_complete(window.downloader.task)
     assert fetched == ["sd:sd2-inpainting"]
-    assert "sd2-inpainting" in offered[1] and "GB" in offered[1] and len(offered) == 3
+    from glide_studio.sd.registry import KNOWN_MODELS
+
+    assert "sd2-inpainting" in offered[1] and "GB" in offered[1] and len(offered) == len(KNOWN_MODELS)
     assert window.download_sd_action.isEnabled() and window.progress.format() == "Downloaded"
     window.close()

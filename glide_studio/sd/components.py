@@ -39,6 +39,8 @@ class SDModelSet:
     """An unCLIP model's image encoder, normalizer and embedding noise schedule (`unclip.UnCLIPParts`), else None."""
     ip_adapter: Any = None
     """The IP-Adapter installed in the UNet with its image encoder (`ip_adapter.LoadedIPAdapter`), else None."""
+    sdxl: Any = None
+    """An SDXL model's second text encoder and its pipeline's flags (`sdxl.SDXLParts`), else None."""
     family: Family = field(default=Family.SD, init=False)
 
     @property

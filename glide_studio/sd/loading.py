@@ -12,7 +12,7 @@ from pathlib import Path
 
 from glide_studio.models.precision import Precision, choose_precision
 from glide_studio.pipelines.request import SD_MODEL_PREFIX
-from glide_studio.sd import gligen, hub, ip_adapter, registry, require, unclip
+from glide_studio.sd import gligen, hub, ip_adapter, registry, require, sdxl, unclip
 from glide_studio.sd.components import SDModelSet
 from glide_studio.sd.errors import SDModelError
 from glide_studio.sd.preview import fit_projection
@@ -111,7 +111,11 @@ def _components(source: Source, progress_class=None) -> dict:
         from glide_studio.sd.single_file import components_from_file
 
         return components_from_file(source.file, progress_class=progress_class)
-    return _components_from_folder(folder_of(source, progress_class=progress_class))
+    folder = folder_of(source, progress_class=progress_class)
+    parts = _components_from_folder(folder)
+    if sdxl.is_sdxl(parts["unet"].config):
+        parts["sdxl"] = sdxl.load_parts(folder)
+    return parts
 
 
 @contextlib.contextmanager
@@ -153,13 +157,17 @@ def load_model(name: str, device: str = "cpu", precision: str | Precision = "aut
         gligen.check_supported(parts["unet"].config, name)
         unet = parts["unet"].to(chosen.device, dtype).eval()
         text_encoder = parts["text_encoder"].to(chosen.device, dtype).eval()
+        second_encoder = parts.get("sdxl") and parts["sdxl"].to(chosen.device, dtype)
         vae = parts["vae"].to(chosen.device, torch.float32).eval()
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     weight, bias = fit_projection(vae, scale, float(vae.config.scaling_factor), chosen.device)
     variations = parts.get("unclip") and unclip.to_device(parts["unclip"], chosen.device, dtype)
-    return SDModelSet(name, unet, vae, text_encoder, parts["tokenizer"], parts["scheduler_config"], chosen,
-                      weight, bias, model_hash=short_hash(parts["weights"]), source=str(parts["weights"]),
-                      unclip=variations)
+    models = SDModelSet(name, unet, vae, text_encoder, parts["tokenizer"], parts["scheduler_config"], chosen,
+                        weight, bias, model_hash=short_hash(parts["weights"]), source=str(parts["weights"]),
+                        unclip=variations, sdxl=second_encoder)
+    if second_encoder:
+        sdxl.check_added_width(models, second_encoder)
+    return models
 
 
 def attach_ip_adapter(models: SDModelSet, request, *, progress_class=None) -> None:
@@ -169,14 +177,18 @@ def attach_ip_adapter(models: SDModelSet, request, *, progress_class=None) -> No
 
 
 def check_supported(unet_config, name: str, unclip: bool = False) -> None:
-    """SD 1.x / 2.x UNets only: SDXL's (a second text encoder, size and crop conditioning) is refused by name, not
-    left to fail inside the first step. An unCLIP UNet's projection class embedding is fed by its image parts."""
+    """SD 1.x / 2.x and SDXL UNets: another kind (an upscaler's noise-level class embedding, a Kandinsky-style
+    image embedding) is refused by name, not left to fail inside the first step. An unCLIP UNet's projection class
+    embedding is fed by its image parts."""
     class_embedding = getattr(unet_config, "class_embed_type", None)
     if unclip and class_embedding == "projection":
         class_embedding = None
-    if getattr(unet_config, "addition_embed_type", None) is not None or class_embedding:
-        raise SDModelError(f"{name} is an SDXL-style or upscaler model (its UNet takes extra conditioning); this "
-                           "version runs Stable Diffusion 1.x and 2.x models")
+    addition = getattr(unet_config, "addition_embed_type", None)
+    if addition == "text_time":  # SDXL's size and crop conditioning: sdxl.py feeds it
+        addition = None
+    if addition is not None or class_embedding:
+        raise SDModelError(f"{name} is an upscaler or another kind of model (its UNet takes extra conditioning); "
+                           "this version runs Stable Diffusion 1.x, 2.x and SDXL models")
 
 
 def is_present(name: str) -> bool:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from glide_studio.pipelines import editbox
 from glide_studio.pipelines.request import MAX_SEED, Family, Guidance, Mode, Request, Scheduler, Step
 from glide_studio.pipelines.stages import image_to_tensor, tensor_to_uint8
-from glide_studio.sd import gligen, ip_adapter, unclip
+from glide_studio.sd import gligen, ip_adapter, sdxl, unclip
 from glide_studio.sd.components import SDModelSet
 from glide_studio.sd.errors import SDError
 from glide_studio.sd.preview import project
@@ -136,14 +136,17 @@ def _noise(generators: list[torch.Generator], shape: tuple[int, ...], device) ->
 
 
 @torch.no_grad()
-def _encode_prompts(models: SDModelSet, request: Request, guided: bool) -> torch.Tensor:
-    """(2B or B, L, D): the negative prompt's rows, then the prompt's (the text encoder runs once per run)."""
+def _encode_prompts(models: SDModelSet, request: Request, guided: bool) -> tuple[torch.Tensor, dict | None]:
+    """(2B or B, L, D): the negative prompt's rows, then the prompt's (the text encoder runs once per run); and
+    the UNet's added conditioning from the text (SDXL's pooled projection and size ids), None for SD 1.x / 2.x."""
+    if models.sdxl is not None:
+        return sdxl.conditioning(models, request.prompt, request.negative_prompt, request.batch, guided)
     tokenizer = models.tokenizer
     prompts = ([request.negative_prompt] * request.batch if guided else []) + [request.prompt] * request.batch
     tokens = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                        return_tensors="pt")
     ids = tokens.input_ids.to(models.device)
-    return models.text_encoder(ids)[0].to(models.unet_dtype)
+    return models.text_encoder(ids)[0].to(models.unet_dtype), None
 
 
 @torch.no_grad()
@@ -193,7 +196,8 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
     if resume is not None:
         for generator, kept in zip(generators, resume.generators, strict=True):
             generator.set_state(kept)
-    embeddings = _encode_prompts(models, request, guided)
+    embeddings, text_added = _encode_prompts(models, request, guided)
+    added = {**(text_added or {}), **(image_prompt or {})} or None
     grounding = gligen.grounding(models, request, inputs.boxed, guided, total)
     latent_side = shape[-1]
 
@@ -247,7 +251,7 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
                 [model_input, torch.cat([conditioning] * (2 if guided else 1))], dim=1)
             ip_adapter.set_scale(models, request)
             output = models.unet(unet_input.to(models.unet_dtype), timestep, encoder_hidden_states=embeddings,
-                                 class_labels=class_labels, added_cond_kwargs=image_prompt,
+                                 class_labels=class_labels, added_cond_kwargs=added,
                                  cross_attention_kwargs=grounding and grounding.attention_kwargs(index),
                                  return_dict=False)[0].float()
             if guided:

@@ -31,6 +31,10 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("sd2-inpainting", "stabilityai/stable-diffusion-2-inpainting",
                "Stable Diffusion 2 inpainting (9-channel UNet, 512 px, OpenCLIP text encoder)",
                5.2, "CreativeML Open RAIL++-M (use restrictions; read it on the Hub page)", True),
+    KnownModel("sdxl-inpainting", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+               "SDXL 1.0 inpainting 0.1 (9-channel UNet, 1024 px, two text encoders): inpaint, sketch to image, "
+               "generate; slow on a CPU", 13.9, "CreativeML Open RAIL++-M (use restrictions; read it on the Hub page)",
+               True),
     KnownModel("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5",
                "Stable Diffusion 1.5 text to image (4-channel UNet: inpaints by keeping the known latents)",
                4.3, "CreativeML OpenRAIL-M (use restrictions; read it on the Hub page)", False),
@@ -55,12 +59,14 @@ FILE_PATTERNS = (
     "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
     "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
     "text_encoder/config.json", "text_encoder/model.safetensors",
+    "text_encoder_2/config.json", "text_encoder_2/model.safetensors", "tokenizer_2/*.json", "tokenizer_2/*.txt",
     "image_encoder/config.json", "image_encoder/model.safetensors", "image_normalizer/config.json",
     "image_normalizer/diffusion_pytorch_model.safetensors", "image_noising_scheduler/scheduler_config.json",
 )
 """What a run needs of a diffusers repository: configs, the tokenizer and the fp32 safetensors weights (never the
-pickled .bin copies, the safety checker, or the fp16/EMA duplicates). An unCLIP repository's image encoder, image
-normalizer and noising schedule match too; other repositories have none, so those patterns fetch nothing there."""
+pickled .bin copies, the safety checker, or the fp16/EMA duplicates). SDXL's second text encoder and tokenizer
+match too, and so do an unCLIP repository's image encoder, image normalizer and noising schedule; other
+repositories have none, so those patterns fetch nothing there."""
 
 
 @dataclass(frozen=True)
