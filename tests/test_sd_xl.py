@@ -182,3 +182,13 @@ def test_sdxl_inpaints_from_the_command_line_with_a1111_metadata(tmp_path, folde
     assert out.shape == (HEIGHT, WIDTH, 3) and np.array_equal(out[mask() == 0], picture()[mask() == 0])
     record = read_record(tmp_path / "out.png").record
     assert record.request.base_model == model and len(record.context.model_hash) == 10
+
+
+def test_an_sdxl_single_file_says_where_sdxl_is_read_from(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "sdxl-inpaint.safetensors"
+    save_file({"conditioner.embedders.0.transformer.text_model.embeddings.position_ids": torch.zeros(1, 77),
+               "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 9, 3, 3)}, str(path))
+    with pytest.raises(SDModelError, match="SDXL checkpoint.*diffusers folder or Hub"):
+        load_model(f"sd:{path}", "cpu", "fp32")

@@ -71,6 +71,9 @@ def components_from_file(path: Path, *, progress_class=None) -> dict:
         checkpoint = load_file(str(path))
     except (SafetensorError, OSError) as error:
         raise SDModelError(f"{path.name} is not a readable safetensors file: {error}") from error
+    if any(key.startswith("conditioner.embedders.") for key in checkpoint):
+        raise SDModelError(f"{path.name} is an SDXL checkpoint, which is read from its diffusers folder or Hub "
+                           "repository (e.g. sd:diffusers/stable-diffusion-xl-1.0-inpainting-0.1), not a single file")
     folder = config_folder(path, checkpoint)
     unet_config = _read_json(folder / "unet" / "config.json")
     vae_config = _read_json(folder / "vae" / "config.json")
