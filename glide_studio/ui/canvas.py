@@ -188,6 +188,8 @@ class Canvas(QGraphicsView):
     def set_tool(self, tool: Tool) -> None:
         self.tool = Tool(tool)
         self._update_cursor_item()
+        if self.regions_tool is not None:
+            self.regions_tool.refresh()  # the boxes are drawn in full only while they are being edited
 
     def set_brush_size(self, size: int) -> None:
         size = int(min(max(size, MIN_BRUSH), MAX_BRUSH))

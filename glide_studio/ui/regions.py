@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QGraphicsItem
 
 from glide_studio.pipelines.request import MAX_REGIONS, Region
 from glide_studio.sd.registry import grounds_regions
+from glide_studio.ui.canvas import Tool
 
 NEW_PHRASE = "an object"
 """What a new box says until the user types its phrase (the panel selects it for typing over)."""
@@ -135,6 +136,9 @@ class RegionsItem(QGraphicsItem):
     def __init__(self, editor: RegionsEditor) -> None:
         super().__init__()
         self.editor = editor
+        self.editing = False
+        """The Regions tool is chosen: boxes filled, the selected one with its handle. Otherwise only their dashed
+        outlines and phrases show, so that a result under them can be seen."""
         self.picture = QRectF()
         self.drag: tuple[int | None, QRectF] | None = None
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
@@ -176,12 +180,13 @@ class RegionsItem(QGraphicsItem):
                 rects[index] = rect
         for index, rect in enumerate(rects):
             colour = colour_of(index)
-            chosen = index == self.editor.selected or (self.drag is not None and self.drag[0] == index)
-            pen = QPen(colour, 2.5 if chosen else 1.5)
+            dragged = self.drag is not None and self.drag[0] == index
+            chosen = self.editing and (index == self.editor.selected or dragged)
+            pen = QPen(colour, 2.5 if chosen else 1.5, Qt.PenStyle.SolidLine if self.editing else Qt.PenStyle.DashLine)
             pen.setCosmetic(True)
             painter.setPen(pen)
             fill = QColor(colour)
-            fill.setAlpha(45 if chosen else 25)
+            fill.setAlpha(45 if chosen else 25 if self.editing else 0)
             painter.setBrush(fill)
             painter.drawRect(rect)
             phrase = self.editor.regions[index].phrase if index < len(self.editor.regions) else NEW_PHRASE
@@ -217,6 +222,7 @@ class RegionsTool:
         self.refresh()
 
     def refresh(self) -> None:
+        self.item.editing = self.canvas.tool == Tool.REGIONS
         self.item.set_picture(QRectF(0, 0, self.canvas.document.width, self.canvas.document.height))
         self.item.setVisible(self.editor.active and bool(self.editor.regions or self._drag))
 
