@@ -162,3 +162,15 @@ def test_regions_are_refused_where_they_mean_nothing(models, tmp_path):
         Region(9, 1, 5, 5, "a ball")
     with pytest.raises(ValueError, match="at most 30"):
         grounded(models, "generation", Mode.GENERATE, regions=(BALL,) * 31).check()
+
+
+def test_a_grounded_sketch_to_image_run_keeps_the_unmasked_pixels_and_follows_the_boxes(models):
+    sketch = np.zeros((HEIGHT, WIDTH, 4), np.uint8)
+    sketch[10:24, 14:28] = (230, 20, 20, 255)
+    request = grounded(models, "generation", Mode.SDEDIT, image=picture(), mask=mask(), sketch=sketch, strength=0.7)
+    result = drain(run(models["generation"], request))
+    kept = mask() == 0
+    assert result.shape == (2, HEIGHT, WIDTH, 3)
+    assert all(np.array_equal(candidate[kept], picture()[kept]) for candidate in result)
+    assert np.array_equal(drain(run(models["generation"], request)), result)
+    assert not np.array_equal(drain(run(models["generation"], request.with_(regions=()))), result)
