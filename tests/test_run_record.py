@@ -29,7 +29,7 @@ TARGET = Request(
     base_model="base-inpaint", upsample_model="upsample-inpaint", upsample_steps=9, edit_box=EditBox(4, 6, 40, 40),
     negative_prompt="blurry, text", scheduler=Scheduler.EULER_A, mask_grow=5, mask_feather=6,
     reuse_interval=3, guidance_stop=0.25, guidance_start=0.9, upsample_reuse_interval=2,
-    reuse_stop=0.45, upsample_reuse_stop=0.55,
+    reuse_stop=0.45, upsample_reuse_stop=0.55, ip_adapter_scale=0.8, ip_adapter="my-adapter.safetensors",
     regions=(Region(2, 3, 20, 24, "a red ball"), Region(30, 8, 60, 40, "a blue cube, shiny")), grounding_share=0.6,
 )
 # The same run as a person types it on the command line, flag by flag.
@@ -44,6 +44,7 @@ TARGET_FLAGS = {
     "reuse_interval": ["--reuse-interval", "3"], "guidance_stop": ["--guidance-stop", "0.25"],
     "guidance_start": ["--guidance-start", "0.9"], "upsample_reuse_interval": ["--upsample-reuse-interval", "2"],
     "reuse_stop": ["--reuse-stop", "0.45"], "upsample_reuse_stop": ["--upsample-reuse-stop", "0.55"],
+    "ip_adapter_scale": ["--ip-adapter-scale", "0.8"], "ip_adapter": ["--ip-adapter", "my-adapter.safetensors"],
     "regions": ["--region", "2,3,20,24=a red ball", "--region", "30,8,60,40=a blue cube, shiny"],
     "grounding_share": ["--grounding-share", "0.6"],
 }
@@ -111,6 +112,7 @@ def test_every_field_set_in_the_gui_survives_an_exported_png_reopened_in_the_gui
         _set_control(widget, getattr(TARGET, name))
     window.controller.document.set_edit_box(TARGET.edit_box)  # what dragging the box on the canvas does
     window.regions.apply(TARGET.regions, None)  # what drawing them with the Regions tool does
+    controls.reference.show_adapter(TARGET.ip_adapter)  # the reference picker's adapter list
     ran = _run(qtbot, window).request
     assert ran == TARGET
     window.controller.accept_candidate(2)
@@ -138,11 +140,12 @@ def test_every_field_has_a_command_line_flag_that_reaches_the_record(tmp_path, f
     args = ["sdedit", "--image", str(tmp_path / "picture.png"), "--sketch", str(tmp_path / "sketch.png"),
             "--mask", str(tmp_path / "mask.png"), "-q", "-o", str(tmp_path / "out.png")]
     # The Stable Diffusion section has no effect on this GLIDE run: the command line refuses its flags here (they
-    # reach an SD run's record in test_sd_fronts), and the record keeps their defaults.
-    sd_run = TARGET.with_(base_model="sd:any-model")
-    sd_only = [name for name in TARGET_FLAGS
-               if not spec(Request, name).relevant(TARGET) and spec(Request, name).relevant(sd_run)]
-    assert sorted(sd_only) == ["grounding_share", "negative_prompt", "regions", "scheduler"]
+    # reach an SD run's record in test_sd_fronts and test_sd_ip_adapter), and the record keeps their defaults.
+    sd_run = TARGET.with_(base_model="sd:any-model", ip_adapter_image=np.zeros((8, 8, 3), np.uint8))
+    sd_only = [name for name in TARGET_FLAGS if not spec(Request, name).relevant(TARGET)]
+    assert {"negative_prompt", "scheduler", "ip_adapter_scale", "ip_adapter", "regions", "grounding_share"} <= set(
+        sd_only)
+    assert all(spec(Request, name).relevant(sd_run) for name in sd_only)
     for name in sd_only:
         assert cli.main(args + TARGET_FLAGS["base_model"] + TARGET_FLAGS[name]) != 0
     flags = [part for name, flag in TARGET_FLAGS.items() if name not in sd_only for part in flag]

@@ -180,3 +180,80 @@ def test_the_command_line_refuses_a_broken_reference_clearly(tmp_path, files, cl
     status = cli.main(_args(files, cli_inputs, tmp_path / "x.png", "--ip-adapter-scale", "0.5"))
     error = capsys.readouterr().err
     assert status == cli.EXIT_USAGE and "--ip-adapter-scale has no effect" in error and "Traceback" not in error
+
+
+# -- in the real window ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory, plain):
+    """GLIDE_STUDIO_SD_MODELS as a user lays it out: the model's folder, and an adapter with its encoder in a
+    subfolder of its own."""
+    root = tmp_path_factory.mktemp("user-sd-models")
+    save_folder(root / "my-inpainter", seed=2)
+    save_ip_adapter(root / "ip-adapter", plain.unet, seed=4)
+    return root
+
+
+def test_the_window_picks_a_reference_from_the_box_runs_with_it_and_a_replay_restores_it(
+        qtbot, tmp_path, monkeypatch, models_dir, user_data_dir):
+    from PySide6.QtWidgets import QComboBox
+    from window_helpers import open_window
+
+    from glide_studio.app.controller import StudioController
+    from glide_studio.app.engine import PipelineEngine
+    from glide_studio.app.starter import starter_scene
+    from glide_studio.pipelines.request import EditBox
+    from glide_studio.sd.registry import MODELS_PATH_VARIABLE
+
+    monkeypatch.setenv(MODELS_PATH_VARIABLE, str(models_dir))
+    window = open_window(qtbot, tmp_path, PipelineEngine(precision="fp32"), starter_scene(64))
+    controls, controller = window.controls, window.controller
+    picker = controls.reference
+    adapter = str(models_dir / "ip-adapter" / "ip-adapter_tiny.safetensors")
+    assert [picker.adapter.itemData(index) for index in range(picker.adapter.count())] == ["ip-adapter-sd15", adapter]
+    assert not picker.choose.isEnabled()  # the demo model reads no reference
+    assert not window.image_prompts.reference_from_box_action.isEnabled()
+
+    model: QComboBox = controls.model
+    model.setCurrentIndex(model.findData(f"sd:{models_dir / 'my-inpainter'}"))
+    picker.adapter.setCurrentIndex(picker.adapter.findData(adapter))
+    controls.random_seed.setChecked(False)
+    controls.fields.widgets["steps"].setValue(2)
+    controls.fields.widgets["batch"].setValue(1)
+    assert picker.choose.isEnabled() and picker.from_box.isEnabled()
+    assert not picker.strength.isEnabled()  # nothing to follow yet
+    controller.document.set_edit_box(EditBox(8, 8, 32, 32))
+    picker.from_box.click()
+    boxed = controller.document.picture[8:40, 8:40]
+    assert np.array_equal(controller.reference, boxed)
+    assert picker.strength.isEnabled() and not picker.preview.pixmap().isNull() and picker.clear.isEnabled()
+    picker.strength.setValue(0.9)
+
+    mask = np.zeros((64, 64), np.uint8)
+    mask[12:36, 12:36] = 255  # inside the box
+    controller.document.set_mask_array(mask)
+    before = controller.document.picture.copy()
+    with qtbot.waitSignal(controller.run_finished, timeout=120_000) as finished:
+        window.run()
+    result = finished.args[0]
+    assert result.record.request.ip_adapter == adapter and result.record.request.ip_adapter_scale == 0.9
+    assert np.array_equal(result.record.request.ip_adapter_image, boxed)
+    from glide_studio.runs.inputs import InputStore
+
+    kept_reference = InputStore().get("ip_adapter_image", result.record.inputs["ip_adapter_image"].sha256)
+    assert np.array_equal(kept_reference, boxed)  # kept by digest with the run's other inputs
+    kept = mask == 0
+    assert np.array_equal(result.images[0][kept], before[kept])
+
+    rebuilt = StudioController(PipelineEngine(precision="fp32"), np.zeros((8, 8, 3), np.uint8))
+    try:
+        rebuilt.replay(window.session.journal)
+        assert np.array_equal(rebuilt.reference, boxed)
+        assert np.array_equal(rebuilt.run_settings.request.ip_adapter_image, boxed)
+        assert rebuilt.run_settings.to_json() == controller.run_settings.to_json()
+        assert rebuilt.runs[0].record.inputs == result.record.inputs  # the run names its reference by digest
+    finally:
+        assert rebuilt.shutdown()
+    picker.clear.click()
+    assert controller.reference is None and not picker.strength.isEnabled()
+    window.close()

@@ -87,3 +87,44 @@ def test_the_model_says_it_makes_variations_and_the_registry_knows_stable_unclip
     for part in ("image_encoder/model.safetensors", "image_normalizer/diffusion_pytorch_model.safetensors",
                  "image_noising_scheduler/scheduler_config.json"):
         assert part in registry.FILE_PATTERNS
+
+
+def test_variations_of_this_box_in_the_window(qtbot, tmp_path, monkeypatch, folder, user_data_dir):
+    from sd_helpers import save_folder
+    from window_helpers import open_window
+
+    from glide_studio.app.engine import PipelineEngine
+    from glide_studio.app.starter import starter_scene
+    from glide_studio.sd.registry import MODELS_PATH_VARIABLE
+
+    models_dir = folder.parent
+    save_folder(models_dir / "plain-inpainter", seed=2)
+    monkeypatch.setenv(MODELS_PATH_VARIABLE, str(models_dir))
+    window = open_window(qtbot, tmp_path, PipelineEngine(precision="fp32"), starter_scene(64))
+    controls, controller = window.controls, window.controller
+    action = window.image_prompts.variations_action
+    assert action in window.findChildren(type(action)) and not action.isEnabled()  # the demo model cannot
+    controls.model.setCurrentIndex(controls.model.findData(f"sd:{models_dir / 'plain-inpainter'}"))
+    assert not action.isEnabled()  # nor can an inpainting model
+    controls.model.setCurrentIndex(controls.model.findData(f"sd:{folder}"))
+    assert action.isEnabled()
+    controls.random_seed.setChecked(False)
+    controls.fields.widgets["steps"].setValue(3)
+    controls.fields.widgets["batch"].setValue(2)
+    controller.document.set_edit_box(EditBox(16, 8, 40, 40))
+    before = controller.document.picture.copy()
+    steps = []
+    controller.run_step.connect(lambda progress: steps.append(progress.index))
+    with qtbot.waitSignal(controller.run_finished, timeout=120_000) as finished:
+        action.trigger()
+    result = finished.args[0]
+    assert result.record.request.mode == Mode.GENERATE and result.record.request.edit_box == EditBox(16, 8, 40, 40)
+    assert controls.run_settings().request.mode == Mode.INPAINT  # the mode setting stays as it was
+    assert steps[-3:] == [0, 1, 2]
+    images = result.images
+    assert images.shape == (2, 64, 64, 3) and not np.array_equal(images[0], images[1])
+    outside = np.ones((64, 64), bool)
+    outside[8:48, 16:56] = False
+    assert all(np.array_equal(image[outside], before[outside]) for image in images)
+    assert controller.candidates is not None and len(controller.candidates) == 2
+    window.close()

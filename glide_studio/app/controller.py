@@ -30,7 +30,7 @@ from glide_studio.atomic_files import check_room
 from glide_studio.pipelines import editbox
 from glide_studio.pipelines.chains import start_over
 from glide_studio.pipelines.editbox import EditBoxError
-from glide_studio.pipelines.request import MAX_SEED, SD_MODEL_PREFIX, EditBox, Mode, Request
+from glide_studio.pipelines.request import MAX_SEED, SD_MODEL_PREFIX, EditBox, Family, Mode, Request
 from glide_studio.png_metadata import MetadataError, read_record, write_png
 from glide_studio.runs.record import CandidateScore, Resumed, RunRecord, array_digest, changed_fields, pixel_fields
 
@@ -189,6 +189,9 @@ class StudioController(QObject):
         self.document.layer_committed.connect(self._on_layer_committed)
         self.document.edit_box_changed.connect(self._on_edit_box_changed)
         self.preview_source = "pred_x0"
+        self.reference: np.ndarray | None = None
+        """The reference picture (IP-Adapter image prompt) that Stable Diffusion runs follow: the document's, like its
+        layers, journalled when it is set, and put into every run's settings."""
 
     # --- the journal ------------------------------------------------------------------------------
     def attach_journal(self, journal: Journal) -> None:
@@ -280,6 +283,8 @@ class StudioController(QObject):
         return self._settings
 
     def set_run_settings(self, settings: RunSettings, announce: bool = False) -> None:
+        # Settings read back from a journal or the preferences hold no pictures: the reference is the document's.
+        settings = replace(settings, request=settings.request.with_(ip_adapter_image=self.reference))
         changed = settings != self._settings
         self._settings = settings
         if changed:
@@ -305,6 +310,46 @@ class StudioController(QObject):
         if box is not None and box.x + box.width <= self.document.width and box.y + box.height <= self.document.height:
             self.document.set_edit_box(box)
         return kept
+
+    # --- the reference picture (IP-Adapter) and variations (unCLIP) ---------------------------------------
+    def set_reference(self, picture: np.ndarray | None) -> None:
+        """The reference picture Stable Diffusion runs follow (None: none), journalled with its pixels."""
+        self.reference = None if picture is None else np.ascontiguousarray(np.asarray(picture)[..., :3], np.uint8)
+        self._record(*journaling.reference_event(self.reference))
+        self.set_run_settings(self._settings, announce=True)
+
+    def set_reference_file(self, path: str | Path) -> None:
+        self.set_reference(load_image(path))
+
+    def reference_from_box(self) -> None:
+        """The edit box's region of the picture as it is now becomes the reference."""
+        box = self.document.edit_box
+        self.set_reference(self.document.picture[box.y:box.y + box.height, box.x:box.x + box.width].copy())
+
+    @staticmethod
+    def ip_adapter_choices() -> list[tuple[str, str]]:
+        """(adapter name, label): the known IP-Adapters, then the user's own (under GLIDE_STUDIO_SD_MODELS)."""
+        from glide_studio.sd import registry
+
+        known = [(adapter.name, f"{adapter.name} ({adapter.size_gb:g} GB from the Hub)")
+                 for adapter in registry.KNOWN_IP_ADAPTERS]
+        return known + registry.user_ip_adapters()
+
+    def makes_variations(self) -> bool:
+        """Whether the current model is an unCLIP model (read from its registry entry or folder, never loaded)."""
+        from glide_studio.sd.registry import makes_variations
+
+        request = self._settings.request
+        return request.family is Family.SD and makes_variations(request.base_model)
+
+    def vary_box(self) -> Job:
+        """Variations of this box: the current unCLIP model draws the edit box's region anew from its CLIP image
+        embedding, one candidate per seed (seed + i), pasted back through the box; the mode setting stays."""
+        if not self.makes_variations():
+            raise StudioError("Variations need an unCLIP model (Stable unCLIP, e.g. sd21-unclip-small): pick one in "
+                              "the Model list.")
+        settings = self._settings.with_request(mode=Mode.GENERATE)
+        return self._start(self.request_for(choose_seed(settings), settings))
 
     # --- running ----------------------------------------------------------------------------------
     @property
@@ -748,6 +793,7 @@ class StudioController(QObject):
         self.cancel()
         self.discard_candidates()
         self._record(*journaling.document_event(picture, caption))
+        self.reference = None  # a new document starts without one, as its journal does
         self.runs.clear()
         self.gallery_changed.emit()
         self.document.reset(picture)

@@ -1,9 +1,10 @@
 """What the controller writes to a document's journal, and the fold that rebuilds a document from it.
 
 Each event is (kind, data, blobs). Kinds: document (a new picture), layer (the exact pixels a finished stroke,
-clear, invert or undo left in a rectangle of the mask or sketch), box, settings, run_started, run (a finished
-run: its record and every candidate), run_paused (a paused run's predictions at that step), accept, discard,
-delete, goto (history, undo/redo of an accept) and history (a project's tree imported whole). Replaying calls
+clear, invert or undo left in a rectangle of the mask or sketch), box, reference (the IP-Adapter picture),
+settings, run_started, run (a finished run: its record and every candidate), run_paused (a paused run's
+predictions at that step), accept, discard, delete, goto (history, undo/redo of an accept) and history (a
+project's tree imported whole). Replaying calls
 the same controller methods the live actions did, so the document after a replay is the document before it, bit
 for bit (`state_digest`).
 """
@@ -63,6 +64,14 @@ def layer_event(document: Document, layer: str, rect: QRect, detail: dict) -> Ev
 def box_event(document: Document) -> Event:
     box = document.edit_box
     return "box", {"box": encode(box), "automatic": document.box_is_automatic}, {}
+
+
+def reference_event(picture: np.ndarray | None) -> Event:
+    """The reference picture Stable Diffusion runs follow (IP-Adapter), or none."""
+    if picture is None:
+        return "reference", {"picture": None}, {}
+    digest, blobs = _blob(png_bytes(picture))
+    return "reference", {"picture": digest}, blobs
 
 
 def settings_event(settings: RunSettings) -> Event:
@@ -147,6 +156,8 @@ def _apply(controller: StudioController, journal: Journal, kind: str, data: dict
                                    zlib.decompress(journal.blob(data["patch"])))
     elif kind == "box":
         document.set_edit_box(decode(EditBox, data["box"]), automatic=bool(data["automatic"]))
+    elif kind == "reference":
+        controller.set_reference(None if data["picture"] is None else _picture(journal, data["picture"]))
     elif kind == "settings":
         controller.set_run_settings(RunSettings.from_json(data["settings"]))
     elif kind == "run":
@@ -212,6 +223,7 @@ def state_digest(controller: StudioController) -> str:
         add((node.id, node.parent_id, node.caption, None if node.record is None else encode(node.record)))
         add(node.image.tobytes())
     add(controller.history.current.id)
+    add(None if controller.reference is None else controller.reference.tobytes())
     for run in controller.runs:
         add((encode(run.record), sorted(run.deleted), run.run_id, run.parent, run.paused_at, run.ran_with))
         add(run.images.tobytes())

@@ -97,23 +97,19 @@ def known_ip_adapter(name: str) -> KnownIPAdapter | None:
     return next((adapter for adapter in KNOWN_IP_ADAPTERS if adapter.name == name), None)
 
 
-def makes_variations(model: str) -> bool:
-    """Whether an "sd:" model is an unCLIP model, from its registry entry or its folder's model_index.json (read,
-    not loaded: the window asks when the model picker changes)."""
-    import json
+def user_ip_adapters() -> list[tuple[str, str]]:
+    """(adapter path, label) of every IP-Adapter under MODELS_PATH_VARIABLE: a .safetensors file with its
+    image_encoder/ folder beside it, in a subfolder of a models folder (h94's `models/` layout)."""
+    import os
     from pathlib import Path
 
-    spec = model[3:] if model.startswith("sd:") else model
-    entry = known(spec)
-    if entry is not None:
-        return entry.variations
-    try:
-        index = json.loads((Path(spec).expanduser() / "model_index.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(index, dict) and "image_normalizer" in index
-
-
+    found: list[tuple[str, str]] = []
+    for entry in filter(None, os.environ.get(MODELS_PATH_VARIABLE, "").split(os.pathsep)):
+        root = Path(entry).expanduser()
+        for folder in sorted(root.iterdir()) if root.is_dir() else []:
+            if (folder / "image_encoder" / "config.json").is_file():
+                found += [(str(path), path.stem) for path in sorted(folder.glob("*.safetensors"))]
+    return found
 
 
 def known(name: str) -> KnownModel | None:

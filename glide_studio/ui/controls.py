@@ -24,6 +24,9 @@ from glide_studio.app.run_settings import MODE_LABELS, MODES, RunSettings
 from glide_studio.pipelines.request import MAX_SEED, Family, Mode
 from glide_studio.ui import icons
 from glide_studio.ui.field_controls import FieldControls
+from glide_studio.ui.reference_picker import ReferencePicker
+
+REFERENCE_STRENGTH = "ip_adapter_scale"
 
 MODE_HINTS = {
     Mode.INPAINT: "Paint a mask over the region to regenerate; the rest stays exactly as it is.",
@@ -80,6 +83,8 @@ class ControlsPanel(QWidget):
         self.dice = QToolButton(text="⚄")
         self.dice.setToolTip("New random seed")
         for name, widget in self.fields.widgets.items():
+            if name == REFERENCE_STRENGTH:
+                continue  # beside its picture, in the reference picker
             if name == "seed":
                 seed_row = QHBoxLayout()
                 seed_row.addWidget(widget, 1)
@@ -89,6 +94,10 @@ class ControlsPanel(QWidget):
             else:
                 form.addRow(self.fields.label(name), widget)
         layout.addLayout(form)
+
+        layout.addWidget(_section("Reference image (Stable Diffusion)"))
+        self.reference = ReferencePicker(self.fields.widgets[REFERENCE_STRENGTH])
+        layout.addWidget(self.reference)
 
         layout.addWidget(_section("Model"))
         model_form = QFormLayout()
@@ -122,7 +131,7 @@ class ControlsPanel(QWidget):
 
         self.set_run_settings(settings)
         self.fields.on_change(self._emit)
-        for combo in (self.mode, self.model, self.device):
+        for combo in (self.mode, self.model, self.device, self.reference.adapter):
             combo.currentIndexChanged.connect(self._emit)
         for box in (self.random_seed, self.upsample):
             box.toggled.connect(self._emit)
@@ -154,6 +163,8 @@ class ControlsPanel(QWidget):
                 self.caption.setText(request.prompt)
             self.mode.setCurrentIndex(max(0, self.mode.findData(request.mode.value)))
             self.fields.set_values(request)
+            self.reference.show_reference(request.ip_adapter_image)
+            self.reference.show_adapter(request.ip_adapter)
             self.random_seed.setChecked(settings.random_seed)
             self.upsample.setChecked(settings.upsample)
             index = self.model.findData(settings.family)
@@ -170,7 +181,8 @@ class ControlsPanel(QWidget):
         """What the controls show. The model names come from the picker (family, mode, upsampling) unless the
         shown ones already fit it, so a recorded run's own names survive a round trip."""
         request = self._settings.request.with_(prompt=self.caption.text().strip(), mode=Mode(self.mode.currentData()),
-                                               **self.fields.values())
+                                               ip_adapter=self.reference.adapter.currentData() or
+                                               self._settings.request.ip_adapter, **self.fields.values())
         settings = RunSettings(request, self.random_seed.isChecked(), self.device.currentText() or "cpu")
         family = self.model.currentData() or "demo"
         if family != settings.family or self.upsample.isChecked() != settings.upsample \
@@ -191,6 +203,7 @@ class ControlsPanel(QWidget):
         # A Stable Diffusion model is one network at its own size: no upsampler to switch.
         self.upsample.setEnabled(mode != Mode.UPSAMPLE and self._settings.request.family is Family.GLIDE)
         self.mode_hint.setText(MODE_HINTS[mode])
+        self.reference.set_available(self._settings.request.family is Family.SD and mode != Mode.UPSAMPLE)
 
     def _emit(self, *_args) -> None:
         if self._updating:

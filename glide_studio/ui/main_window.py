@@ -44,6 +44,7 @@ from glide_studio.ui.file_actions import FileActions
 from glide_studio.ui.gallery_panel import GalleryPanel
 from glide_studio.ui.help_menu import build_help_menu
 from glide_studio.ui.history_panel import HistoryPanel
+from glide_studio.ui.image_prompts import ImagePromptActions
 from glide_studio.ui.new_canvas import new_canvas
 from glide_studio.ui.outpaint_dialog import OutpaintLauncher
 from glide_studio.ui.recent_menu import RecentMenu
@@ -263,6 +264,7 @@ class MainWindow(QMainWindow):
         self.discard_action = self._action("&Discard candidates", self.controller.discard_candidates, [], run_menu)
         self.accept_action.setEnabled(False)
         self.discard_action.setEnabled(False)
+        self.image_prompts = ImagePromptActions(self, run_menu)
         build_help_menu(self)
 
     def _connect(self) -> None:
