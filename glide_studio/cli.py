@@ -220,7 +220,8 @@ def build_parser(run_options: bool = True) -> argparse.ArgumentParser:
         description="Fetch a known Stable Diffusion model (see sd-models) or any Hub repository (OWNER/REPO) into "
         "huggingface_hub's cache, with progress; an interrupted download goes on where it stopped. Only the files "
         "a run needs are fetched (safetensors weights, configs, tokenizer).")
-    sd_download.add_argument("name", help="a known name (sd15-inpainting) or a Hub repository id, with or without sd:")
+    sd_download.add_argument("name", help="a known name (sd15-inpainting; taesd for full-resolution step "
+                                         "previews) or a Hub repository id, with or without sd:")
     sd_download.set_defaults(func=_sd_download_command)
     return parser
 
@@ -241,6 +242,13 @@ def _sd_models_command(args: argparse.Namespace) -> int:
             state = "needs the sd extra"
         print(f"sd:{known.name:<18} {known.size_gb:>4.1f} GB  {state:<16} {known.repo_id}\n"
               f"    {known.description}\n    licence: {known.licence}")
+    from glide_studio.sd.taesd import KNOWN_TINY_DECODERS, folder
+
+    for decoder in KNOWN_TINY_DECODERS:
+        if installed:
+            state = "downloaded" if folder(decoder.repo_id) else "not downloaded"
+        print(f"{decoder.name:<21} {decoder.size_mb:>4.1f} MB  {state:<16} {decoder.repo_id}\n"
+              f"    {decoder.description} (sd-download {decoder.name})\n    licence: {decoder.licence}")
     return 0
 
 
@@ -251,7 +259,14 @@ def _sd_download_command(args: argparse.Namespace) -> int:
     sd.require()
     from glide_studio.progress import ProgressBar
     from glide_studio.sd.loading import folder_of, resolve
+    from glide_studio.sd.taesd import TINY_DECODER_FILES, known_tiny_decoder
 
+    decoder = known_tiny_decoder(args.name.removeprefix(SD_MODEL_PREFIX))
+    if decoder is not None:  # TAESD: the step previews' decoder, not a model
+        from glide_studio.sd import hub
+
+        print(hub.fetch_files(decoder.repo_id, TINY_DECODER_FILES, progress_class=ProgressBar))
+        return 0
     name = args.name if args.name.startswith(SD_MODEL_PREFIX) else SD_MODEL_PREFIX + args.name
     source = resolve(name)
     if source.repo_id is None:

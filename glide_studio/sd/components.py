@@ -41,6 +41,8 @@ class SDModelSet:
     """The IP-Adapter installed in the UNet with its image encoder (`ip_adapter.LoadedIPAdapter`), else None."""
     sdxl: Any = None
     """An SDXL model's second text encoder and its pipeline's flags (`sdxl.SDXLParts`), else None."""
+    preview_decoder: Any = None
+    """TAESD (`AutoencoderTiny`) for full-resolution step previews when the user has it, else None (`taesd.py`)."""
     family: Family = field(default=Family.SD, init=False)
 
     @property

@@ -27,8 +27,17 @@ def cache_root() -> Path:
     return Path(home).expanduser() / "hub"
 
 
+RUN_FILES = ("model_index.json", "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+             "text_encoder/model.safetensors")
+
+
 def cached_folder(repo_id: str, revision: str = "main") -> Path | None:
     """The cached snapshot of the repository when it holds the weights a run needs, else None (never fetches)."""
+    return cached_files(repo_id, RUN_FILES, revision)
+
+
+def cached_files(repo_id: str, needed, revision: str = "main") -> Path | None:
+    """The cached snapshot of the repository when it holds every one of `needed`, else None (never fetches)."""
     repo_folder = cache_root() / ("models--" + repo_id.replace("/", "--"))
     ref = repo_folder / "refs" / revision
     try:
@@ -36,8 +45,6 @@ def cached_folder(repo_id: str, revision: str = "main") -> Path | None:
     except OSError:
         return None
     folder = repo_folder / "snapshots" / commit
-    needed = ("model_index.json", "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
-              "text_encoder/model.safetensors")
     return folder if all((folder / name).is_file() for name in needed) else None
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from glide_studio.models.precision import Precision, choose_precision
 from glide_studio.pipelines.request import SD_MODEL_PREFIX
-from glide_studio.sd import gligen, hub, ip_adapter, registry, require, sdxl, unclip
+from glide_studio.sd import gligen, hub, ip_adapter, registry, require, sdxl, taesd, unclip
 from glide_studio.sd.components import SDModelSet
 from glide_studio.sd.errors import SDModelError
 from glide_studio.sd.preview import fit_projection
@@ -164,7 +164,9 @@ def load_model(name: str, device: str = "cpu", precision: str | Precision = "aut
     variations = parts.get("unclip") and unclip.to_device(parts["unclip"], chosen.device, dtype)
     models = SDModelSet(name, unet, vae, text_encoder, parts["tokenizer"], parts["scheduler_config"], chosen,
                         weight, bias, model_hash=short_hash(parts["weights"]), source=str(parts["weights"]),
-                        unclip=variations, sdxl=second_encoder)
+                        unclip=variations, sdxl=second_encoder,
+                        preview_decoder=taesd.load_for(bool(second_encoder), chosen.device,
+                                                       int(vae.config.latent_channels)))
     if second_encoder:
         sdxl.check_added_width(models, second_encoder)
     return models

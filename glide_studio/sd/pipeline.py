@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from glide_studio.pipelines import editbox
 from glide_studio.pipelines.request import MAX_SEED, Family, Guidance, Mode, Request, Scheduler, Step
 from glide_studio.pipelines.stages import image_to_tensor, tensor_to_uint8
-from glide_studio.sd import gligen, ip_adapter, sdxl, unclip
+from glide_studio.sd import gligen, ip_adapter, sdxl, taesd, unclip
 from glide_studio.sd.components import SDModelSet
 from glide_studio.sd.errors import SDError
 from glide_studio.sd.preview import project
@@ -269,9 +269,16 @@ def _steps(models: SDModelSet, request: Request, inputs: _Inputs, shape, chain: 
             final = _finish(request, inputs, _decode(models, latents))
         preview_input = scheduler.scale_model_input(latents.clone(), timesteps[min(index + 1, total - 1)]) \
             if index < total - 1 else latents
-        yield Step(index, total, STAGE, project(preview_input, models.preview_weight, models.preview_bias),
-                   project(x0, models.preview_weight, models.preview_bias), final, stage_index=index,
-                   stage_total=total, state=state)
+        yield Step(index, total, STAGE, _preview(models, preview_input), _preview(models, x0), final,
+                   stage_index=index, stage_total=total, state=state)
+
+
+def _preview(models: SDModelSet, latents: torch.Tensor) -> torch.Tensor:
+    """RGB in [-1, 1] of a step's latents: TAESD's decode at full resolution when the user has it, else the linear
+    projection at the latent's."""
+    if models.preview_decoder is not None:
+        return taesd.decode(models.preview_decoder, latents)
+    return project(latents, models.preview_weight, models.preview_bias)
 
 
 def _renoise_new_strokes(models: SDModelSet, scheduler, latents, started_from: np.ndarray, start_image: np.ndarray,
