@@ -101,6 +101,10 @@ def encode_state(state: object) -> tuple[dict, bytes, np.ndarray | None] | None:
 
     if isinstance(state, FakeState):
         return {"kind": "fake", "next_index": state.next_index}, save_tensors({"rng": _tensor(state.rng)}), None
+    from glide_studio.sd.state import SDRunState
+
+    if isinstance(state, SDRunState):
+        return _encode_sd_state(state)
     if not isinstance(state, RunState):
         return None
     sampler = state.sampler
@@ -129,6 +133,8 @@ def decode_state(meta: dict, payload: bytes, previous: np.ndarray | None) -> obj
         from glide_studio.app.fake_engine import FakeState
 
         return FakeState(int(meta["next_index"]), tensors["rng"])
+    if meta["kind"] == "sd":
+        return _decode_sd_state(meta, tensors)
     spec = meta["sampler"]
     noise = None
     if spec["noise"] is not None:
@@ -144,6 +150,87 @@ def decode_state(meta: dict, payload: bytes, previous: np.ndarray | None) -> obj
         anchor = ReuseAnchor(int(meta["anchor_step"]), tensors["anchor_x"], tensors["anchor_timesteps"])
     return RunState(str(meta["mode"]), str(meta["stage"]), int(meta["stage_number"]), sampler, previous,
                     reuse_anchor=anchor, level=meta.get("level"))
+
+
+def _encode_sd_state(state) -> tuple[dict, bytes, None] | None:
+    """A Stable Diffusion state: its latent, each generator's RNG, the sketch-to-image start picture and the
+    scheduler's snapshot, a tree of tensors and plain values kept as JSON with its tensors named into the
+    safetensors (None when the scheduler holds a value of another kind: that step keeps its preview only)."""
+    tensors: dict[str, torch.Tensor] = {}
+    strides: dict[str, list[int]] = {}
+
+    def keep(name: str, tensor: torch.Tensor) -> None:
+        # The layout is part of the state: a channels-last latent fed back contiguous makes the convolutions pick
+        # other kernels, and the run no longer resumes bit for bit.
+        tensors[name] = _tensor(tensor)
+        if not tensor.is_contiguous():
+            strides[name] = list(tensor.stride())
+
+    keep("latents", state.latents)
+    for number, generator in enumerate(state.generators):
+        keep(f"generator.{number}", generator)
+    if state.start_image is not None:
+        keep("start_image", torch.from_numpy(np.ascontiguousarray(state.start_image)))
+
+    def tree(value):
+        if torch.is_tensor(value):
+            name = f"scheduler.{len(tensors)}"
+            keep(name, value)
+            return {"tensor": name}
+        if isinstance(value, (list, tuple)):
+            return {"list" if isinstance(value, list) else "tuple": [tree(item) for item in value]}
+        if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+            return {"dict": {key: tree(item) for key, item in value.items()}}
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return {"value": value}
+        raise TypeError(type(value).__name__)
+
+    try:
+        scheduler = tree(state.scheduler)
+    except TypeError:
+        return None
+    meta = {"kind": "sd", "mode": state.mode, "chain": state.chain, "index": state.index, "stage": state.stage,
+            "stage_number": state.stage_number, "generators": len(state.generators), "scheduler": scheduler,
+            "strides": strides}
+    return meta, save_tensors(tensors), None
+
+
+def _decode_sd_state(meta: dict, tensors: dict[str, torch.Tensor]):
+    from glide_studio.sd.state import SDRunState
+
+    for name, stride in meta.get("strides", {}).items():
+        dense = tensors[name]
+        if _dense_layout(dense.shape, stride):
+            tensors[name] = torch.empty_strided(dense.shape, tuple(stride), dtype=dense.dtype).copy_(dense)
+
+    def value_of(node: dict):
+        (kind, content), = node.items()
+        if kind == "tensor":
+            return tensors[content]
+        if kind in ("list", "tuple"):
+            items = [value_of(item) for item in content]
+            return items if kind == "list" else tuple(items)
+        if kind == "dict":
+            return {key: value_of(item) for key, item in content.items()}
+        return content
+
+    start = tensors.get("start_image")
+    return SDRunState(str(meta["mode"]), str(meta["chain"]), int(meta["index"]), tensors["latents"],
+                      value_of(meta["scheduler"]),
+                      tuple(tensors[f"generator.{number}"] for number in range(int(meta["generators"]))),
+                      None if start is None else start.numpy(), str(meta["stage"]), int(meta["stage_number"]))
+
+
+def _dense_layout(shape, stride) -> bool:
+    """Whether `stride` lays `shape` out densely (a permutation of the dimensions), as a real tensor's did."""
+    if len(stride) != len(shape) or any(not isinstance(step, int) or step < 1 for step in stride):
+        return False
+    expected = 1
+    for size, step in sorted(zip(shape, stride, strict=True), key=lambda pair: pair[1]):
+        if size > 1 and step != expected:
+            return False
+        expected *= size
+    return True
 
 
 def _array_blob(array: np.ndarray) -> tuple[dict, bytes]:
