@@ -185,8 +185,9 @@ def eval_seams(models, tasks: range, suite: str, steps: int, guidance: float) ->
     return summary([seam_task_errors(models, kind, k, steps, guidance, **fields) for k in tasks])
 
 
-EXACT_PATH = {"reuse_interval": 1, "guidance_stop": 0.0, "guidance_start": 1.0}
-"""The speed levers off: the network in full at every step, guided at every step."""
+EXACT_PATH = {"reuse_interval": 1, "upsample_reuse_interval": 1, "guidance_stop": 0.0, "guidance_start": 1.0}
+"""The speed levers off: both networks in full at every step, guided at every step (named, not left to the
+defaults, which the speed levers' screen may change)."""
 SUITES = {**{f"seams_{kind}": (kind, {}) for kind in KINDS},
           **{f"seams_{kind}_exact": (kind, EXACT_PATH) for kind in KINDS}}
 """Each kind at the request's defaults, and with the speed levers off (`_exact`)."""

@@ -72,6 +72,27 @@ def test_two_backgrounds_each_get_their_own_correction():
     assert np.abs(fill - known)[inside].mean() == pytest.approx(8.0)
 
 
+def stripes(side: int, shift_px: float) -> np.ndarray:
+    """Two tones 24 levels apart in diagonal stripes with soft borders (a 40 px period), as the shapes world draws
+    them; `shift_px` moves the borders."""
+    yy, xx = np.mgrid[:side, :side].astype(np.float32)
+    t = (xx * np.cos(0.6) + yy * np.sin(0.6) + shift_px) / 40.0
+    return np.array([120.0, 140.0, 90.0], np.float32) + (12 * np.tanh(3 * np.sin(2 * np.pi * t)))[..., None]
+
+
+@pytest.mark.parametrize("shift_px", [2.0, 3.0, 4.0])
+def test_a_fill_whose_stripe_borders_sit_a_few_pixels_off_loses_its_offset_and_gains_no_other(shift_px):
+    """Where a border of the fill's stripes meets the mask's edge a few pixels from the picture's, the two sides
+    show different tones over a short stretch of the edge: those samples are a misplaced border, not a drift,
+    and must not pull the fill toward the other tone."""
+    known = stripes(128, 0.0)
+    inside = box(128, 24, 30, 104, 110)
+    drawn = stripes(128, shift_px) + np.random.default_rng(0).normal(0, 1.0, (128, 128, 3)).astype(np.float32)
+    out = harmonise(drawn + 4.0, known, inside, band_px=2)
+    assert np.abs((out - drawn)[inside].mean(axis=0)).max() < 0.2  # the offset is gone, no other one came
+    assert np.abs(out - known)[inside].mean() < np.abs(drawn - known)[inside].mean() + 0.05
+
+
 def test_a_new_object_drawn_up_to_the_mask_s_edge_keeps_its_colour():
     known = flat(96)
     inside = box(96, 20, 20, 76, 76)

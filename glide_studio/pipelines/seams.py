@@ -10,9 +10,11 @@ relaxation), and adds them to the fill. At the edge the fill then continues the 
 its own detail, shifted by a smooth offset only.
 
 Only edge samples that describe a tone count: both bands smooth (no object's outline crossing the edge, in the
-picture or in the fill), the two sides at most `HARMONY_MAX_OFFSET` apart (farther is an object against the
-background, such as a new object drawn up to the mask's edge, or a wrong colour, not a drift: it is never
-faded), and in agreement with their neighbours along the edge. numpy only.
+picture or in the fill), away from a border between two backgrounds on either side (the model draws a striped
+background's borders a few pixels off the picture's, and a sample between the two borders compares two tones,
+not a drift), the two sides at most `HARMONY_MAX_OFFSET` apart (farther is an object against the background,
+such as a new object drawn up to the mask's edge, or a wrong colour, not a drift: it is never faded), and in
+agreement with the other samples along their stretch of the edge. numpy only.
 """
 
 from __future__ import annotations
@@ -24,8 +26,19 @@ HARMONY_MAX_OFFSET = 32.0
 HARMONY_MAX_SPREAD = 6.0
 """An edge sample counts only where both bands are smooth: their pixels' standard deviation (0-255) at most this.
 An object's outline crossing the mask's edge, in the picture or in the fill, is not a tone to continue."""
-HARMONY_TOLERANCE = 16.0
-"""And where it agrees with its neighbours along the edge within this (0-255)."""
+HARMONY_MAX_SLOPE = 1.0
+"""Nor within a band of where either side's tone changes faster than this (0-255 per pixel, on local means two
+bands wide): a border between two backgrounds. The model draws such borders a few pixels off the picture's, and
+a sample there measures the misplaced border (up to the two tones' whole difference), not a drift. Stripes' soft
+borders climb 2-7 levels per pixel, their flat stretches and a slope of texture stay under 1, and so does grain
+up to a standard deviation of about 5."""
+SLOPE_BANDS = 2
+"""How wide (in bands) the local means are over which the slope is measured, and the step it is measured over."""
+HARMONY_TOLERANCES = (16.0, 8.0, 4.0)
+"""And where it agrees with the other samples along its stretch of the edge within each of these in turn (0-255):
+a drift is smooth, a misplaced border is a short run of samples far off the rest."""
+HARMONY_CONSENSUS_BANDS = 16
+"""The stretch of edge (a radius, in bands) whose samples' mean is the consensus."""
 RELAX_SWEEPS = 6
 """Jacobi sweeps at each pyramid level, which settle the coarser level's kinks into a smooth membrane."""
 RELAX_MAX_PIXELS = 256 * 256
@@ -115,6 +128,28 @@ def _edge(inside: np.ndarray) -> np.ndarray:
     return inside & ~(p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:])
 
 
+def _slope(mean: np.ndarray, count: np.ndarray, step: int) -> np.ndarray:
+    """How steeply a local-mean field changes (largest channel, 0-255 per pixel): the largest change towards the
+    four pixels `step` away where the field is defined (`count` > 0)."""
+    padded, counted = np.pad(mean, [(step, step), (step, step), (0, 0)], mode="edge"), np.pad(count, step)
+    height, width = count.shape
+    steepest = np.zeros((height, width), np.float32)
+    for dy, dx in ((-step, 0), (step, 0), (0, -step), (0, step)):
+        rows, cols = slice(step + dy, step + dy + height), slice(step + dx, step + dx + width)
+        change = np.abs(padded[rows, cols] - mean).max(axis=-1) / step
+        steepest = np.maximum(steepest, np.where(counted[rows, cols] > 0, change, 0))
+    return steepest
+
+
+def _near_a_border(image: np.ndarray, where: np.ndarray, band_px: int) -> np.ndarray:
+    """Pixels within a band of where the tone of `image` over `where` changes faster than `HARMONY_MAX_SLOPE`
+    (measured on local means `SLOPE_BANDS` bands wide, so that grain does not count)."""
+    reach = SLOPE_BANDS * band_px
+    mean, count = _local_mean(image, where, reach)
+    steep = (_slope(mean, count, reach) > HARMONY_MAX_SLOPE) & (count > 0)
+    return _box_sum(steep.astype(np.float32), band_px) > 0
+
+
 def _edge_offset(fill: np.ndarray, known: np.ndarray, region: np.ndarray, band_px: int) -> np.ndarray | None:
     """The smooth offset that takes `fill` to `known` across the edge of `region`, or None where no edge sample
     describes a tone."""
@@ -123,12 +158,19 @@ def _edge_offset(fill: np.ndarray, known: np.ndarray, region: np.ndarray, band_p
     difference = (known_mean - fill_mean).astype(np.float32)
     smooth = ((_local_spread(known, ~region, band_px, known_mean) <= HARMONY_MAX_SPREAD)
               & (_local_spread(fill, region, band_px, fill_mean) <= HARMONY_MAX_SPREAD))
+    smooth &= ~(_near_a_border(known, ~region, band_px) | _near_a_border(fill, region, band_px))
     samples = (_edge(region) & (known_count > 0) & (fill_count > 0) & smooth
                & (np.abs(difference).max(axis=-1) <= HARMONY_MAX_OFFSET))
     difference[~samples] = 0
-    # Once more without the samples that disagree with their neighbours along the edge.
-    local, count = _local_mean(difference, samples, 8 * band_px)
-    weights = (samples & (np.abs(difference - local).max(axis=-1) <= HARMONY_TOLERANCE)).astype(np.float32)
+    # The samples that disagree with the others along their stretch of the edge go, ever more strictly: the
+    # consensus is taken again over the samples kept each time, so a few far off cannot drag it along.
+    weights = samples
+    for tolerance in HARMONY_TOLERANCES:
+        if not weights.any():
+            break
+        local, _ = _local_mean(difference * weights[..., None], weights, HARMONY_CONSENSUS_BANDS * band_px)
+        weights &= np.abs(difference - local).max(axis=-1) <= tolerance
+    weights = weights.astype(np.float32)
     if not weights.any():
         return None
     return membrane(difference, weights)
@@ -150,7 +192,7 @@ def harmonise(fill: np.ndarray, known: np.ndarray, inside: np.ndarray, band_px: 
     float32, the picture, across the mask's edge; pixels outside `inside` are returned unchanged.
 
     `band_px`: how far on each side of the edge the local means reach (two of the model's pixels, in the
-    picture's); consensus along the edge is taken over eight times that. Where a model pixel covers several of
+    picture's); consensus along the edge is taken over sixteen times that. Where a model pixel covers several of
     the picture's, the offset is found at the model's resolution (the fill has no finer detail to go by) and
     scaled up, so that a large box costs about what a small one does."""
     inside = np.asarray(inside, dtype=bool)
