@@ -174,3 +174,18 @@ def test_a_grounded_sketch_to_image_run_keeps_the_unmasked_pixels_and_follows_th
     assert all(np.array_equal(candidate[kept], picture()[kept]) for candidate in result)
     assert np.array_equal(drain(run(models["generation"], request)), result)
     assert not np.array_equal(drain(run(models["generation"], request.with_(regions=()))), result)
+
+
+def test_the_automatic_edit_box_takes_in_the_boxes_as_well_as_the_mask():
+    from glide_studio.pipelines.editbox import with_default_box
+
+    picture_big = np.zeros((1200, 1600, 3), np.uint8)
+    painted = np.zeros((1200, 1600), np.uint8)
+    painted[100:200, 100:200] = 255
+    far = Region(1100, 900, 1300, 1100, "a red ball")
+    request = Request(mode=Mode.INPAINT, base_model="sd:some-gligen", prompt="a garden", image=picture_big,
+                      mask=painted, regions=(far,))
+    box = with_default_box(request).edit_box
+    assert box.x <= 100 and box.y <= 100 and box.x + box.width >= 1300 and box.y + box.height >= 1100
+    alone = with_default_box(request.with_(regions=())).edit_box
+    assert alone.x + alone.width < 1100  # without boxes the box stays around the mask

@@ -213,7 +213,12 @@ def with_default_box(request: Request) -> Request:
         return request
     height, width = request.image.shape[:2]
     model_size = SD_BOX_SIZE if request.family is Family.SD else 256 if request.upsample_model else 64
-    return request.with_(edit_box=default_box((width, height), np.asarray(painted) != 0, model_size=model_size))
+    extent = np.asarray(painted) != 0
+    if request.family is Family.SD and request.regions:  # GLIGEN's boxes must lie in what the model sees
+        extent = extent.copy()
+        for region in request.regions:
+            extent[max(region.y0, 0):max(region.y1, 0), max(region.x0, 0):max(region.x1, 0)] = True
+    return request.with_(edit_box=default_box((width, height), extent, model_size=model_size))
 
 
 def _grow_once(region: np.ndarray, step: int, grow: bool) -> np.ndarray:
