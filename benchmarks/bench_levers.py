@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import sys
 import time
@@ -34,12 +35,12 @@ import torch
 from bench_precision import random_inputs, random_unet, with_text_embedding
 from bench_speed import peak_memory_mb, reset_peak_memory
 
-from glide_studio.config import UNetConfig
+from glide_studio.config import UNET_PRESETS, UNetConfig
 from glide_studio.models import build_model
 from glide_studio.models.precision import Precision, choose_precision, prepare_model
 from glide_studio.models.unet import ReusedFeatures
 from glide_studio.pipelines.chains import from_noise
-from glide_studio.pipelines.levers import SHALLOW_BLOCKS, StageDenoiser
+from glide_studio.pipelines.levers import SHALLOW_BLOCKS, StageDenoiser, reuse_interval_for
 from glide_studio.pipelines.request import Request
 
 CASES = {"base": ("base-inpaint", 64, True, "steps"), "upsample": ("upsample-inpaint", 256, False, "upsample_steps")}
@@ -184,20 +185,40 @@ def check_stage(model, precision: Precision, size: int, config, request: Request
 
 # -- the cases ---------------------------------------------------------------------------------------------------
 
+def tiny_config(case: str) -> UNetConfig:
+    return TINY if case == "base" else UNetConfig(**{**TINY.__dict__, "super_res": True})
+
+
 def build(case: str, tiny: bool) -> tuple[torch.nn.Module, int]:
     preset, size, _, _ = CASES[case]
     if tiny:
-        config = TINY if case == "base" else UNetConfig(**{**TINY.__dict__, "super_res": True})
-        return build_model(config).eval(), 32 if case == "base" else 64
+        return build_model(tiny_config(case)).eval(), 32 if case == "base" else 64
     return random_unet(preset), size
 
 
-def run_case(case: str, args, request: Request, fast: Precision, exact: Precision) -> dict:
-    model, size = build(case, args.tiny)
+def saved_costs(costs: dict) -> dict:
+    """Per-call seconds as JSON: {variant: {"kind bROWS": seconds}}."""
+    return {name: {f"{kind} b{rows}": seconds for (kind, rows), seconds in calls.items()}
+            for name, calls in costs.items()}
+
+
+def loaded_costs(saved: dict) -> dict:
+    return {name: {(key.split()[0], int(key.split()[1][1:])): seconds for key, seconds in calls.items()}
+            for name, calls in saved.items()}
+
+
+def run_case(case: str, args, request: Request, fast: Precision, exact: Precision, saved: dict | None = None) -> dict:
+    """One case's figures: its calls timed here, or with `saved` (per-call seconds from an earlier run of this
+    script, `--save-costs`) priced again under other settings without timing anything."""
     _, _, guided, steps_field = CASES[case]
     steps = getattr(request, steps_field)
     upsampler = case == "upsample"
-    config = model.config
+    if saved is None:
+        model, size = build(case, args.tiny)
+        config = model.config
+    else:
+        model, size = None, (32 if case == "base" else 64) if args.tiny else CASES[case][1]
+        config = tiny_config(case) if args.tiny else UNET_PRESETS[CASES[case][0]]
     levers = {
         "exact": request.with_(reuse_interval=1, upsample_reuse_interval=1, guidance_stop=0.0, guidance_start=1.0),
         "reuse": request.with_(guidance_stop=0.0, guidance_start=1.0),
@@ -206,15 +227,19 @@ def run_case(case: str, args, request: Request, fast: Precision, exact: Precisio
     }
     calls = {name: stage_calls(config, lever, guided, steps, upsampler) for name, lever in levers.items()}
     rows = {r for sequence in calls.values() for _, r in sequence}
-    plain_model = copy.deepcopy(model).to(exact.device)
-    prepare_model(model, fast)  # in place: the fast path's weights from here on
-    variants = {"fp32": (plain_model, exact, False), fast.name: (model, fast, True)}
-    if args.int8:
-        from glide_studio.models.quantize import quantize_convs
+    if saved is not None:
+        costs = loaded_costs(saved)
+    else:
+        plain_model = copy.deepcopy(model).to(exact.device)
+        prepare_model(model, fast)  # in place: the fast path's weights from here on
+        variants = {"fp32": (plain_model, exact, False), fast.name: (model, fast, True)}
+        if args.int8:
+            from glide_studio.models.quantize import quantize_convs
 
-        quantized = quantize_convs(model)
-        variants["int8"] = (quantized, fast, True)
-    costs = call_costs(variants, size, rows, args.repeats)
+            quantized = quantize_convs(model)
+            variants["int8"] = (quantized, fast, True)
+        costs = call_costs(variants, size, rows, args.repeats)
+        del plain_model, variants
     int8_costs = costs.get("int8")
     plain = priced(calls["exact"], costs["fp32"])
     figures = {"fp32 eager": plain, fast.name: priced(calls["exact"], costs[fast.name])}
@@ -240,13 +265,13 @@ def run_case(case: str, args, request: Request, fast: Precision, exact: Precisio
     for name, seconds in figures.items():
         print(f"  {name:<28} {seconds:7.3f} s/step  {plain / seconds:5.2f}x")
     result = {"per_step": figures, "plain": plain, "all": figures[all_name], "steps": steps,
-              "reference_step": priced(calls["exact"], costs["fp32"])}
-    if args.check:
+              "reference_step": priced(calls["exact"], costs["fp32"]), "costs": saved_costs(costs)}
+    if args.check and model is not None:
         measured = check_stage(model if all_costs is not int8_costs else quantized, fast, size, config, request,
                                guided, steps, upsampler)
         print(f"  {all_name:<28} {measured:7.3f} s/step measured over the real stage "
               f"(priced {figures[all_name]:.3f})")
-    del model, plain_model, variants
+    del model
     return result
 
 
@@ -268,6 +293,8 @@ def main(argv=None) -> int:
     parser.add_argument("--upsample-steps", type=int, default=Request.upsample_steps)
     parser.add_argument("--sampler", default=Request.sampler)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--save-costs", help="write the per-call seconds to this JSON file")
+    parser.add_argument("--costs", help="price the settings given from this --save-costs file, timing nothing")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -281,13 +308,21 @@ def main(argv=None) -> int:
                       reuse_stop=args.reuse_stop, upsample_reuse_stop=args.upsample_reuse_stop,
                       guidance_stop=args.guidance_stop, steps=args.steps,
                       upsample_steps=args.upsample_steps, sampler=args.sampler)
-    print(f"levers: reuse every {request.reuse_interval} steps from noise level {request.reuse_stop:g} up, "
+    print(f"levers: reuse every {reuse_interval_for(request)} steps (inpaint) from noise level "
+          f"{request.reuse_stop:g} up, "
           f"upsampler every {request.upsample_reuse_interval} from {request.upsample_reuse_stop:g} up (shallow "
           f"branch of {SHALLOW_BLOCKS} block), CFG at noise levels {request.guidance_stop:g}.."
           f"{request.guidance_start:g}; {fast.describe()} vs "
           f"{exact.describe()}; threads {torch.get_num_threads()}; best of {args.repeats}")
     reset_peak_memory()
-    results = {case: run_case(case, args, request, fast, exact) for case in args.cases.split(",")}
+    saved = json.loads(open(args.costs).read()) if args.costs else {}
+    if args.costs:
+        print(f"per-call seconds from {args.costs} (timed then, priced now)")
+    results = {case: run_case(case, args, request, fast, exact, saved.get(case) if args.costs else None)
+               for case in args.cases.split(",")}
+    if args.save_costs:
+        with open(args.save_costs, "w") as out:
+            json.dump({case: result["costs"] for case, result in results.items()}, out, indent=1)
     if set(results) == set(CASES):
         ours = sum(results[case]["all"] * results[case]["steps"] for case in CASES)
         reference = sum(results[case]["reference_step"] * REFERENCE_FLOW[case] for case in CASES)

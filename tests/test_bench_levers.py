@@ -47,6 +47,20 @@ def test_the_benchmark_runs_on_tiny_networks(capsys):
         assert line in out
 
 
+def test_saved_call_costs_price_other_settings_without_timing(tmp_path, capsys, monkeypatch):
+    saved = tmp_path / "costs.json"
+    assert bench_levers.main(["--tiny", "--repeats", "1", "--save-costs", str(saved)]) == 0
+    timed = capsys.readouterr().out
+    monkeypatch.setattr(bench_levers, "call_costs", None)  # nothing may be timed from here on
+    assert bench_levers.main(["--tiny", "--costs", str(saved)]) == 0
+    again = capsys.readouterr().out
+    figures = lambda out: [line for line in out.splitlines() if "s/step" in line or line.startswith("  call ")]  # noqa: E731
+    assert figures(timed) == figures(again) != []  # the same figures under the same settings
+    assert bench_levers.main(["--tiny", "--costs", str(saved), "--upsample-steps", "8", "--upsample-reuse", "2"]) == 0
+    fewer = capsys.readouterr().out
+    assert "8 base + " not in fewer and "+ 8 upsample steps" in fewer and fewer != again
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the CUDA benchmark really runs")
 def test_the_cuda_benchmark_says_there_is_no_gpu_and_exits_cleanly(capsys):
     assert bench_levers_cuda.main([]) == 0

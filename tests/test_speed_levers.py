@@ -149,6 +149,13 @@ def test_stage_denoiser_stops_reuse_at_the_requests_noise_level(models):
     assert levers.reuse.full_steps == [0, 2, 4, 5]
 
 
+@pytest.mark.parametrize("mode,interval", [(Mode.INPAINT, 2), (Mode.SDEDIT, 2), (Mode.GENERATE, 1)])
+def test_the_automatic_reuse_interval_reuses_when_editing_and_not_when_generating(models, mode, interval):
+    request = helpers.request_for(mode, reuse_interval=0)
+    assert StageDenoiser(models.base, None, request, guided=True).interval == interval
+    assert StageDenoiser(models.base, None, request.with_(reuse_interval=3), guided=True).interval == 3
+
+
 def test_reuse_interval_below_one_is_refused():
     with pytest.raises(ValueError, match="interval"):
         FeatureReuse(CountingNetwork(), 0)
@@ -241,7 +248,7 @@ def test_stage_denoiser_counts_its_full_steps(models):
     assert levers.reuse.full_steps == [0, 4]
 
 
-@pytest.mark.parametrize("changes", [{"reuse_interval": 0}, {"guidance_stop": 1.5}, {"guidance_start": -0.1},
+@pytest.mark.parametrize("changes", [{"reuse_interval": -1}, {"guidance_stop": 1.5}, {"guidance_start": -0.1},
                                      {"reuse_stop": 1.2}, {"upsample_reuse_stop": -0.5}])
 def test_lever_settings_out_of_range_are_clear_errors(models, changes):
     with pytest.raises(RequestError, match=next(iter(changes))):

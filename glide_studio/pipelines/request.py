@@ -211,12 +211,13 @@ class Request:
         relevant=lambda request: _glide(request) and request.upsample_model is not None)
     # -- speed levers (glide_studio.pipelines.levers): 1 / 0 / 1 is the exact path ------------------------------
     reuse_interval: int = setting(
-        2, label="Feature reuse", a1111="Feature reuse", minimum=1, maximum=10, relevant=_glide,
+        0, label="Feature reuse", a1111="Feature reuse", minimum=0, maximum=10, relevant=_glide,
         help="run the whole network every N steps and only its shallow branch on its cached deep features in "
-             "between (DeepCache); 1 runs it in full at every step")
+             "between (DeepCache); 1 runs it in full at every step; 0 (automatic): every 2 steps when editing a "
+             "picture (inpaint, SDEdit), every step when generating one (reuse moves a generation's objects)")
     reuse_stop: float = setting(
         0.0, label="Feature reuse until", a1111="Feature reuse until", minimum=0.0, maximum=1.0, step=0.05,
-        relevant=lambda request: _glide(request) and request.reuse_interval > 1,
+        relevant=lambda request: _glide(request) and request.reuse_interval != 1,
         help="feature reuse stops below this noise level (0..1): the steps below it run the whole network")
     upsample_reuse_interval: int = setting(
         1, label="Upsampler feature reuse", a1111="Hires feature reuse", minimum=1, maximum=10,
