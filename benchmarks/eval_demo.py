@@ -9,7 +9,8 @@ Held-out seeded tasks per mode, run through the real pipelines, judged by the or
 - inpaint_ode, generate_ode, sdedit_ode: the same tasks with the deterministic DPM-Solver++(2M), to compare
   with the default stochastic one;
 - seams_flat, seams_straddle, seams_cut: the mean |RGB error| of the background a full 256 px inpaint
-  regenerates against the true one, with each stage's share (eval_seams.py); with `_exact`, the speed levers off.
+  regenerates against the true one, with each stage's share (eval_seams.py); with `_exact`, the speed levers off;
+- inpaint_both: the inpaint tasks with classifier-free and CLIP guidance at once, both at --guidance.
 
     python benchmarks/eval_demo.py --tasks 200 --json weights/eval_demo.json
     python benchmarks/eval_demo.py --tasks 25 --suites inpaint --base-run runs/demo-base   # a run's EMA
@@ -256,6 +257,8 @@ SUITES = {
     "clip_retrieval": lambda m, a: eval_clip.eval_retrieval(m, a.tasks),
     "inpaint_clip": lambda m, a: eval_inpaint(eval_clip.clip_model_set(m), _tasks(a), a.clip_scale, a.steps,
                                               fields={"guidance": Guidance.CLIP, **eval_clip.levers(a)}),
+    "inpaint_both": lambda m, a: eval_inpaint(eval_clip.clip_model_set(m), _tasks(a), a.guidance, a.steps,
+                                              fields={"guidance": Guidance.BOTH, **eval_clip.levers(a)}),
     "generate_clip": lambda m, a: eval_generate(eval_clip.clip_model_set(m), _tasks(a), a.clip_scale, a.steps,
                                                 fields={"guidance": Guidance.CLIP, **eval_clip.levers(a)}),
     "inpaint_conditional": lambda m, a: eval_inpaint(m, _tasks(a), 1.0, a.steps, fields=eval_clip.levers(a)),

@@ -145,6 +145,18 @@ def test_clip_guidance(models):
     assert not np.array_equal(guided, unguided)
 
 
+def test_both_guidances_at_once_steer_the_result_unlike_either_alone(models):
+    request = request_for(Mode.GENERATE, guidance="both", guidance_scale=3.0, upsample_model=None, batch=1)
+    finals = {guidance: list(run(models, request.with_(guidance=guidance)))[-1].final
+              for guidance in ("both", "cfg", "clip")}
+    assert not np.array_equal(finals["both"], finals["cfg"])
+    assert not np.array_equal(finals["both"], finals["clip"])
+    # At scale 1 classifier-free guidance is the conditional model alone: what is left is CLIP guidance at 1.
+    at_one = request.with_(guidance_scale=1.0)
+    assert np.array_equal(list(run(models, at_one))[-1].final,
+                          list(run(models, at_one.with_(guidance="clip")))[-1].final)
+
+
 def test_clip_guidance_without_clip_models_is_a_clear_error(reference_dir):
     models = tiny_model_set(reference_dir, upsample=None)
     with pytest.raises(PipelineError, match="CLIP"):
@@ -155,7 +167,7 @@ def test_clip_guidance_without_clip_models_is_a_clear_error(reference_dir):
     (dict(sampler="euler"), "unknown sampler"),
     (dict(steps=0), "steps"),
     (dict(batch=0), "batch"),
-    (dict(guidance="both"), "guidance"),
+    (dict(guidance="cfg+clip"), "guidance"),
     (dict(mask=None), "mask"),
     (dict(guidance_scale=float("nan")), "finite"),
 ])

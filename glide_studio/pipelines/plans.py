@@ -17,7 +17,7 @@ from glide_studio.pipelines.editbox import BoxedInput
 from glide_studio.pipelines.errors import PipelineError
 from glide_studio.pipelines.levers import StageDenoiser
 from glide_studio.pipelines.models import ModelSet
-from glide_studio.pipelines.request import Guidance, Request
+from glide_studio.pipelines.request import Request
 from glide_studio.pipelines.stages import (
     NO_CLIP_MESSAGE,
     StagePlan,
@@ -78,10 +78,10 @@ def base_stage(models: ModelSet, request: Request, noise: NoiseSource, *, known:
     else:
         chain = start_from_image(schedule, request.sampler, request.steps, request.strength,
                                  image_to_tensor(start_image, device), eta=request.eta)
-    use_clip = request.guidance == Guidance.CLIP
+    use_clip = request.guidance.uses_clip
     if use_clip and not models.has_clip:
         raise PipelineError(NO_CLIP_MESSAGE)
-    guided = not use_clip and request.guidance_scale != 1.0
+    guided = request.guidance.classifier_free and request.guidance_scale != 1.0
     known_pixels = _Known(known, device)
     levers = StageDenoiser(model, models.precision, request, guided=guided)
 

@@ -33,17 +33,28 @@ class Mode(str, Enum):
 
 
 class Guidance(str, Enum):
-    """Classifier-free guidance, or the noised-CLIP gradient (both scaled by `guidance_scale`)."""
+    """Classifier-free guidance, the noised-CLIP gradient, or both at once (each scaled by `guidance_scale`)."""
 
     CFG = "cfg"
     CLIP = "clip"
+    BOTH = "both"
 
     def __str__(self) -> str:
         return self.value
 
     @property
     def label(self) -> str:
-        return {"cfg": "Classifier-free", "clip": "CLIP (noised CLIP)"}[self.value]
+        return {"cfg": "Classifier-free", "clip": "CLIP (noised CLIP)", "both": "Both (classifier-free + CLIP)"}[
+            self.value]
+
+    @property
+    def classifier_free(self) -> bool:
+        return self is not Guidance.CLIP
+
+    @property
+    def uses_clip(self) -> bool:
+        """Whether the run needs the noised CLIP encoders."""
+        return self is not Guidance.CFG
 
 
 class Family(str, Enum):
@@ -193,7 +204,8 @@ class Request:
     guidance_scale: float = setting(3.0, label="Guidance scale", help="guidance strength (3 is GLIDE's usual)",
                                     a1111="CFG scale", minimum=0.0, maximum=100.0, step=0.5)
     guidance: Guidance = setting(Guidance.CFG, label="Guidance", a1111="Guidance", relevant=_glide,
-                                 help="classifier-free (cfg) or noised-CLIP (clip) guidance")
+                                 help="classifier-free (cfg), noised-CLIP (clip) guidance, or both (the CLIP "
+                                      "gradient on the classifier-free prediction)")
     seed: int = setting(0, label="Seed", help="random seed", a1111="Seed", minimum=0, maximum=MAX_SEED)
     strength: float = setting(
         0.75, label="Strength", help="SDEdit noise strength in (0, 1]: 1 is plain inpainting",
@@ -277,7 +289,6 @@ class Request:
         "ip-adapter-sd15", label="IP-Adapter", a1111="IP-Adapter", control=False, relevant=_has_reference,
         help="the adapter that reads the reference: a known name (ip-adapter-sd15) or an adapter .safetensors file "
              "with its image_encoder/ folder beside it")
-
 
     def __post_init__(self) -> None:
         for name, kind in (("mode", Mode), ("sampler", Sampler), ("guidance", Guidance), ("scheduler", Scheduler)):

@@ -8,14 +8,14 @@ from collections.abc import MutableMapping
 from glide_studio import checkpoints
 from glide_studio.models import choose_precision
 from glide_studio.pipelines.models import ModelSet
-from glide_studio.pipelines.request import Family, Guidance, Mode, Request
+from glide_studio.pipelines.request import Family, Mode, Request
 from glide_studio.runs.errors import ModelUnavailableError
 
 
 def network_names(request: Request) -> tuple[str | None, str | None, tuple[str, ...]]:
     """(base, upsampler, CLIP encoders) the request needs; None where a stage does not run."""
     base = None if request.mode == Mode.UPSAMPLE else request.base_model
-    clip = checkpoints.clip_encoders_for(request.base_model) if request.guidance == Guidance.CLIP else ()
+    clip = checkpoints.clip_encoders_for(request.base_model) if request.guidance.uses_clip else ()
     return base, request.upsample_model, clip
 
 

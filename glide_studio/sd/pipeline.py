@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from glide_studio.pipelines import editbox
-from glide_studio.pipelines.request import MAX_SEED, Family, Guidance, Mode, Request, Scheduler, Step
+from glide_studio.pipelines.request import MAX_SEED, Family, Mode, Request, Scheduler, Step
 from glide_studio.pipelines.stages import image_to_tensor, tensor_to_uint8
 from glide_studio.sd import gligen, ip_adapter, sdxl, taesd, unclip
 from glide_studio.sd.components import SDModelSet
@@ -78,7 +78,7 @@ def check(models: SDModelSet, request: Request) -> None:
         raise SDError(f"the model {request.base_model!r} is not a Stable Diffusion model")
     if request.mode not in MODES:
         raise SDError(f"Stable Diffusion models run {', '.join(mode.value for mode in MODES)}, not {request.mode}")
-    if request.guidance == Guidance.CLIP:
+    if request.guidance.uses_clip:
         raise SDError("CLIP guidance uses GLIDE's noised CLIP; Stable Diffusion runs use classifier-free guidance")
 
 
