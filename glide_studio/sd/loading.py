@@ -159,14 +159,14 @@ def load_model(name: str, device: str = "cpu", precision: str | Precision = "aut
         text_encoder = parts["text_encoder"].to(chosen.device, dtype).eval()
         second_encoder = parts.get("sdxl") and parts["sdxl"].to(chosen.device, dtype)
         vae = parts["vae"].to(chosen.device, torch.float32).eval()
+        tiny_decoder = taesd.load_for(bool(second_encoder), chosen.device, int(vae.config.latent_channels))
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     weight, bias = fit_projection(vae, scale, float(vae.config.scaling_factor), chosen.device)
     variations = parts.get("unclip") and unclip.to_device(parts["unclip"], chosen.device, dtype)
     models = SDModelSet(name, unet, vae, text_encoder, parts["tokenizer"], parts["scheduler_config"], chosen,
                         weight, bias, model_hash=short_hash(parts["weights"]), source=str(parts["weights"]),
                         unclip=variations, sdxl=second_encoder,
-                        preview_decoder=taesd.load_for(bool(second_encoder), chosen.device,
-                                                       int(vae.config.latent_channels)))
+                        preview_decoder=tiny_decoder)
     if second_encoder:
         sdxl.check_added_width(models, second_encoder)
     return models
