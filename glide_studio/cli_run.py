@@ -388,7 +388,7 @@ def run_command(args: argparse.Namespace) -> int:
         metadata.check_inputs(record, {name: arrays.get(name) for name in record.inputs
                                        if getattr(args, name, None) is None})
     else:
-        request = with_default_box(Request(**fields, **arrays))
+        request = with_default_box(Request(**fields, **arrays).with_family_defaults(keep=given))
     request = request.without_unused_inputs()
     _check_mode_inputs(request)
     _check_given_options_matter(request, given)

@@ -132,3 +132,13 @@ def test_sd_models_lists_the_known_models_with_size_and_licence(capsys, monkeypa
     monkeypatch.setattr(sd, "available", lambda: False)
     assert cli.main(["sd-models"]) == 0
     assert 'pip install "glide-studio[sd]"' in capsys.readouterr().out
+
+
+def test_an_sd_run_without_a_cfg_scale_takes_sds_usual_and_a_given_one_stays(tmp_path, model_files, user_data_dir):
+    model = f"sd:{model_files[0]}"
+    common = ["generate", "--model", model, "--prompt", "a leaf", "--steps", "1", "--seed", "2", "--device", "cpu",
+              "--precision", "fp32", "-q"]
+    assert cli.main([*common, "-o", str(tmp_path / "usual.png")]) == 0
+    assert read_record(tmp_path / "usual.png").record.request.guidance_scale == 7.5
+    assert cli.main([*common, "--guidance-scale", "3", "-o", str(tmp_path / "given.png")]) == 0
+    assert read_record(tmp_path / "given.png").record.request.guidance_scale == 3.0

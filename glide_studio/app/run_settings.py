@@ -69,14 +69,20 @@ class RunSettings:
 
     def with_models(self, family: str | None = None, mode: Mode | None = None,
                     upsample: bool | None = None) -> RunSettings:
-        """The picker's choice (family, mode, upsampling on or off) turned into the networks a run needs."""
+        """The picker's choice (family, mode, upsampling on or off) turned into the networks a run needs; moving
+        to a model of the other family takes that family's usual values where the user kept this one's (the CFG
+        scale: GLIDE's 3, SD's 7.5)."""
         mode = Mode(mode or self.request.mode)
         if request_family_of(family or self.family) is Family.SD:  # one network, no upsampler
-            return self.with_request(mode=mode, base_model=family or self.family, upsample_model=None)
-        ids = _MODEL_IDS.get(family or self.family, _MODEL_IDS["demo"])[mode]
-        wanted = self.upsample if upsample is None else upsample
-        return self.with_request(mode=mode, base_model=ids[0],
-                                 upsample_model=ids[1] if (wanted or mode == Mode.UPSAMPLE) else None)
+            chosen = self.with_request(mode=mode, base_model=family or self.family, upsample_model=None)
+        else:
+            ids = _MODEL_IDS.get(family or self.family, _MODEL_IDS["demo"])[mode]
+            wanted = self.upsample if upsample is None else upsample
+            chosen = self.with_request(mode=mode, base_model=ids[0],
+                                       upsample_model=ids[1] if (wanted or mode == Mode.UPSAMPLE) else None)
+        if chosen.request.family is self.request.family:
+            return chosen
+        return replace(chosen, request=chosen.request.with_family_defaults(self.request.family))
 
     def to_json(self) -> dict:
         return encode(self)

@@ -9,7 +9,7 @@ generically from this metadata; a new field needs no edit elsewhere.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
@@ -155,17 +155,19 @@ def _has_reference(request: Request) -> bool:
 
 def setting(default: Any, *, label: str, help: str, cli: str | None = None, a1111: str | None = None,
             minimum: float | None = None, maximum: float | None = None, step: float | None = None,
-            relevant: Callable[[Request], bool] | None = None, control: bool = True) -> Any:
+            relevant: Callable[[Request], bool] | None = None, control: bool = True,
+            family_defaults: Mapping[Family, Any] | None = None) -> Any:
     """A request field with what the layers above need to show it.
 
     cli: the flag's name (default: the field's, dashed; "" for none); a1111: its key in A1111's parameters
     text (None: not written there); minimum/maximum: the accepted range, checked by every run; step: the GUI
     control's increment; relevant: when the field changes the result (otherwise the GUI greys it out and the
-    A1111 text leaves it out); control: whether the GUI shows a generic control for it.
+    A1111 text leaves it out); control: whether the GUI shows a generic control for it; family_defaults: the
+    usual value for a model family where it is not `default`'s (see Request.with_family_defaults).
     """
     return field(default=default, metadata={
         "label": label, "help": help, "cli": cli, "a1111": a1111, "minimum": minimum, "maximum": maximum,
-        "step": step, "relevant": relevant, "control": control,
+        "step": step, "relevant": relevant, "control": control, "family_defaults": dict(family_defaults or {}),
     })
 
 
@@ -201,8 +203,9 @@ class Request:
         help="the stochastic DPM-Solver++(2M) by default: SDEdit is defined by a stochastic reverse process")
     eta: float = setting(0.0, label="Eta", help="DDIM stochasticity (sampler ddim only)", a1111="Eta",
                          minimum=0.0, maximum=1.0, step=0.1, relevant=_uses_eta)
-    guidance_scale: float = setting(3.0, label="Guidance scale", help="guidance strength (3 is GLIDE's usual)",
-                                    a1111="CFG scale", minimum=0.0, maximum=100.0, step=0.5)
+    guidance_scale: float = setting(3.0, label="Guidance scale", a1111="CFG scale", minimum=0.0, maximum=100.0,
+                                    step=0.5, family_defaults={Family.SD: 7.5},
+                                    help="guidance strength (3 is GLIDE's usual, 7.5 Stable Diffusion's)")
     guidance: Guidance = setting(Guidance.CFG, label="Guidance", a1111="Guidance", relevant=_glide,
                                  help="classifier-free (cfg), noised-CLIP (clip) guidance, or both (the CLIP "
                                       "gradient on the classifier-free prediction)")
@@ -309,6 +312,20 @@ class Request:
 
     def with_(self, **changes) -> Request:
         return replace(self, **changes)
+
+    def with_family_defaults(self, previous: Family | None = None, keep: Collection[str] = ()) -> Request:
+        """Each field whose usual value depends on the model family (the CFG scale: GLIDE's 3, SD's 7.5) set to
+        this request's family's, except where the user chose it: the fields named in `keep`, and, coming from
+        a request of the `previous` family, a value changed from that family's usual one."""
+        changes = {}
+        for spec in fields(self):
+            usual = spec.metadata.get("family_defaults")
+            if not usual or spec.name in keep:
+                continue
+            if previous is not None and getattr(self, spec.name) != usual.get(previous, spec.default):
+                continue
+            changes[spec.name] = usual.get(self.family, spec.default)
+        return replace(self, **changes) if changes else self
 
     def candidate_seed(self, candidate: int) -> int:
         """The seed that candidate `candidate` of this run draws all its noise from (A1111's seed + i, wrapping
