@@ -249,6 +249,15 @@ def _sd_models_command(args: argparse.Namespace) -> int:
             state = "downloaded" if folder(decoder.repo_id) else "not downloaded"
         print(f"{decoder.name:<21} {decoder.size_mb:>4.1f} MB  {state:<16} {decoder.repo_id}\n"
               f"    {decoder.description} (sd-download {decoder.name})\n    licence: {decoder.licence}")
+    from glide_studio.sd.registry import KNOWN_IP_ADAPTERS
+
+    for adapter in KNOWN_IP_ADAPTERS:  # image prompts: --ip-adapter NAME with --ip-adapter-image
+        if installed:
+            from glide_studio.sd import hub
+
+            state = "downloaded" if hub.cached_files(adapter.repo_id, adapter.files) else "not downloaded"
+        print(f"{adapter.name:<21} {adapter.size_gb:>4.1f} GB  {state:<16} {adapter.repo_id}\n"
+              f"    {adapter.description} (sd-download {adapter.name})\n    licence: {adapter.licence}")
     return 0
 
 
@@ -259,8 +268,15 @@ def _sd_download_command(args: argparse.Namespace) -> int:
     sd.require()
     from glide_studio.progress import ProgressBar
     from glide_studio.sd.loading import folder_of, resolve
+    from glide_studio.sd.registry import known_ip_adapter
     from glide_studio.sd.taesd import TINY_DECODER_FILES, known_tiny_decoder
 
+    adapter = known_ip_adapter(args.name.removeprefix(SD_MODEL_PREFIX))
+    if adapter is not None:  # an IP-Adapter: its weights and image encoder only
+        from glide_studio.sd import hub
+
+        print(hub.fetch_files(adapter.repo_id, adapter.files, progress_class=ProgressBar))
+        return 0
     decoder = known_tiny_decoder(args.name.removeprefix(SD_MODEL_PREFIX))
     if decoder is not None:  # TAESD: the step previews' decoder, not a model
         from glide_studio.sd import hub

@@ -257,3 +257,25 @@ def test_the_window_picks_a_reference_from_the_box_runs_with_it_and_a_replay_res
     picker.clear.click()
     assert controller.reference is None and not picker.strength.isEnabled()
     window.close()
+
+
+def test_sd_models_lists_the_adapter_and_sd_download_fetches_only_its_files(capsys, monkeypatch, tmp_path):
+    from glide_studio.sd import hub
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    assert cli.main(["sd-models"]) == 0
+    listed = capsys.readouterr().out
+    assert "ip-adapter-sd15" in listed and "h94/IP-Adapter" in listed and "licence: Apache 2.0" in listed
+    assert "not downloaded" in listed.split("ip-adapter-sd15")[1].splitlines()[0]
+    asked = []
+    monkeypatch.setattr(hub, "fetch_files", lambda repo, patterns, **_: asked.append((repo, tuple(patterns))) or
+                        tmp_path)
+    assert cli.main(["sd-download", "ip-adapter-sd15"]) == 0
+    assert asked == [("h94/IP-Adapter", registry.known_ip_adapter("ip-adapter-sd15").files)]
+
+
+def test_a_run_with_a_reference_paused_and_resumed_is_the_uninterrupted_one(adapted, files):
+    request = sd_request(Mode.SDEDIT, adapted.name, steps=4, ip_adapter_image=reference(), ip_adapter=str(files[1]))
+    steps = []
+    whole = drain(run(adapted, request), steps.append)
+    assert np.array_equal(drain(run(adapted, request, resume=steps[1].state)), whole)

@@ -128,3 +128,11 @@ def test_variations_of_this_box_in_the_window(qtbot, tmp_path, monkeypatch, fold
     assert all(np.array_equal(image[outside], before[outside]) for image in images)
     assert controller.candidates is not None and len(controller.candidates) == 2
     window.close()
+
+
+def test_a_variation_paused_and_resumed_is_the_uninterrupted_one(models):
+    request = variations(models.name, steps=4, batch=2)
+    steps = []
+    whole = drain(run(models, request), steps.append)
+    for paused in (0, 2):
+        assert np.array_equal(drain(run(models, request, resume=steps[paused].state)), whole)

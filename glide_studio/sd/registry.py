@@ -112,10 +112,6 @@ def user_ip_adapters() -> list[tuple[str, str]]:
     return found
 
 
-def known(name: str) -> KnownModel | None:
-    return next((model for model in KNOWN_MODELS if model.name == name), None)
-
-
 def makes_variations(model: str) -> bool:
     """Whether an "sd:" model is an unCLIP model, from its registry entry or its folder's model_index.json (read,
     not loaded: the window asks when the model picker changes)."""
@@ -131,6 +127,10 @@ def makes_variations(model: str) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(index, dict) and "image_normalizer" in index
+
+
+def known(name: str) -> KnownModel | None:
+    return next((model for model in KNOWN_MODELS if model.name == name), None)
 
 
 MODELS_PATH_VARIABLE = "GLIDE_STUDIO_SD_MODELS"
