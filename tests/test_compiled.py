@@ -67,6 +67,29 @@ def test_a_warm_up_that_fails_also_leaves_the_eager_network():
     assert background.current() is network and background.error
 
 
+def test_while_a_build_runs_collections_freeze_their_survivors_and_after_it_they_do_not():
+    """A collection walking a compile's objects holds the GIL for long: during the build each collection only walks
+    what came since the last one."""
+    import gc
+
+    seen = {}
+
+    def warm(compiled):
+        before = gc.get_freeze_count()
+        kept = [[] for _ in range(1000)]  # objects that survive the collection
+        gc.collect(0)
+        seen["frozen"] = gc.get_freeze_count() - before
+        del kept
+
+    background = BackgroundCompile(nn.Linear(2, 2), warm, compiler=Twin, nice=None).start()
+    assert background.wait(10) and background.ready
+    assert seen["frozen"] >= 1000
+    before = gc.get_freeze_count()
+    kept = [[] for _ in range(1000)]
+    gc.collect(0)
+    assert gc.get_freeze_count() == before and kept  # the build is over: collections as usual
+
+
 def test_the_compile_cache_lives_in_the_given_directory(tmp_path, monkeypatch):
     for name in ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE", "TORCHINDUCTOR_AUTOGRAD_CACHE"):
         monkeypatch.delenv(name, raising=False)

@@ -14,6 +14,7 @@ whoever swaps it in does so between runs and records it with the run.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import threading
@@ -42,6 +43,13 @@ def torch_compile(network: nn.Module) -> nn.Module:
     return torch.compile(network, dynamic=False)
 
 
+def _freeze_survivors(phase: str, _info: dict) -> None:
+    """A gc callback: after each collection, its survivors leave the collected generations for good (the cyclic
+    garbage they later become is not reclaimed: the price of short collections while a compile runs)."""
+    if phase == "stop":
+        gc.freeze()
+
+
 class BackgroundCompile:
     """A network's compiled twin, made on a daemon thread by `compiler` and warmed by `warm(compiled)` (the calls
     a run will make, so each shape is compiled before a run needs it)."""
@@ -64,6 +72,10 @@ class BackgroundCompile:
         return self
 
     def _build(self) -> None:
+        # Compiling makes millions of Python objects; a collection that walks them holds the GIL for half a second
+        # (measured: GUI stalls of 0.4-0.6 s, benchmarks/bench_gui_latency.py --compile during). While the build
+        # runs, what survives a collection is frozen, so each collection only walks what came since the last one.
+        gc.callbacks.append(_freeze_survivors)
         try:
             # This thread (and the compiler processes it starts, which inherit it) at the lowest priority, so that
             # the user's runs keep the cores; Linux sets nice values per thread.
@@ -79,6 +91,8 @@ class BackgroundCompile:
             self.error = f"{type(error).__name__}: {error}"
             log.warning("torch.compile unavailable, the eager network stays in use: %s", self.error)
         finally:
+            with contextlib.suppress(ValueError):
+                gc.callbacks.remove(_freeze_survivors)
             self._done.set()
 
     @property
