@@ -25,6 +25,7 @@ from glide_studio.pipelines.request import MAX_SEED, Family, Mode
 from glide_studio.ui import icons
 from glide_studio.ui.field_controls import FieldControls
 from glide_studio.ui.reference_picker import ReferencePicker
+from glide_studio.ui.wheel_guard import guard_wheel
 
 REFERENCE_STRENGTH = "ip_adapter_scale"
 
@@ -57,6 +58,21 @@ class ControlsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 10, 10, 10)
         layout.setSpacing(8)
+
+        # The model first: it decides what every setting below means (and which of them count).
+        layout.addWidget(_section("Model"))
+        model_form = QFormLayout()
+        self.model = QComboBox()
+        self.upsample = QCheckBox("Upsample to 256 px")
+        self.device = QComboBox()
+        self.show_noisy = QCheckBox("Preview noisy x_t")
+        model_form.addRow("Model", self.model)
+        model_form.addRow("", self.upsample)
+        model_form.addRow("Device", self.device)
+        model_form.addRow("", self.show_noisy)
+        layout.addLayout(model_form)
+        self.set_models(models)
+        self.device.addItems(devices)
 
         layout.addWidget(_section("Caption"))
         self.caption = QLineEdit()
@@ -99,22 +115,13 @@ class ControlsPanel(QWidget):
         self.reference = ReferencePicker(self.fields.widgets[REFERENCE_STRENGTH])
         layout.addWidget(self.reference)
 
-        layout.addWidget(_section("Model"))
-        model_form = QFormLayout()
-        self.model = QComboBox()
-        self.upsample = QCheckBox("Upsample to 256 px")
-        self.device = QComboBox()
-        self.show_noisy = QCheckBox("Preview noisy x_t")
-        model_form.addRow("Model", self.model)
-        model_form.addRow("", self.upsample)
-        model_form.addRow("Device", self.device)
-        model_form.addRow("", self.show_noisy)
-        layout.addLayout(model_form)
-        self.set_models(models)
-        self.device.addItems(devices)
 
         layout.addStretch(1)
-        buttons = QHBoxLayout()
+        # Run, Pause and Cancel live outside the scrolling settings (the window puts run_bar below them), so
+        # they are always in reach however long the settings grow.
+        self.run_bar = QWidget()
+        buttons = QHBoxLayout(self.run_bar)
+        buttons.setContentsMargins(10, 6, 10, 10)
         self.run_button = QPushButton(icons.run(), "  Run")
         self.run_button.setObjectName("runButton")
         self.run_button.setToolTip("Run (Ctrl+Enter)")
@@ -127,7 +134,6 @@ class ControlsPanel(QWidget):
         buttons.addWidget(self.run_button, 1)
         buttons.addWidget(self.pause_button)
         buttons.addWidget(self.cancel_button)
-        layout.addLayout(buttons)
 
         self.set_run_settings(settings)
         self.fields.on_change(self._emit)
@@ -141,6 +147,7 @@ class ControlsPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.pause_button.clicked.connect(self.pause_requested)
         self.show_noisy.toggled.connect(lambda on: self.preview_source_changed.emit("x_t" if on else "pred_x0"))
+        guard_wheel(self)
 
     def set_models(self, models: list[ModelChoice]) -> None:
         self.model.blockSignals(True)

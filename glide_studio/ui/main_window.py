@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QScrollArea,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -119,7 +120,13 @@ class MainWindow(QMainWindow):
         controls_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         controls_scroll.setMinimumWidth(self.controls.sizeHint().width()
                                         + controls_scroll.verticalScrollBar().sizeHint().width())
-        self._dock("Generate", controls_scroll, Qt.DockWidgetArea.RightDockWidgetArea)
+        generate = QWidget()
+        generate_layout = QVBoxLayout(generate)
+        generate_layout.setContentsMargins(0, 0, 0, 0)
+        generate_layout.setSpacing(0)
+        generate_layout.addWidget(controls_scroll, 1)
+        generate_layout.addWidget(self.controls.run_bar)
+        self._dock("Generate", generate, Qt.DockWidgetArea.RightDockWidgetArea)
         history_dock = self._dock("History", self.history_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(history_dock, self._dock("Gallery", self.gallery, Qt.DockWidgetArea.RightDockWidgetArea))
         self.tabifyDockWidget(history_dock, self._dock("Regions", self.regions_panel,
