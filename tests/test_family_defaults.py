@@ -36,3 +36,19 @@ def test_the_model_picker_switches_the_cfg_scale_with_the_family():
     assert on_sd.with_models("sd:/models/another").request.guidance_scale == 7.5  # same family: untouched
     upsample_off = settings.with_models("demo", upsample=False)
     assert upsample_off.request.guidance_scale == settings.request.guidance_scale
+
+
+def test_the_controls_show_the_sd_cfg_scale_once_an_sd_model_is_picked(qtbot):
+    from glide_studio.app.engine import ModelChoice
+    from glide_studio.ui.controls import ControlsPanel
+
+    choices = [ModelChoice("demo", "Demo", True), ModelChoice(SD, "SD · some-inpainting", True)]
+    panel = ControlsPanel(RunSettings(), choices, ["cpu"])
+    qtbot.addWidget(panel)
+    scale = panel.fields.widgets["guidance_scale"]
+    assert scale.value() == 3.0
+    panel.model.setCurrentIndex(1)
+    assert scale.value() == 7.5 and panel.run_settings().request.guidance_scale == 7.5
+    scale.setValue(6.0)
+    panel.model.setCurrentIndex(0)
+    assert scale.value() == 6.0  # the user's own value stays across families

@@ -215,6 +215,13 @@ class ControlsPanel(QWidget):
     def _emit(self, *_args) -> None:
         if self._updating:
             return
+        previous = self._settings.request.family
         self._settings = self.run_settings()
+        if self._settings.request.family is not previous:  # show the other family's usual values at once
+            self._updating = True
+            try:
+                self.fields.set_values(self._settings.request)
+            finally:
+                self._updating = False
         self._sync_enabled()
         self.run_settings_edited.emit(self._settings)
