@@ -2,7 +2,8 @@
 UNets, warmed by the runs the GUI's defaults make: 2 candidates, 1 candidate, a live-painting update), measured:
 
 - the compile: seconds until the twins are ready, and how many graphs; with an empty --cache that is a first
-  start, run the same command again for a second start (a fresh process, inductor's on-disk cache warm);
+  start (in the editor: its child process's work), run the same command again for a second start (a fresh
+  process, inductor's on-disk cache warm: what the editor then does in its own process);
 - whether it delays runs meanwhile: an eager full inpaint before the compile and while it goes on;
 - per call, compiled against eager, for the very calls a run makes (recorded from a compiled run, replayed);
 - whole runs: eval_demo's timed full inpaint (256 px picture, base + upsample, one candidate) exact eager (as
@@ -30,7 +31,7 @@ import torch
 from glide_studio.app.live import live_request
 from glide_studio.models.compiled import CompiledUNet
 from glide_studio.pipelines.request import Request
-from glide_studio.runs.compiling import CompiledModels, warm_up_run
+from glide_studio.runs.compiling import CompiledModels
 from glide_studio.runs.drain import drain
 from glide_studio.runs.models import load_model_set
 from glide_studio.runs.streams import run
@@ -124,9 +125,10 @@ def main(argv=None) -> int:
     parser.add_argument("--candidates", type=int, default=2, help="the GUI's candidates, for the warm-up")
     parser.add_argument("--json", help="write the figures here too")
     parser.add_argument("--stand-in", action="store_true", help="no real compile (a quick check of this script)")
-    parser.add_argument("--compile-nice", type=int, default=19,
-                        help="the compile thread's nice (19: the editor's; -1: this process's own, to time the compile "
-                             "itself on a machine that other processes keep busy)")
+    parser.add_argument("--compile-nice", type=int, default=-1,
+                        help="the compile thread's nice (-1: this process's own). The editor compiles in a child "
+                             "process at nice 19 first and then builds here from the cache: run this twice with one "
+                             "--cache, the second run's compile is the editor's in-process part")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     figures: dict = {"threads": args.threads, "cache": args.cache}
@@ -138,8 +140,7 @@ def main(argv=None) -> int:
     _, before = timed_run(models, full)
 
     gui = Request(batch=args.candidates)
-    warm = warm_up_run(gui)
-    warm_runs = [warm, warm.with_(batch=1), live_request(warm)]
+    warm_runs = [gui, gui.with_(batch=1), live_request(gui)]  # as the editor's engine warms them
     if args.stand_in:  # checks this script in seconds: "compiled" is the eager forward
         compiled = CompiledModels(lambda unet: CompiledUNet(unet, compile_fn=lambda forward: forward))
     else:

@@ -308,3 +308,46 @@ def test_the_edit_menu_turns_compiling_on_and_off_and_the_choice_is_kept(qtbot, 
     again = FakeEngine()
     open_window(qtbot, tmp_path, again, starter_scene(64), show=False)
     assert again.compile is not COMPILE_DEFAULT
+
+
+def test_the_first_compile_runs_in_a_child_process_with_the_same_runs(reference_dir, monkeypatch, tmp_path):
+    """The editor compiles first in a child process at the lowest priority (a low-priority thread here would hold
+    the GUI's GIL); the child gets the networks and the warm-up runs, then the twins are built here from the
+    cache it filled. A child that fails leaves the runs eager."""
+    import json
+    import subprocess
+
+    from pipeline_helpers import request_for, tiny_model_set
+
+    from glide_studio.models.compiled import CompiledUNet
+    from glide_studio.pipelines.request import Mode, Request
+    from glide_studio.runs import compiling
+    from glide_studio.runs.codec import decode
+
+    children = []
+
+    def child(command, input, **kwargs):
+        children.append((command, json.loads(input)))
+        return subprocess.CompletedProcess(command, 0 if len(children) == 1 else 3, "", "inductor: g++ not found")
+
+    monkeypatch.setattr(subprocess, "run", child)
+    models = tiny_model_set(reference_dir)
+    runs = [request_for(Mode.INPAINT, batch=2).without_unused_inputs(), request_for(Mode.INPAINT, batch=1)]
+    made = []
+
+    def stand_in(unet):
+        made.append(unet)
+        return CompiledUNet(unet, compile_fn=lambda forward: forward)
+
+    compiled = compiling.CompiledModels(stand_in, cache_dir=tmp_path, out_of_process=True)
+    compiled.start(models, runs)  # the child succeeds: the twins are built here after it
+    assert compiled.build.wait(60) and compiled.build.ready and compiled.error is None and len(made) == 2
+    again = compiling.CompiledModels(stand_in, cache_dir=tmp_path, out_of_process=True)
+    again.start(models, runs)  # the child fails: nothing is built here, the runs stay eager
+    assert again.build.wait(60) and not again.build.ready and "g++ not found" in again.error and len(made) == 2
+    assert again.for_run(models) is models
+    command, spec = children[0]
+    assert command[1:] == ["-m", "glide_studio.runs.compiling"] and spec["cache"] == str(tmp_path)
+    assert spec["precision"] == "fp32" and spec["device"] == "cpu" and spec["base_size"] == models.base_size
+    assert [decode(Request, run) for run in spec["runs"]] == [run.with_(image=None, mask=None) for run in runs]
+

@@ -164,7 +164,7 @@ class PipelineEngine:
     def _start_compile(self, request: Request) -> None:
         """Compiles the loaded demo networks in the background, warmed with the runs `request`'s settings make
         (its candidates, one candidate, and a live-painting update); a run never waits for it."""
-        from glide_studio.runs.compiling import CompiledModels, compile_allowed, compiling_pays, warm_up_run
+        from glide_studio.runs.compiling import CompiledModels, compile_allowed, compiling_pays
 
         if not (self.compile and compile_allowed() and self._model_set is not None
                 and compiling_pays(request, self._device)):
@@ -173,15 +173,15 @@ class PipelineEngine:
             if self._compiled is None and self._compiler is None:
                 from glide_studio.checkpoints.cache import cache_dir
 
-                # inductor's kernels kept on disk: a second start of the editor loads them instead of compiling
-                self._compiled = CompiledModels(cache_dir=cache_dir() / "inductor")
+                # inductor's kernels kept on disk: a second start of the editor loads them instead of compiling;
+                # the first compile runs in a child process (a thread here would hold the GUI's GIL for long)
+                self._compiled = CompiledModels(cache_dir=cache_dir() / "inductor", out_of_process=True)
             elif self._compiled is None:
                 self._compiled = CompiledModels(self._compiler)
             from glide_studio.app.live import live_request
 
-            warm = warm_up_run(request)
-            runs = [warm] + ([warm.with_(batch=1)] if warm.batch != 1 else []) + [live_request(warm)]
-            self._compiled.start(self._model_set, runs)
+            runs = [request] + ([request.with_(batch=1)] if request.batch != 1 else []) + [live_request(request)]
+            self._compiled.start(self._model_set, [run.without_unused_inputs() for run in runs])
         except Exception:  # noqa: BLE001 - compiling is a speed-up only: the runs go on eager
             _log.exception("compiling the networks could not start; runs stay eager")
 

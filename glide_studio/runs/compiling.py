@@ -11,7 +11,11 @@ networks' first compile was never measured to pay back within a session.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from glide_studio import checkpoints
 from glide_studio.models.compiled import BackgroundCompile, CompiledUNet
 from glide_studio.pipelines.models import ModelSet
 from glide_studio.pipelines.request import Family, Mode, Request
+from glide_studio.runs.codec import decode, encode
 from glide_studio.runs.drain import drain
 
 COMPILE_ENV = "GLIDE_STUDIO_COMPILE"
@@ -69,8 +74,12 @@ class CompiledModels:
     CompiledUNet by default; tests pass stand-ins, since a real compile takes minutes)."""
 
     def __init__(self, compiler: Callable[[nn.Module], nn.Module] = CompiledUNet, cache_dir: Path | None = None,
-                 nice: int | None = 19):
-        self.compiler, self.cache_dir, self.nice = compiler, cache_dir, nice
+                 nice: int | None = None, out_of_process: bool = False):
+        """out_of_process: first compile the same networks and runs in a child process at the lowest priority
+        (`compile_child`), which fills the on-disk cache, then build the twins here from it: the compile's Python
+        work then never holds this process's GIL at a low priority (the editor; a benchmark timing the compile
+        itself does it in process)."""
+        self.compiler, self.cache_dir, self.nice, self.out_of_process = compiler, cache_dir, nice, out_of_process
         self.build: BackgroundCompile | None = None
         self._networks: tuple = ()
 
@@ -90,14 +99,20 @@ class CompiledModels:
         def warm(compiled: nn.ModuleDict) -> None:
             ready = dataclasses.replace(models, **dict(compiled.items()))
             for request in warm_runs:
-                drain(_pipeline_run(ready, request))
+                drain(_pipeline_run(ready, warm_up_run(request)))
             for twin in compiled.values():
                 seal = getattr(twin, "seal", None)
                 if seal is not None:
                     seal()
 
+        before = None
+        if self.out_of_process and self.cache_dir is not None:
+            precision = models.precision.name if models.precision is not None else "fp32"
+            before = functools.partial(compile_in_child, warm_runs, str(models.device), precision, self.cache_dir,
+                                       models.base_size, models.upsample_size)
         self._networks = networks
-        self.build = BackgroundCompile(unets, warm, compiler=twins, cache_dir=self.cache_dir, nice=self.nice).start()
+        self.build = BackgroundCompile(unets, warm, compiler=twins, cache_dir=self.cache_dir, nice=self.nice,
+                                       before=before).start()
         return True
 
     def _same(self, networks: tuple) -> bool:
@@ -120,7 +135,42 @@ class CompiledModels:
         return None if self.build is None else self.build.error
 
 
+CHILD_NICE = 19
+"""The child compile's priority: the lowest, so that the user's runs keep the cores (it shares no GIL with them)."""
+
+
+def compile_in_child(warm_runs: Sequence[Request], device: str, precision: str, cache_dir: Path,
+                     base_size: int | None = None, upsample_size: int | None = None) -> None:
+    """Compiles the runs' networks in a child process at the lowest priority, filling inductor's cache in
+    `cache_dir`; blocks (without the GIL) until it has ended, and raises when it failed."""
+    spec = {"runs": [encode(request) for request in warm_runs], "device": device, "precision": precision,
+            "cache": str(cache_dir), "base_size": base_size, "upsample_size": upsample_size}
+    done = subprocess.run([sys.executable, "-m", "glide_studio.runs.compiling"], input=json.dumps(spec), text=True,
+                          capture_output=True, preexec_fn=lambda: os.nice(CHILD_NICE), check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the compile process failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+
+
+def _child(spec: dict) -> int:
+    from glide_studio.runs.models import load_model_set
+
+    runs = [decode(Request, run) for run in spec["runs"]]
+    models = load_model_set(runs[0], spec["device"], spec["precision"], base_size=spec.get("base_size"),
+                            upsample_size=spec.get("upsample_size"))
+    compiled = CompiledModels(cache_dir=Path(spec["cache"]))
+    compiled.start(models, runs)
+    compiled.build.wait()
+    if compiled.error:
+        print(compiled.error, file=sys.stderr)
+        return 1
+    return 0
+
+
 def _pipeline_run(models: ModelSet, request: Request):
     from glide_studio import pipelines
 
     return pipelines.run(models, request)
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child(json.loads(sys.stdin.read())))
