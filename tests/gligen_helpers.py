@@ -4,11 +4,10 @@ CLIP text model and tokenizer of sd_helpers."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from sd_helpers import SCHEDULER_CONFIG, tiny_components, write_tokenizer
+from sd_helpers import tiny_components, write_folder
 
 
 def tiny_gligen_unet(seed: int = 0, in_channels: int = 4):
@@ -30,14 +29,4 @@ def tiny_gligen_unet(seed: int = 0, in_channels: int = 4):
 def save_gligen_folder(folder: Path, seed: int = 0, in_channels: int = 4) -> Path:
     parts = tiny_components(seed, 4)
     parts["unet"] = tiny_gligen_unet(seed, in_channels)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, module in parts.items():
-        module.save_pretrained(folder / name, safe_serialization=True)
-    write_tokenizer(folder / "tokenizer")
-    (folder / "scheduler").mkdir(exist_ok=True)
-    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER_CONFIG))
-    (folder / "model_index.json").write_text(json.dumps({
-        "_class_name": "StableDiffusionGLIGENPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "PNDMScheduler"]}))
-    return folder
+    return write_folder(folder, parts, "StableDiffusionGLIGENPipeline")

@@ -70,18 +70,27 @@ def tiny_components(seed: int = 0, in_channels: int = 9) -> dict:
 
 def save_folder(folder: Path, seed: int = 0, in_channels: int = 9) -> Path:
     """A diffusers folder: model_index.json and one subfolder per component, weights as safetensors."""
-    parts = tiny_components(seed, in_channels)
+    pipeline = "StableDiffusionInpaintPipeline" if in_channels == 9 else "StableDiffusionPipeline"
+    return write_folder(folder, tiny_components(seed, in_channels), pipeline)
+
+
+STANDARD_INDEX = {"unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+                  "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+                  "scheduler": ["diffusers", "PNDMScheduler"]}
+
+
+def write_folder(folder: Path, parts: dict, pipeline: str, *, tokenizers=("tokenizer",),
+                 index: dict | None = None) -> Path:
+    """`parts` (name -> module) saved as a diffusers folder of the `pipeline` class: each module's subfolder, the
+    tokenizers, the scheduler and a model_index.json of the standard components plus `index`."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, module in parts.items():
         module.save_pretrained(folder / name, safe_serialization=True)
-    write_tokenizer(folder / "tokenizer")
+    for name in tokenizers:
+        write_tokenizer(folder / name)
     (folder / "scheduler").mkdir(exist_ok=True)
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER_CONFIG))
-    pipeline = "StableDiffusionInpaintPipeline" if in_channels == 9 else "StableDiffusionPipeline"
-    (folder / "model_index.json").write_text(json.dumps({
-        "_class_name": pipeline, "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "PNDMScheduler"]}))
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": pipeline, **STANDARD_INDEX, **(index or {})}))
     return folder
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sd_helpers import SCHEDULER_CONFIG, tiny_components, write_tokenizer
+from sd_helpers import tiny_components, write_folder
 
 from glide_studio import cli
 from glide_studio.pipelines.request import Mode, Request
@@ -43,21 +43,11 @@ def save_sdxl_folder(folder, seed=0, aesthetics=False):
     parts["text_encoder_2"] = CLIPTextModelWithProjection(CLIPTextConfig(
         vocab_size=520, hidden_size=12, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
         max_position_embeddings=16, bos_token_id=516, eos_token_id=517, pad_token_id=517, projection_dim=8)).eval()
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, module in parts.items():
-        module.save_pretrained(folder / name, safe_serialization=True)
-    write_tokenizer(folder / "tokenizer")
-    write_tokenizer(folder / "tokenizer_2")
-    (folder / "scheduler").mkdir(exist_ok=True)
-    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER_CONFIG))
-    (folder / "model_index.json").write_text(json.dumps({
-        "_class_name": "StableDiffusionXLInpaintPipeline", "force_zeros_for_empty_prompt": True,
-        "requires_aesthetics_score": aesthetics,
-        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
-        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
-        "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
-        "tokenizer_2": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "EulerDiscreteScheduler"]}))
-    return folder
+    return write_folder(folder, parts, "StableDiffusionXLInpaintPipeline", tokenizers=("tokenizer", "tokenizer_2"),
+                        index={"force_zeros_for_empty_prompt": True, "requires_aesthetics_score": aesthetics,
+                               "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+                               "tokenizer_2": ["transformers", "CLIPTokenizer"],
+                               "scheduler": ["diffusers", "EulerDiscreteScheduler"]})
 
 
 @pytest.fixture(scope="module")
