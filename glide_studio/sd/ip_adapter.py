@@ -133,7 +133,7 @@ def added_conditioning(models: SDModelSet, request: Request, guided: bool) -> di
         embedding = negative = torch.zeros(shape)
     else:
         embedding = image_embedding(encoder, request.ip_adapter_image, loaded.hidden_states)
-        if loaded.hidden_states:  # Plus adapters read an all-black picture's hidden states as "no reference"
+        if loaded.hidden_states:  # Plus adapters read an all-zero (normalised) picture as "no reference"
             black = torch.zeros((1, 3, int(config.image_size), int(config.image_size)))
             negative = encoder(black.to(encoder.device, encoder.dtype), output_hidden_states=True).hidden_states[-2]
         else:
