@@ -11,7 +11,7 @@ from gligen_helpers import save_gligen_folder
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 from sd_helpers import save_folder
-from window_helpers import open_window
+from window_helpers import open_window, run_to_the_end
 
 from glide_studio.app.engine import PipelineEngine
 from glide_studio.app.starter import starter_scene
@@ -121,11 +121,7 @@ def test_draw_a_box_type_its_phrase_and_run_grounded_in_the_window(qtbot, tmp_pa
     controls.fields.widgets["batch"].setValue(1)
     controls.caption.setText("a garden")
     before = window.controller.document.picture.copy()
-    steps = []
-    window.controller.run_step.connect(lambda progress: steps.append(progress.index))
-    with qtbot.waitSignal(window.controller.run_finished, timeout=120_000) as finished:
-        window.run()
-    result = finished.args[0]
+    result, steps = run_to_the_end(qtbot, window)
     assert result.record.request.regions == (moved,) and steps == [0, 1, 2]
     kept = mask == 0
     assert np.array_equal(result.images[0][kept], before[kept])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QComboBox
 from sd_helpers import save_folder
-from window_helpers import open_window
+from window_helpers import open_window, run_to_the_end
 
 from glide_studio.app.engine import PipelineEngine
 from glide_studio.app.starter import starter_scene
@@ -52,11 +52,7 @@ def test_the_users_sd_model_is_in_the_picker_and_inpaints_in_the_window(qtbot, t
     mask[16:40, 20:48] = 255
     window.controller.document.set_mask_array(mask)
     before = window.controller.document.picture.copy()
-    steps = []
-    window.controller.run_step.connect(lambda progress: steps.append(progress.index))
-    with qtbot.waitSignal(window.controller.run_finished, timeout=120_000) as finished:
-        window.run()
-    result = finished.args[0]
+    result, steps = run_to_the_end(qtbot, window)
     request = result.record.request
     assert request.base_model == name and request.scheduler == Scheduler.DDIM and request.negative_prompt == "blurry"
     assert request.upsample_model is None and result.record.context.model_hash

@@ -15,3 +15,13 @@ def open_window(qtbot, tmp_path, engine, picture, show: bool = True) -> MainWind
         window.show()
         qtbot.waitExposed(window)
     return window
+
+
+def run_to_the_end(qtbot, window, timeout: int = 120_000):
+    """Runs the window's settings as the Run button does; (the finished run's result, the indices of the steps
+    it showed)."""
+    steps: list[int] = []
+    window.controller.run_step.connect(lambda progress: steps.append(progress.index))
+    with qtbot.waitSignal(window.controller.run_finished, timeout=timeout) as finished:
+        window.run()
+    return finished.args[0], steps
