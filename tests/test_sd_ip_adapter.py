@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
-from sd_image_helpers import save_folder, save_ip_adapter
+from sd_image_helpers import ip_adapter_state, save_folder, save_ip_adapter
 
 from glide_studio import cli
 from glide_studio.pipelines.request import Mode, Request
@@ -44,6 +45,10 @@ def adapted(files):
 @pytest.fixture(scope="module")
 def plain(files):
     return load_model(f"sd:{files[0]}", "cpu", "fp32")
+
+
+def plain_unet(folder):
+    return load_model(f"sd:{folder}", "cpu", "fp32").unet
 
 
 def picture():
@@ -117,6 +122,19 @@ def test_adapters_that_cannot_be_used_are_refused_clearly(tmp_path, files):
     }
     (tmp_path / "lonely").mkdir()
     (tmp_path / "lonely" / "ip-adapter.safetensors").write_bytes(adapter.read_bytes())
+    from safetensors.torch import save_file
+
+    state = ip_adapter_state(plain_unet(folder))
+    other_kinds = {  # a Plus adapter's resampler instead of the base projection; a base one for a wider context
+        "plus": ({**{key: value for key, value in state.items() if not key.startswith("image_proj.")},
+                  "image_proj.latents": torch.zeros(1, 16, 16)}, "not a base IP-Adapter"),
+        "wide": ({**state, "image_proj.proj.weight": torch.zeros(4 * 32, 8)}, "made for a UNet with 32-wide"),
+    }
+    for kind, (weights, words) in other_kinds.items():
+        (tmp_path / kind).mkdir()
+        save_file(weights, str(tmp_path / kind / "ip-adapter.safetensors"))
+        (tmp_path / kind / "image_encoder").symlink_to(adapter.parent / "image_encoder")
+        cases[tmp_path / kind / "ip-adapter.safetensors"] = words
     for path, words in cases.items():
         with pytest.raises(ModelUnavailableError, match=words):
             load_sd_model_set(sd_request(Mode.INPAINT, f"sd:{folder}", ip_adapter_image=reference(),

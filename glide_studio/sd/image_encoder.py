@@ -26,9 +26,7 @@ def encoder_pixels(picture: np.ndarray, side: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def image_embedding(encoder, picture: np.ndarray, hidden_states: bool = False) -> torch.Tensor:
-    """The encoder's projected image embedding (1, D), or its penultimate hidden states (1, T, W)."""
+def image_embedding(encoder, picture: np.ndarray) -> torch.Tensor:
+    """The encoder's projected image embedding (1, D)."""
     pixels = encoder_pixels(picture, int(encoder.config.image_size)).to(encoder.device, encoder.dtype)
-    if hidden_states:
-        return encoder(pixels, output_hidden_states=True).hidden_states[-2]
     return encoder(pixels).image_embeds

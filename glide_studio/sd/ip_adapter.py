@@ -30,13 +30,10 @@ PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 
 @dataclass
 class LoadedIPAdapter:
-    """The adapter installed in a model set's UNet, and the image encoder that reads its reference pictures.
-    `hidden_states`: the adapter reads the encoder's penultimate hidden states (IP-Adapter Plus), not its
-    projected embedding."""
+    """The adapter installed in a model set's UNet, and the image encoder that reads its reference pictures."""
 
     name: str
     image_encoder: Any
-    hidden_states: bool
 
 
 def resolve(name: str, *, progress_class=None) -> tuple[Path, Path]:
@@ -79,20 +76,21 @@ def read_state_dict(path: Path) -> dict[str, dict[str, torch.Tensor]]:
 
 
 def _check_fits(parts: dict, unet, name: str) -> None:
-    """An adapter made for another model (SDXL's 2048-wide context on an SD 1.5 UNet) is refused by name."""
+    """The base IP-Adapter (its projection turns the image embedding into 4 context tokens) for this UNet's width;
+    the Plus, Full-face and FaceID kinds (other projections, other encoder outputs) and an adapter made for another
+    model (SDXL's 2048-wide context on an SD 1.5 UNet) are refused by name."""
     weight = parts["image_proj"].get("proj.weight")
     if weight is None:
-        weight = parts["image_proj"].get("proj.3.weight", parts["image_proj"].get("proj_out.weight"))
-    width = unet.config.cross_attention_dim
-    made_for = None if weight is None else weight.shape[0] // (4 if "proj.weight" in parts["image_proj"] else 1)
-    if made_for is not None and made_for != width:
+        raise SDModelError(f"the IP-Adapter {name} is not a base IP-Adapter (it has no image_proj.proj): the Plus, "
+                           "Full-face and FaceID kinds are not supported")
+    made_for, width = weight.shape[0] // 4, unet.config.cross_attention_dim
+    if made_for != width:
         raise SDModelError(f"the IP-Adapter {name} was made for a UNet with {made_for}-wide cross-attention; this "
                            f"model's is {width} wide")
 
 
 def attach(models: SDModelSet, name: str, *, progress_class=None) -> LoadedIPAdapter:
     """Installs the adapter `name` in the model set's UNet (once; another adapter replaces it) with its encoder."""
-    from diffusers.models.embeddings import ImageProjection
     from transformers import CLIPVisionModelWithProjection
 
     loaded = getattr(models, "ip_adapter", None)
@@ -106,9 +104,7 @@ def attach(models: SDModelSet, name: str, *, progress_class=None) -> LoadedIPAda
         encoder = CLIPVisionModelWithProjection.from_pretrained(encoder_folder, use_safetensors=True)
     except (KeyError, RuntimeError, ValueError, OSError) as error:
         raise SDModelError(f"the IP-Adapter {name} does not fit the model {models.name}: {error}") from error
-    encoder = encoder.to(models.device, models.unet_dtype).eval()
-    projection = models.unet.encoder_hid_proj.image_projection_layers[0]
-    models.ip_adapter = LoadedIPAdapter(name, encoder, not isinstance(projection, ImageProjection))
+    models.ip_adapter = LoadedIPAdapter(name, encoder.to(models.device, models.unet_dtype).eval())
     return models.ip_adapter
 
 
@@ -125,19 +121,11 @@ def added_conditioning(models: SDModelSet, request: Request, guided: bool) -> di
     loaded = getattr(models, "ip_adapter", None)
     if loaded is None:
         return None
-    encoder = loaded.image_encoder
-    config = encoder.config
     if request.ip_adapter_image is None:
-        tokens = (int(config.image_size) // int(config.patch_size)) ** 2 + 1
-        shape = (1, tokens, int(config.hidden_size)) if loaded.hidden_states else (1, int(config.projection_dim))
-        embedding = negative = torch.zeros(shape)
+        embedding = torch.zeros((1, int(loaded.image_encoder.config.projection_dim)))
     else:
-        embedding = image_embedding(encoder, request.ip_adapter_image, loaded.hidden_states)
-        if loaded.hidden_states:  # Plus adapters read an all-zero (normalised) picture as "no reference"
-            black = torch.zeros((1, 3, int(config.image_size), int(config.image_size)))
-            negative = encoder(black.to(encoder.device, encoder.dtype), output_hidden_states=True).hidden_states[-2]
-        else:
-            negative = torch.zeros_like(embedding)
+        embedding = image_embedding(loaded.image_encoder, request.ip_adapter_image)
+    negative = torch.zeros_like(embedding)
     rows = [negative[None]] * (request.batch if guided else 0) + [embedding[None]] * request.batch
     return {"image_embeds": [torch.cat([row.to(models.device, models.unet_dtype) for row in rows])]}
 
