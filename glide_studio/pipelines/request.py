@@ -197,7 +197,7 @@ class Request:
                                       ("inpaint", "sdedit", "upsample"))
     mask: np.ndarray | None = pixels("mask image: white or opaque = regenerate", ("inpaint", "sdedit"), ("inpaint",))
     sketch: np.ndarray | None = pixels("RGBA sketch layer (SDEdit): alpha marks strokes", ("sdedit",), ("sdedit",))
-    steps: int = setting(25, label="Steps", help="base model steps", a1111="Steps", minimum=1, maximum=MAX_STEPS)
+    steps: int = setting(20, label="Steps", help="base model steps", a1111="Steps", minimum=1, maximum=MAX_STEPS)
     sampler: Sampler = setting(
         Sampler.DPMPP_2M_SDE, label="Sampler", a1111="Sampler", relevant=_glide,
         help="the stochastic DPM-Solver++(2M) by default: SDEdit is defined by a stochastic reverse process")
@@ -222,7 +222,7 @@ class Request:
         "demo-upsample-inpaint", label="Upsampler", help="upsampler model name, or 'none' to stop at 64 px",
         a1111="Hires upscaler", control=False, relevant=_glide)
     upsample_steps: int = setting(
-        15, label="Upsample steps", help="upsampler steps", a1111="Hires steps", minimum=1, maximum=MAX_STEPS,
+        10, label="Upsample steps", help="upsampler steps", a1111="Hires steps", minimum=1, maximum=MAX_STEPS,
         relevant=lambda request: _glide(request) and request.upsample_model is not None)
     # -- speed levers (glide_studio.pipelines.levers): 1 / 0 / 1 is the exact path ------------------------------
     reuse_interval: int = setting(
@@ -237,7 +237,8 @@ class Request:
     upsample_reuse_interval: int = setting(
         1, label="Upsampler feature reuse", a1111="Hires feature reuse", minimum=1, maximum=10,
         relevant=lambda request: _glide(request) and request.upsample_model is not None,
-        help="feature reuse in the upsampler (1: off, the default; reuse there triples the fill's seam error)")
+        help="feature reuse in the upsampler (1: off, the default: fewer steps keep the fill better; reuse at "
+             "every level triples its seam error, every 3 steps above noise level 0.5 keeps it)")
     upsample_reuse_stop: float = setting(
         0.0, label="Upsampler feature reuse until", a1111="Hires feature reuse until", minimum=0.0, maximum=1.0,
         step=0.05, relevant=lambda request: _glide(request) and request.upsample_model is not None
