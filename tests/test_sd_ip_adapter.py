@@ -297,3 +297,13 @@ def test_a_run_with_a_reference_paused_and_resumed_is_the_uninterrupted_one(adap
     steps = []
     whole = drain(run(adapted, request), steps.append)
     assert np.array_equal(drain(run(adapted, request, resume=steps[1].state)), whole)
+
+
+def test_bf16_reads_the_reference_in_bf16_and_keeps_the_unmasked_pixels(files):
+    folder, adapter = files
+    request = sd_request(Mode.INPAINT, f"sd:{folder}", ip_adapter_image=reference(), ip_adapter=str(adapter))
+    low = load_sd_model_set(request, "cpu", "bf16", loaded={})
+    assert low.ip_adapter.image_encoder.dtype == torch.bfloat16 and low.unet.dtype == torch.bfloat16
+    results = drain(run(low, request))
+    kept = mask() == 0
+    assert np.array_equal(results[:, kept], np.broadcast_to(picture()[kept], results[:, kept].shape))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sd_image_helpers import save_unclip_folder
 
 from glide_studio.pipelines.request import EditBox, Mode, Request
@@ -136,3 +137,12 @@ def test_a_variation_paused_and_resumed_is_the_uninterrupted_one(models):
     whole = drain(run(models, request), steps.append)
     for paused in (0, 2):
         assert np.array_equal(drain(run(models, request, resume=steps[paused].state)), whole)
+
+
+def test_bf16_variations_fill_only_the_box(folder):
+    low = load_sd_model_set(variations(f"sd:{folder}"), "cpu", "bf16", loaded={})
+    assert low.unclip.image_encoder.dtype == low.unet.dtype == torch.bfloat16
+    results = drain(run(low, variations(low.name, batch=2)))
+    outside = np.ones((HEIGHT, WIDTH), bool)
+    outside[BOX.y:BOX.y + BOX.height, BOX.x:BOX.x + BOX.width] = False
+    assert np.array_equal(results[:, outside], np.broadcast_to(picture()[outside], results[:, outside].shape))
