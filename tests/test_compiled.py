@@ -326,11 +326,22 @@ def test_the_first_compile_runs_in_a_child_process_with_the_same_runs(reference_
 
     children = []
 
-    def child(command, input, **kwargs):
-        children.append((command, json.loads(input)))
-        return subprocess.CompletedProcess(command, 0 if len(children) == 1 else 3, "", "inductor: g++ not found")
+    class Child:
+        """What subprocess.Popen starts: the first child succeeds, the next fails as a missing compiler would."""
 
-    monkeypatch.setattr(subprocess, "run", child)
+        def __init__(self, command, **kwargs):
+            self.command, self.returncode = command, None
+            children.append(self)
+
+        def communicate(self, spec):
+            self.spec = json.loads(spec)
+            self.returncode = 0 if self is children[0] else 3
+            return None, "" if self.returncode == 0 else "inductor: g++ not found"
+
+        def poll(self):
+            return self.returncode
+
+    monkeypatch.setattr(subprocess, "Popen", Child)
     models = tiny_model_set(reference_dir)
     runs = [request_for(Mode.INPAINT, batch=2).without_unused_inputs(), request_for(Mode.INPAINT, batch=1)]
     made = []
@@ -346,8 +357,20 @@ def test_the_first_compile_runs_in_a_child_process_with_the_same_runs(reference_
     again.start(models, runs)  # the child fails: nothing is built here, the runs stay eager
     assert again.build.wait(60) and not again.build.ready and "g++ not found" in again.error and len(made) == 2
     assert again.for_run(models) is models
-    command, spec = children[0]
+    command, spec = children[0].command, children[0].spec
     assert command[1:] == ["-m", "glide_studio.runs.compiling"] and spec["cache"] == str(tmp_path)
     assert spec["precision"] == "fp32" and spec["device"] == "cpu" and spec["base_size"] == models.base_size
     assert [decode(Request, run) for run in spec["runs"]] == [run.with_(image=None, mask=None) for run in runs]
 
+
+
+def test_a_compile_child_still_running_when_the_editor_exits_is_stopped():
+    import subprocess
+    import sys
+
+    from glide_studio.runs import compiling
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    compiling._stop(child)  # what the exit handler does
+    assert child.wait(10) != 0
+    compiling._stop(child)  # an ended child is left alone

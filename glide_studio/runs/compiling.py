@@ -10,6 +10,7 @@ networks' first compile was never measured to pay back within a session.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import json
@@ -145,10 +146,21 @@ def compile_in_child(warm_runs: Sequence[Request], device: str, precision: str, 
     `cache_dir`; blocks (without the GIL) until it has ended, and raises when it failed."""
     spec = {"runs": [encode(request) for request in warm_runs], "device": device, "precision": precision,
             "cache": str(cache_dir), "base_size": base_size, "upsample_size": upsample_size}
-    done = subprocess.run([sys.executable, "-m", "glide_studio.runs.compiling"], input=json.dumps(spec), text=True,
-                          capture_output=True, preexec_fn=lambda: os.nice(CHILD_NICE), check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the compile process failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    child = subprocess.Popen([sys.executable, "-m", "glide_studio.runs.compiling"], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: os.nice(CHILD_NICE))
+    atexit.register(_stop, child)  # the editor closing stops it: no compile goes on behind a closed window
+    try:
+        _, errors = child.communicate(json.dumps(spec))
+    finally:
+        atexit.unregister(_stop)
+    if child.returncode != 0:
+        raise RuntimeError(f"the compile process failed ({child.returncode}): {errors.strip()[-500:]}")
+
+
+def _stop(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.kill()
 
 
 def _child(spec: dict) -> int:
