@@ -146,6 +146,9 @@ def compile_in_child(warm_runs: Sequence[Request], device: str, precision: str, 
     `cache_dir`; blocks (without the GIL) until it has ended, and raises when it failed."""
     spec = {"runs": [encode(request) for request in warm_runs], "device": device, "precision": precision,
             "cache": str(cache_dir), "base_size": base_size, "upsample_size": upsample_size}
+    done = _done_marker(spec)
+    if done.is_file():  # a child compiled these very runs before: the cache has them, build here at once
+        return
     child = subprocess.Popen([sys.executable, "-m", "glide_studio.runs.compiling"], stdin=subprocess.PIPE,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              preexec_fn=lambda: os.nice(CHILD_NICE))
@@ -156,6 +159,19 @@ def compile_in_child(warm_runs: Sequence[Request], device: str, precision: str, 
         atexit.unregister(_stop)
     if child.returncode != 0:
         raise RuntimeError(f"the compile process failed ({child.returncode}): {errors.strip()[-500:]}")
+    done.touch()
+
+
+def _done_marker(spec: dict) -> Path:
+    """The file that says a child compiled `spec`'s runs into its cache, for these versions of torch and of us."""
+    import hashlib
+
+    import torch
+
+    from glide_studio import __version__
+
+    key = json.dumps([spec, torch.__version__, __version__], sort_keys=True)
+    return Path(spec["cache"]) / f"compiled-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 def _stop(child: subprocess.Popen) -> None:
