@@ -156,18 +156,20 @@ def _has_reference(request: Request) -> bool:
 def setting(default: Any, *, label: str, help: str, cli: str | None = None, a1111: str | None = None,
             minimum: float | None = None, maximum: float | None = None, step: float | None = None,
             relevant: Callable[[Request], bool] | None = None, control: bool = True,
-            family_defaults: Mapping[Family, Any] | None = None) -> Any:
+            family_defaults: Mapping[Family, Any] | None = None, advanced: bool = False) -> Any:
     """A request field with what the layers above need to show it.
 
     cli: the flag's name (default: the field's, dashed; "" for none); a1111: its key in A1111's parameters
     text (None: not written there); minimum/maximum: the accepted range, checked by every run; step: the GUI
     control's increment; relevant: when the field changes the result (otherwise the GUI greys it out and the
     A1111 text leaves it out); control: whether the GUI shows a generic control for it; family_defaults: the
-    usual value for a model family where it is not `default`'s (see Request.with_family_defaults).
+    usual value for a model family where it is not `default`'s (see Request.with_family_defaults); advanced: a
+    setting most runs leave alone (its control sits in the panel's folded Advanced section).
     """
     return field(default=default, metadata={
         "label": label, "help": help, "cli": cli, "a1111": a1111, "minimum": minimum, "maximum": maximum,
         "step": step, "relevant": relevant, "control": control, "family_defaults": dict(family_defaults or {}),
+        "advanced": advanced,
     })
 
 
@@ -202,7 +204,7 @@ class Request:
         Sampler.DPMPP_2M_SDE, label="Sampler", a1111="Sampler", relevant=_glide,
         help="the stochastic DPM-Solver++(2M) by default: SDEdit is defined by a stochastic reverse process")
     eta: float = setting(0.0, label="Eta", help="DDIM stochasticity (sampler ddim only)", a1111="Eta",
-                         minimum=0.0, maximum=1.0, step=0.1, relevant=_uses_eta)
+                         minimum=0.0, maximum=1.0, step=0.1, relevant=_uses_eta, advanced=True)
     guidance_scale: float = setting(3.0, label="Guidance scale", a1111="CFG scale", minimum=0.0, maximum=100.0,
                                     step=0.5, family_defaults={Family.SD: 7.5},
                                     help="guidance strength (3 is GLIDE's usual, 7.5 Stable Diffusion's)")
@@ -229,30 +231,33 @@ class Request:
         0, label="Feature reuse", a1111="Feature reuse", minimum=0, maximum=10, relevant=_glide,
         help="run the whole network every N steps and only its shallow branch on its cached deep features in "
              "between (DeepCache); 1 runs it in full at every step; 0 (automatic): every 2 steps when editing a "
-             "picture (inpaint, SDEdit), every step when generating one (reuse moves a generation's objects)")
+             "picture (inpaint, SDEdit), every step when generating one (reuse moves a generation's objects)",
+        advanced=True)
     reuse_stop: float = setting(
         0.0, label="Feature reuse until", a1111="Feature reuse until", minimum=0.0, maximum=1.0, step=0.05,
         relevant=lambda request: _glide(request) and request.reuse_interval != 1,
-        help="feature reuse stops below this noise level (0..1): the steps below it run the whole network")
+        help="feature reuse stops below this noise level (0..1): the steps below it run the whole network",
+        advanced=True)
     upsample_reuse_interval: int = setting(
         1, label="Upsampler feature reuse", a1111="Hires feature reuse", minimum=1, maximum=10,
         relevant=lambda request: _glide(request) and request.upsample_model is not None,
         help="feature reuse in the upsampler (1: off, the default: fewer steps keep the fill better; reuse at "
-             "every level triples its seam error, every 3 steps above noise level 0.5 keeps it)")
+             "every level triples its seam error, every 3 steps above noise level 0.5 keeps it)", advanced=True)
     upsample_reuse_stop: float = setting(
         0.0, label="Upsampler feature reuse until", a1111="Hires feature reuse until", minimum=0.0, maximum=1.0,
         step=0.05, relevant=lambda request: _glide(request) and request.upsample_model is not None
         and request.upsample_reuse_interval > 1,
-        help="the upsampler's feature reuse stops below this noise level (0..1)")
+        help="the upsampler's feature reuse stops below this noise level (0..1)", advanced=True)
     guidance_stop: float = setting(
         0.3, label="Guidance until", a1111="Guidance until", minimum=0.0, maximum=1.0, step=0.05,
         relevant=_glide,
         help="guidance stops below this noise level (0..1): classifier-free guidance's steps below it run the "
-             "conditional half alone, at half the cost (CLIP guidance's skip the CLIP model); 0 guides every step")
+             "conditional half alone, at half the cost (CLIP guidance's skip the CLIP model); 0 guides every step",
+        advanced=True)
     guidance_start: float = setting(
         1.0, label="Guidance from", a1111="Guidance from", minimum=0.0, maximum=1.0, step=0.05,
         relevant=_glide,
-        help="guidance starts at this noise level (0..1; 1 guides from the first step)")
+        help="guidance starts at this noise level (0..1; 1 guides from the first step)", advanced=True)
     edit_box: EditBox | None = setting(
         None, label="Edit box", help="edit box x,y,width,height in picture pixels (what the model sees)",
         cli="box", a1111="Edit box", control=False)

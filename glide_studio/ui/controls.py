@@ -98,9 +98,15 @@ class ControlsPanel(QWidget):
         self.random_seed = QCheckBox("Random")
         self.dice = QToolButton(text="⚄")
         self.dice.setToolTip("New random seed")
+        advanced_form = QFormLayout()
+        advanced_form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        advanced_form.setHorizontalSpacing(10)
         for name, widget in self.fields.widgets.items():
             if name == REFERENCE_STRENGTH:
                 continue  # beside its picture, in the reference picker
+            if self.fields.is_advanced(name):
+                advanced_form.addRow(self.fields.label(name), widget)
+                continue
             if name == "seed":
                 seed_row = QHBoxLayout()
                 seed_row.addWidget(widget, 1)
@@ -110,6 +116,20 @@ class ControlsPanel(QWidget):
             else:
                 form.addRow(self.fields.label(name), widget)
         layout.addLayout(form)
+        # What most runs leave alone (the speed levers' fine settings, DDIM's eta) is folded away, as editors
+        # fold their advanced options; the choice is remembered with the window's layout.
+        self.advanced_toggle = QToolButton(text="Advanced")
+        self.advanced_toggle.setObjectName("sectionToggle")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced = QWidget()
+        self.advanced.setLayout(advanced_form)
+        advanced_form.setContentsMargins(0, 0, 0, 0)
+        self.advanced.setVisible(False)
+        self.advanced_toggle.toggled.connect(self._show_advanced)
+        layout.addWidget(self.advanced_toggle)
+        layout.addWidget(self.advanced)
 
         layout.addWidget(_section("Reference image (Stable Diffusion)"))
         self.reference = ReferencePicker(self.fields.widgets[REFERENCE_STRENGTH])
@@ -148,6 +168,10 @@ class ControlsPanel(QWidget):
         self.pause_button.clicked.connect(self.pause_requested)
         self.show_noisy.toggled.connect(lambda on: self.preview_source_changed.emit("x_t" if on else "pred_x0"))
         guard_wheel(self)
+
+    def _show_advanced(self, shown: bool) -> None:
+        self.advanced.setVisible(shown)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
     def set_models(self, models: list[ModelChoice]) -> None:
         self.model.blockSignals(True)

@@ -52,6 +52,9 @@ class FieldControls:
     def label(self, name: str) -> str:
         return next(found.metadata["label"] for found in self.specs if found.name == name)
 
+    def is_advanced(self, name: str) -> bool:
+        return next(bool(found.metadata.get("advanced")) for found in self.specs if found.name == name)
+
     def set_values(self, request: Request) -> None:
         for found in self.specs:
             widget, value = self.widgets[found.name], getattr(request, found.name)

@@ -1,4 +1,4 @@
-"""Scrolling the settings panel over a spin box or a combo box scrolls the panel and leaves the setting alone;
+"""The settings panel: scrolling it over a spin box or a combo box scrolls the panel and leaves the setting alone;
 once the user has clicked into the control, the wheel changes it as usual."""
 
 from __future__ import annotations
@@ -44,3 +44,17 @@ def _parents(widget):
     while widget is not None:
         widget = widget.parentWidget()
         yield widget
+
+
+def test_the_advanced_settings_are_folded_and_the_choice_is_remembered(qtbot, tmp_path):
+    window = open_window(qtbot, tmp_path, FakeEngine(), starter_scene(64))
+    controls = window.controls
+    assert not controls.advanced.isVisible()
+    assert controls.fields.widgets["reuse_interval"].parentWidget() is controls.advanced
+    assert controls.fields.widgets["steps"].parentWidget() is not controls.advanced
+    controls.advanced_toggle.click()
+    assert controls.advanced.isVisible() and controls.fields.widgets["guidance_stop"].isVisible()
+    window.close()
+    again = open_window(qtbot, tmp_path, FakeEngine(), starter_scene(64))
+    assert again.controls.advanced_toggle.isChecked() and again.controls.advanced.isVisible()
+    again.close()
