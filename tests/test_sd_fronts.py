@@ -88,7 +88,7 @@ def test_the_editor_engine_runs_the_same_pixels_as_the_command_line(tmp_path, mo
     from glide_studio.pipelines.request import EditBox
 
     request = Request(mode=Mode.INPAINT, base_model=model, image=picture, mask=mask, prompt="a cat", steps=3, seed=9,
-                      edit_box=EditBox(0, 0, 48, 40))
+                      edit_box=EditBox(0, 0, 48, 40)).with_family_defaults()  # as the picker sets an SD model up
     engine = PipelineEngine(precision="fp32")
     engine.prepare(request, "cpu")
     steps = []
