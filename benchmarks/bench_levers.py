@@ -317,12 +317,16 @@ def main(argv=None) -> int:
     reset_peak_memory()
     saved = json.loads(open(args.costs).read()) if args.costs else {}
     if args.costs:
-        print(f"per-call seconds from {args.costs} (timed then, priced now)")
+        print(f"per-call seconds from {args.costs} (timed then: {saved.get('timed_with', 'unknown')}; priced now, "
+              "the threads above do not apply)")
     results = {case: run_case(case, args, request, fast, exact, saved.get(case) if args.costs else None)
                for case in args.cases.split(",")}
     if args.save_costs:
         with open(args.save_costs, "w") as out:
-            json.dump({case: result["costs"] for case, result in results.items()}, out, indent=1)
+            timed_with = {"threads": torch.get_num_threads(), "repeats": args.repeats, "device": str(device),
+                          "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            json.dump({"timed_with": timed_with, **{case: result["costs"] for case, result in results.items()}},
+                      out, indent=1)
     if set(results) == set(CASES):
         ours = sum(results[case]["all"] * results[case]["steps"] for case in CASES)
         reference = sum(results[case]["reference_step"] * REFERENCE_FLOW[case] for case in CASES)

@@ -36,8 +36,9 @@ EDITING_REUSE_INTERVAL = 2
 """What `reuse_interval` 0 (automatic, the default) means for the base stage: reuse every 2 steps when the run
 edits a picture (inpaint, SDEdit), whose known pixels hold the layout, and not at all when it generates one.
 Measured (eval_levers.py, held-out tasks): reuse every 2 steps keeps inpaint and SDEdit at the exact path's
-rates but generation lost objects (3 of 50 against the exact path, none gained), also with reuse only above
-noise level 0.6 or 0.3: stale deep features move a whole-canvas layout; the guidance window alone lost none."""
+rates, but generation lost 3 objects net of 50 (1 of 32 on tasks 0-11 and 100-111, 2 of 18 on tasks 200-210),
+also with reuse only above noise level 0.3 or 0.6 (the same 2 of 18): stale deep features move a whole-canvas
+layout, which known pixels hold in an edit; the guidance window alone lost none."""
 
 
 def reuse_interval_for(request: Request) -> int:
