@@ -8,9 +8,13 @@ reaches torch.compile)."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -379,3 +383,34 @@ def test_a_compile_child_still_running_when_the_editor_exits_is_stopped():
     compiling._stop(child)  # what the exit handler does
     assert child.wait(10) != 0
     compiling._stop(child)  # an ended child is left alone
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_compile_child_dies_with_an_editor_that_is_killed(tmp_path):
+    import subprocess
+
+    script = tmp_path / "editor.py"
+    script.write_text(
+        "import os, subprocess, sys, threading, time\n"
+        "from glide_studio.runs import compiling\n"
+        "def go():\n"
+        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],\n"
+        "                             preexec_fn=compiling._child_setup)\n"
+        "    print(child.pid, flush=True)\n"
+        "    child.wait()\n"
+        "threading.Thread(target=go, daemon=True).start()\n"
+        "time.sleep(1.5)\n"
+        "os._exit(0)\n")
+    editor = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True)
+    pid = int(editor.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except OSError:
+            break  # gone
+        if state == "Z":
+            break  # dead, waiting for init to reap it
+        time.sleep(0.1)
+    else:
+        pytest.fail("the compile child outlived the editor")

@@ -150,8 +150,7 @@ def compile_in_child(warm_runs: Sequence[Request], device: str, precision: str, 
     if done.is_file():  # a child compiled these very runs before: the cache has them, build here at once
         return
     child = subprocess.Popen([sys.executable, "-m", "glide_studio.runs.compiling"], stdin=subprocess.PIPE,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=lambda: os.nice(CHILD_NICE))
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=_child_setup)
     atexit.register(_stop, child)  # the editor closing stops it: no compile goes on behind a closed window
     try:
         _, errors = child.communicate(json.dumps(spec))
@@ -172,6 +171,19 @@ def _done_marker(spec: dict) -> Path:
 
     key = json.dumps([spec, torch.__version__, __version__], sort_keys=True)
     return Path(spec["cache"]) / f"compiled-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _child_setup() -> None:
+    """In the child before it runs: the lowest priority, and (Linux) killed when the thread that started it ends,
+    so that an editor that is killed takes its compile with it."""
+    os.nice(CHILD_NICE)
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _stop(child: subprocess.Popen) -> None:
