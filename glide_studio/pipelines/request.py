@@ -199,7 +199,7 @@ class Request:
                                       ("inpaint", "sdedit", "upsample"))
     mask: np.ndarray | None = pixels("mask image: white or opaque = regenerate", ("inpaint", "sdedit"), ("inpaint",))
     sketch: np.ndarray | None = pixels("RGBA sketch layer (SDEdit): alpha marks strokes", ("sdedit",), ("sdedit",))
-    steps: int = setting(20, label="Steps", help="base model steps", a1111="Steps", minimum=1, maximum=MAX_STEPS)
+    steps: int = setting(25, label="Steps", help="base model steps", a1111="Steps", minimum=1, maximum=MAX_STEPS)
     sampler: Sampler = setting(
         Sampler.DPMPP_2M_SDE, label="Sampler", a1111="Sampler", relevant=_glide,
         help="the stochastic DPM-Solver++(2M) by default: SDEdit is defined by a stochastic reverse process")
