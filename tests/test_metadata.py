@@ -190,7 +190,7 @@ def test_mask_digest_ignores_the_mask_encoding(inputs):
 
 
 def test_text_for_generate_without_upsampler():
-    request = Request(mode=Mode.GENERATE, prompt="p", upsample_model=None, seed=1, sampler="dpm++2m")
+    request = Request(mode=Mode.GENERATE, prompt="p", upsample_model=None, seed=1, sampler="dpm++2m", steps=25)
     text = a1111_text(RunRecord(request), (64, 64))
     assert text.startswith("p\nSteps: 25, Sampler: DPM++ 2M, CFG scale: 3, Guidance: cfg, Seed: 1")
     assert "Hires" not in text and "Denoising" not in text and "Eta" not in text and "Mode: generate" in text
