@@ -235,6 +235,28 @@ def test_runs_are_eager_until_the_twins_are_warm_then_compiled_with_the_same_pix
     assert not context.compiled
 
 
+def test_a_run_without_the_upsampler_still_gets_the_compiled_base_and_starts_no_new_build(reference_dir):
+    import dataclasses
+
+    from pipeline_helpers import request_for, tiny_model_set
+
+    from glide_studio.models.compiled import CompiledUNet
+    from glide_studio.pipelines.request import Mode
+    from glide_studio.runs.compiling import CompiledModels
+
+    models = tiny_model_set(reference_dir)
+    compiled = CompiledModels(lambda unet: CompiledUNet(unet, compile_fn=lambda forward: forward))
+    assert compiled.start(models, [request_for(Mode.INPAINT, batch=1)])
+    assert compiled.build.wait(60) and compiled.build.ready
+    base_only = dataclasses.replace(models, upsample=None, upsample_size=None)  # loading dropped the upsampler
+    swapped = compiled.for_run(base_only)
+    assert isinstance(swapped.base, CompiledUNet) and swapped.base.unet is models.base and swapped.upsample is None
+    assert not compiled.start(base_only, [request_for(Mode.INPAINT, batch=1, upsample_model=None)])
+    reloaded = dataclasses.replace(models, upsample=tiny_model_set(reference_dir).upsample)  # loaded again: new
+    swapped = compiled.for_run(reloaded)
+    assert isinstance(swapped.base, CompiledUNet) and swapped.upsample is reloaded.upsample  # eager, not stale
+
+
 def test_a_compiler_that_fails_leaves_the_runs_eager_and_working(reference_dir, monkeypatch, caplog):
     from pipeline_helpers import request_for
 

@@ -89,7 +89,7 @@ class CompiledModels:
         networks, or another build is still running (it is let finish; the next call starts this one). True when a
         build was started."""
         networks = tuple(getattr(models, stage) for stage in STAGES)
-        if self.build is not None and (self._same(networks) or not self.build.wait(0)):
+        if self.build is not None and (self._covers(networks) or not self.build.wait(0)):
             return False
         unets = nn.ModuleDict({stage: network for stage, network in zip(STAGES, networks, strict=True)
                                if network is not None})
@@ -116,20 +116,21 @@ class CompiledModels:
                                        before=before).start()
         return True
 
-    def _same(self, networks: tuple) -> bool:
-        return len(networks) == len(self._networks) and all(a is b for a, b in zip(networks, self._networks,
-                                                                                   strict=True))
+    def _covers(self, networks: tuple) -> bool:
+        """Every network of `networks` is one this build compiles (a base-only run's set drops the upsampler)."""
+        return any(network is not None for network in networks) and all(
+            network is None or network is built for network, built in zip(networks, self._networks, strict=True))
 
     def for_run(self, models: ModelSet) -> ModelSet:
-        """`models` with its UNets' compiled twins when they are warm and belong to these very networks; else
-        `models` itself (still compiling, compiling failed, or other networks are loaded now)."""
+        """`models` with the compiled twin of each of its UNets that this build made from that very network, once
+        warm; else `models` itself (still compiling, compiling failed, or other networks are loaded now)."""
         build = self.build
-        if build is None or not isinstance(models, ModelSet) or not self._same(tuple(getattr(models, stage)
-                                                                                      for stage in STAGES)):
-            return models
-        if not build.ready:  # still compiling, or it failed (logged once, by the build)
-            return models
-        return dataclasses.replace(models, **dict(build.current().items()))
+        if build is None or not build.ready or not isinstance(models, ModelSet):
+            return models  # still compiling, or it failed (logged once, by the build)
+        twins = build.current()
+        swapped = {stage: twins[stage] for stage, built in zip(STAGES, self._networks, strict=True)
+                   if stage in twins and getattr(models, stage) is built}
+        return dataclasses.replace(models, **swapped) if swapped else models
 
     @property
     def error(self) -> str | None:
