@@ -1,13 +1,13 @@
 """torch.compile for the demo networks of a loaded ModelSet: compiled in the background, swapped in between runs.
 
-`CompiledModels` builds the compiled twins of a model set's UNets on one low-priority daemon thread
-(`glide_studio.models.compiled.BackgroundCompile`) and warms them by draining the runs the editor will make (so
-every call signature a run meets is compiled before a run meets it); `for_run` hands a run the twins once they
-are warm and were made from the very networks loaded now, else the eager model set. Only the demo networks on the
-CPU are compiled: there compiling was measured to pay (weights/MODEL_CARD.md, "torch.compile"); the full-size
-networks' first compile was never measured to pay back within a session.
+`CompiledModels` builds the compiled twins of a model set's UNets on one daemon thread
+(`glide_studio.models.compiled.BackgroundCompile`; the editor's first compile runs in a child process at the lowest
+priority, which fills inductor's on-disk cache) and warms them by draining the runs the editor will make (so every
+call signature a run meets is compiled before a run meets it); `for_run` hands a run the twin of each UNet that
+was made from that very network, once warm, else the eager one. Only the demo networks on the CPU are compiled,
+the only place it was measured (weights/MODEL_CARD.md, "torch.compile": it did not clearly pay there, so the
+editor's preference is off by default); the full-size networks' first compile was never measured.
 """
-
 from __future__ import annotations
 
 import atexit
@@ -41,7 +41,7 @@ def compile_allowed() -> bool:
 
 
 def compiling_pays(request: Request, device: str) -> bool:
-    """The request's networks are the small demo ones on the CPU (the only place compiling was measured to pay)."""
+    """The request's networks are the small demo ones on the CPU (the only place compiling was measured)."""
     if request.family is not Family.GLIDE or str(device) != "cpu":
         return False
     names = [name for name in (request.base_model, request.upsample_model) if name]
@@ -77,7 +77,7 @@ class CompiledModels:
     def __init__(self, compiler: Callable[[nn.Module], nn.Module] = CompiledUNet, cache_dir: Path | None = None,
                  nice: int | None = None, out_of_process: bool = False):
         """out_of_process: first compile the same networks and runs in a child process at the lowest priority
-        (`compile_child`), which fills the on-disk cache, then build the twins here from it: the compile's Python
+        (`compile_in_child`), which fills the on-disk cache, then build the twins here from it: the compile's Python
         work then never holds this process's GIL at a low priority (the editor; a benchmark timing the compile
         itself does it in process)."""
         self.compiler, self.cache_dir, self.nice, self.out_of_process = compiler, cache_dir, nice, out_of_process
