@@ -8,7 +8,9 @@ network. Where compiling is not possible (no C++ compiler, an unsupported platfo
 compiler) the eager network stays in use and `error` says why.
 
 The compiled network's kernels fuse and reorder arithmetic, so its pixels may differ from eager's by rounding:
-whoever swaps it in does so between runs and records it with the run.
+whoever swaps it in does so between runs and records it with the run. They also run under the GIL (inductor's
+default Python wrapper does not release it around its C++ kernels, as eager ATen ops do): measured as GUI stalls
+of 110-130 ms while a compiled run goes on (weights/MODEL_CARD.md, "torch.compile").
 """
 
 from __future__ import annotations
