@@ -14,8 +14,8 @@ APPLICATION = "GLIDE Studio"
 COMPILE_KEY = "engine/compile_demo"
 COMPILE_DEFAULT = False
 """Edit ▸ Compile the demo model: off. Measured on the 2-core CPU in bf16 (weights/MODEL_CARD.md, "torch.compile"):
-a whole demo inpaint ran no faster compiled (0.97x, medians; 1.18x in the quietest round), a live update 1.40x,
-for a first compile of 34 min (8 graphs) and pixels that differ from eager's by rounding."""
+a whole demo inpaint 0.97x and 1.33x compiled in two interleaved runs, a live update 1.40x and 1.42x, but the first
+compile takes 34 min, every start rebuilds for 2-3 min, and compiled kernels hold the GIL (GUI stalls of 110-130 ms)."""
 
 
 def default_settings() -> QSettings:
