@@ -39,8 +39,16 @@ from glide_studio.config import UNET_PRESETS, UNetConfig
 from glide_studio.models import build_model
 from glide_studio.models.precision import Precision, choose_precision, prepare_model
 from glide_studio.models.unet import ReusedFeatures
-from glide_studio.pipelines.chains import from_noise
-from glide_studio.pipelines.levers import SHALLOW_BLOCKS, StageDenoiser, reuse_interval_for
+from glide_studio.pipelines.chains import from_noise, start_from_image
+from glide_studio.pipelines.levers import (
+    SHALLOW_BLOCKS,
+    CroppedNetwork,
+    Region,
+    StageDenoiser,
+    network_stride,
+    region_to_draw,
+    reuse_interval_for,
+)
 from glide_studio.pipelines.request import Request
 
 CASES = {"base": ("base-inpaint", 64, True, "steps"), "upsample": ("upsample-inpaint", 256, False, "upsample_steps")}
@@ -73,13 +81,51 @@ def upsampler_reuse(request: Request, upsampler: bool) -> dict:
     return {"reuse_interval": request.upsample_reuse_interval, "reuse_stop": request.upsample_reuse_stop}
 
 
+def stage_chain(config, request: Request, steps: int, upsampler: bool):
+    """The stage's chain as plans builds it (the upsampler's part-way from its strength); only its timesteps
+    are used here."""
+    if upsampler and request.upsample_strength < 1.0:
+        return start_from_image(config.noise_schedule, request.sampler, steps, request.upsample_strength, None)
+    return from_noise(config.noise_schedule, request.sampler, steps, upsampler=upsampler)
+
+
+def typical_region(context: int, size: int, stride: int) -> Region | None:
+    """The region the upsampler draws at `context` on the held-out seam tasks' median task (by area, every 4th
+    of tasks 20-219 of each kind: a 256 px picture, the automatic edit box, an object's mask), scaled to `size`."""
+    import eval_seams
+
+    from glide_studio.pipelines import editbox
+    from glide_studio.pipelines.inpaint import upsampler_input
+    from glide_studio.pipelines.request import Mode
+
+    sizes = SimpleNamespace(upsample_size=size, base_size=size // 4)
+    regions = []
+    for kind in eval_seams.KINDS:
+        for k in range(20, 220, 4):
+            picture, mask, caption, *_ = eval_seams.seam_task(kind, k)
+            request = Request(mode=Mode.INPAINT, prompt=caption, image=picture, mask=mask)
+            boxed = upsampler_input(sizes, request, editbox.region_to_regenerate(request))
+            region = region_to_draw(torch.from_numpy(boxed.mask.astype("float32")), context, stride)
+            regions.append(region or (slice(0, size), slice(0, size)))
+    regions.sort(key=lambda r: (r[0].stop - r[0].start) * (r[1].stop - r[1].start))
+    median = regions[len(regions) // 2]
+    return None if median == (slice(0, size), slice(0, size)) else median
+
+
+def region_label(region: Region | None, size: int) -> str:
+    if region is None:
+        return f"{size}x{size} (the whole box)"
+    height, width = region[0].stop - region[0].start, region[1].stop - region[1].start
+    return f"{height}x{width} of {size}x{size} ({height * width / size**2:.0%} of the pixels)"
+
+
 def stage_calls(config, request: Request, guided: bool, steps: int, upsampler: bool) -> list[tuple[str, int]]:
     """The (kind, rows) of every network call of one stage under `request`'s levers, one candidate."""
     network = RecordingNetwork(SimpleNamespace(diffusion_steps=1000))
     levers = StageDenoiser(network, None, request, guided=guided and request.guidance_scale != 1.0,
                            **upsampler_reuse(request, upsampler))
     denoiser = levers.build("cpu")
-    chain = from_noise(config.noise_schedule, request.sampler, steps, upsampler=upsampler)
+    chain = stage_chain(config, request, steps, upsampler)
     x = torch.zeros(1, 3, 1, 1)
     for t in reversed(range(chain.num_steps)):
         denoiser(x, chain.diffusion.timestep_map[t:t + 1], text_emb={"xf_proj": torch.zeros(2, 1)})
@@ -108,13 +154,13 @@ def best_seconds(call, device, repeats: int) -> float:
 
 def call_costs(variants: dict, size: int, rows_needed: set[int], repeats: int) -> dict[str, dict]:
     """Seconds per call of each (kind, rows) the stages can make, for each variant (name -> (network,
-    precision, shallow too)). The variants' calls are interleaved round by round and the best round kept, so
+    precision, shallow too[, region])). The variants' calls are interleaved round by round and the best round kept, so
     that a machine whose load changes while it runs weighs on every variant alike."""
     calls = {}
-    for name, (model, precision, shallow) in variants.items():
+    for name, (model, precision, shallow, *region) in variants.items():
         for rows in sorted(rows_needed):
             calls.update({(name, kind, rows): call for kind, call in
-                          _calls_at(model, precision, size, rows, shallow).items()})
+                          _calls_at(model, precision, size, rows, shallow, *region).items()})
     best = dict.fromkeys(calls, math.inf)
     with torch.no_grad():
         for round_ in range(repeats + 1):  # round 0 warms up: first-call allocations and kernel selection
@@ -130,12 +176,14 @@ def call_costs(variants: dict, size: int, rows_needed: set[int], repeats: int) -
     return costs
 
 
-def _calls_at(model, precision: Precision, size: int, rows: int, shallow: bool) -> dict:
+def _calls_at(model, precision: Precision, size: int, rows: int, shallow: bool, region: Region | None = None) -> dict:
     device = precision.device
     (x, timesteps), kwargs = random_inputs(model, rows, size)
     x, timesteps = x.to(device), timesteps.to(device)
     kwargs = with_text_embedding(model, {key: value.to(device) for key, value in kwargs.items()},
                                  precision.autocast())
+    if region is not None:  # the shipped wrapper, so its cutting and padding are timed too
+        model = CroppedNetwork(model, region)
 
     def full():
         with precision.autocast():
@@ -161,16 +209,17 @@ def priced(calls: list[tuple[str, int]], costs: dict) -> float:
 
 
 def check_stage(model, precision: Precision, size: int, config, request: Request, guided: bool, steps: int,
-                upsampler: bool) -> float:
+                upsampler: bool, region: Region | None = None) -> float:
     """The all-levers stage run for real over its chain (random x at every step): measured seconds per step."""
     device = precision.device
     (x, _), kwargs = random_inputs(model, 1, size)
     rows = 2 if guided else 1
     kwargs = {key: torch.cat([value] * rows).to(device) for key, value in kwargs.items()}
     kwargs = with_text_embedding(model, kwargs, precision.autocast())
-    levers = StageDenoiser(model, precision, request, guided=guided, **upsampler_reuse(request, upsampler))
+    levers = StageDenoiser(model, precision, request, guided=guided, region=region,
+                           **upsampler_reuse(request, upsampler))
     denoiser = levers.build(device)
-    chain = from_noise(config.noise_schedule, request.sampler, steps, upsampler=upsampler)
+    chain = stage_chain(config, request, steps, upsampler)
     x = x.to(device)
     with torch.no_grad():
         denoiser(x, chain.diffusion.timestep_map[-1:].to(device), **kwargs)  # warm-up, then a fresh stage
@@ -219,20 +268,30 @@ def run_case(case: str, args, request: Request, fast: Precision, exact: Precisio
     else:
         model, size = None, (32 if case == "base" else 64) if args.tiny else CASES[case][1]
         config = tiny_config(case) if args.tiny else UNET_PRESETS[CASES[case][0]]
+    exact_request = request.with_(reuse_interval=1, upsample_reuse_interval=1, guidance_stop=0.0, guidance_start=1.0,
+                                  upsample_context=0, upsample_strength=1.0)
     levers = {
-        "exact": request.with_(reuse_interval=1, upsample_reuse_interval=1, guidance_stop=0.0, guidance_start=1.0),
+        "exact": exact_request,
         "reuse": request.with_(guidance_stop=0.0, guidance_start=1.0),
         "window": request.with_(reuse_interval=1),
         "all": request,
     }
+    region = None
+    if upsampler and request.upsample_context > 0:
+        region = typical_region(request.upsample_context, size, network_stride(SimpleNamespace(config=config)))
+    region_variant = f"{fast.name} region" if region is not None else None
     calls = {name: stage_calls(config, lever, guided, steps, upsampler) for name, lever in levers.items()}
     rows = {r for sequence in calls.values() for _, r in sequence}
     if saved is not None:
         costs = loaded_costs(saved)
+        if region_variant not in costs:  # saved without the region's calls: priced without it
+            region, region_variant = None, None
     else:
         plain_model = copy.deepcopy(model).to(exact.device)
         prepare_model(model, fast)  # in place: the fast path's weights from here on
         variants = {"fp32": (plain_model, exact, False), fast.name: (model, fast, True)}
+        if region_variant:
+            variants[region_variant] = (model, fast, True, region)
         if args.int8:
             from glide_studio.models.quantize import quantize_convs
 
@@ -247,28 +306,38 @@ def run_case(case: str, args, request: Request, fast: Precision, exact: Precisio
         if name == "window" and not guided:
             continue
         figures[f"{fast.name} + {name}"] = priced(calls[name], costs[fast.name])
+    if region_variant:
+        figures[f"{fast.name} + region"] = priced(calls["exact"], costs[region_variant])
     if int8_costs is not None:
         figures[f"{fast.name} + int8"] = priced(calls["exact"], int8_costs)
-    all_costs = int8_costs if (int8_costs is not None and args.int8_in_all) else costs[fast.name]
+    all_costs = costs[region_variant] if region_variant else costs[fast.name]
+    if int8_costs is not None and args.int8_in_all:
+        all_costs = int8_costs
     all_name = f"{fast.name} + all" + (" (int8)" if all_costs is int8_costs else "")
     figures[all_name] = priced(calls["all"], all_costs)
     kinds = Counter(calls["all"])
     print(f"\n{case}: {config.image_size if args.tiny else CASES[case][0]} at {size} px, {steps} steps of "
           f"{request.sampler}; all levers' calls: " + ", ".join(f"{n} x {k} b{r}" for (k, r), n in kinds.items()))
+    if upsampler:
+        print(f"  upsampler from noise level {request.upsample_strength:g}; region at context "
+              f"{request.upsample_context} px: {region_label(region, size)}")
     for (kind, r), seconds in sorted(costs[fast.name].items()):
         line = f"  call {kind:<8} b{r}: {fast.name} {seconds * 1e3:8.1f} ms"
         if (kind, r) in costs["fp32"]:
             line += f", fp32 {costs['fp32'][kind, r] * 1e3:8.1f} ms"
+        if region_variant:
+            line += f", {region_variant} {costs[region_variant][kind, r] * 1e3:8.1f} ms"
         if int8_costs is not None:
             line += f", int8 {int8_costs[kind, r] * 1e3:8.1f} ms"
         print(line)
     for name, seconds in figures.items():
         print(f"  {name:<28} {seconds:7.3f} s/step  {plain / seconds:5.2f}x")
     result = {"per_step": figures, "plain": plain, "all": figures[all_name], "steps": steps,
+              "region": region_label(region, size) if upsampler else None,
               "reference_step": priced(calls["exact"], costs["fp32"]), "costs": saved_costs(costs)}
     if args.check and model is not None:
         measured = check_stage(model if all_costs is not int8_costs else quantized, fast, size, config, request,
-                               guided, steps, upsampler)
+                               guided, steps, upsampler, region)
         print(f"  {all_name:<28} {measured:7.3f} s/step measured over the real stage "
               f"(priced {figures[all_name]:.3f})")
     del model
@@ -289,6 +358,8 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse-stop", type=float, default=Request.reuse_stop)
     parser.add_argument("--upsample-reuse-stop", type=float, default=Request.upsample_reuse_stop)
     parser.add_argument("--guidance-stop", type=float, default=Request.guidance_stop)
+    parser.add_argument("--upsample-context", type=int, default=Request.upsample_context)
+    parser.add_argument("--upsample-strength", type=float, default=Request.upsample_strength)
     parser.add_argument("--steps", type=int, default=Request.steps)
     parser.add_argument("--upsample-steps", type=int, default=Request.upsample_steps)
     parser.add_argument("--sampler", default=Request.sampler)
@@ -306,7 +377,8 @@ def main(argv=None) -> int:
     exact = choose_precision(device, "fp32")
     request = Request(reuse_interval=args.reuse, upsample_reuse_interval=args.upsample_reuse,
                       reuse_stop=args.reuse_stop, upsample_reuse_stop=args.upsample_reuse_stop,
-                      guidance_stop=args.guidance_stop, steps=args.steps,
+                      guidance_stop=args.guidance_stop, steps=args.steps, upsample_context=args.upsample_context,
+                      upsample_strength=args.upsample_strength,
                       upsample_steps=args.upsample_steps, sampler=args.sampler)
     print(f"levers: reuse every {reuse_interval_for(request)} steps (inpaint) from noise level "
           f"{request.reuse_stop:g} up, "

@@ -186,7 +186,8 @@ def eval_seams(models, tasks: range, suite: str, steps: int, guidance: float) ->
     return summary([seam_task_errors(models, kind, k, steps, guidance, **fields) for k in tasks])
 
 
-EXACT_PATH = {"reuse_interval": 1, "upsample_reuse_interval": 1, "guidance_stop": 0.0, "guidance_start": 1.0}
+EXACT_PATH = {"reuse_interval": 1, "upsample_reuse_interval": 1, "guidance_stop": 0.0, "guidance_start": 1.0,
+              "upsample_context": 0, "upsample_strength": 1.0}
 """The speed levers off: both networks in full at every step, guided at every step (named, not left to the
 defaults, which the speed levers' screen may change)."""
 REFERENCE_STEPS = {"steps": 25, "upsample_steps": 15}

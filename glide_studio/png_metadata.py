@@ -28,8 +28,8 @@ from glide_studio import __version__
 from glide_studio.atomic_files import write_atomically
 from glide_studio.diffusion.samplers import Sampler
 from glide_studio.pipelines.request import MAX_SEED, Mode, Request
-from glide_studio.runs.codec import RecordError, decode, encode, format_text, parse_text, specs
-from glide_studio.runs.record import RunContext, RunRecord, array_digest
+from glide_studio.runs.codec import RecordError, encode, format_text, parse_text, specs
+from glide_studio.runs.record import RunContext, RunRecord, array_digest, decode_record
 
 METADATA_KEY = "glide_studio"
 A1111_KEY = "parameters"
@@ -242,7 +242,7 @@ def record_from_json(meta: Any) -> PngRecord:
         meta["context"] = {"device": device} if isinstance(device, str) else {}
     meta["request"] = {"mode": Mode.GENERATE.value, **meta["request"]}
     try:
-        record = decode(RunRecord, meta, where="the metadata field ")
+        record = decode_record(meta, where="the metadata field ")
     except RecordError as error:
         raise MetadataError(str(error)) from None
     written = meta.get("format")

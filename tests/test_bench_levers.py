@@ -61,6 +61,19 @@ def test_saved_call_costs_price_other_settings_without_timing(tmp_path, capsys, 
     assert "8 base + " not in fewer and "+ 8 upsample steps" in fewer and fewer != again
 
 
+def test_the_upsamplers_strength_starts_its_calls_part_way_down():
+    calls = bench_levers.stage_chain(bench_levers.TINY, Request(upsample_strength=0.4), 5, upsampler=True)
+    assert calls.num_steps == 5 and int(calls.diffusion.timestep_map[-1]) <= 400
+
+
+def test_the_region_lever_is_timed_on_the_typical_tasks_region(capsys):
+    assert bench_levers.main(["--tiny", "--repeats", "1", "--cases", "upsample", "--upsample-context", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "bf16 + region" in out and "% of the pixels)" in out
+    region = bench_levers.typical_region(32, 256, 32)
+    assert region is not None and all(part.start % 32 == 0 and part.stop % 32 == 0 for part in region)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the CUDA benchmark really runs")
 def test_the_cuda_benchmark_says_there_is_no_gpu_and_exits_cleanly(capsys):
     assert bench_levers_cuda.main([]) == 0

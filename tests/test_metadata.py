@@ -178,7 +178,11 @@ def test_first_format_files_still_read(tmp_path):
     Image.new("RGB", (4, 4)).save(path, pnginfo=info)
     record = read_record(path).record
     assert record.context == RunContext("cuda", None) and record.candidate == 1
-    assert record.request == Request(mode=Mode.SDEDIT, prompt="p", sampler="ddim", seed=3)
+    # The speed levers came later: such a run ran without them, and reads so (their `unrecorded` values).
+    before_levers = {found.name: found.metadata["unrecorded"] for found in dataclasses.fields(Request)
+                     if "unrecorded" in found.metadata}
+    assert before_levers["reuse_interval"] == 1 and before_levers["upsample_strength"] == 1.0
+    assert record.request == Request(mode=Mode.SDEDIT, prompt="p", sampler="ddim", seed=3, **before_levers)
     assert record.inputs["image"].shape == (4, 4, 3)
 
 

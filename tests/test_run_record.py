@@ -20,6 +20,7 @@ from glide_studio.diffusion.samplers import Sampler
 from glide_studio.pipelines.request import EditBox, Guidance, Mode, Region, Request, Scheduler
 from glide_studio.png_metadata import read_record
 from glide_studio.runs.codec import RecordError, decode, encode, spec
+from glide_studio.runs.record import RunContext, RunRecord, decode_record
 from glide_studio.ui.main_window import MainWindow
 
 # A value other than the default for every field of Request that is not a picture.
@@ -31,6 +32,7 @@ TARGET = Request(
     reuse_interval=3, guidance_stop=0.25, guidance_start=0.9, upsample_reuse_interval=2,
     reuse_stop=0.45, upsample_reuse_stop=0.55, ip_adapter_scale=0.8, ip_adapter="my-adapter.safetensors",
     regions=(Region(2, 3, 20, 24, "a red ball"), Region(30, 8, 60, 40, "a blue cube, shiny")), grounding_share=0.6,
+    upsample_context=40, upsample_strength=0.65,
 )
 # The same run as a person types it on the command line, flag by flag.
 TARGET_FLAGS = {
@@ -47,6 +49,7 @@ TARGET_FLAGS = {
     "ip_adapter_scale": ["--ip-adapter-scale", "0.8"], "ip_adapter": ["--ip-adapter", "my-adapter.safetensors"],
     "regions": ["--region", "2,3,20,24=a red ball", "--region", "30,8,60,40=a blue cube, shiny"],
     "grounding_share": ["--grounding-share", "0.6"],
+    "upsample_context": ["--upsample-context", "40"], "upsample_strength": ["--upsample-strength", "0.65"],
 }
 RECORDED_FIELDS = [field for field in dataclasses.fields(Request) if not field.metadata.get("pixels")]
 
@@ -164,6 +167,22 @@ def test_the_codec_refuses_wrong_types_and_reads_its_own_json():
     assert decode(Request, {"candidates": 4}).batch == 4  # a field is also found under its flag's name
     assert spec(Request, "edit_box").optional and spec(Request, "steps").kind is int
     assert RunSettings.from_json(RunSettings(TARGET).to_json()).request == TARGET
+
+
+def test_a_record_from_before_a_lever_existed_reads_as_those_runs_went():
+    """A journal written before the speed levers lacks their fields: its runs ran the exact path, and read back
+    they must say so (a paused run resumes only on its own chain), while settings without them take the defaults."""
+    levers = [found.name for found in dataclasses.fields(Request) if "unrecorded" in found.metadata]
+    assert {"upsample_context", "upsample_strength", "reuse_interval", "guidance_stop"} <= set(levers)
+    old = encode(RunRecord.of(TARGET, RunContext.here("cpu", "fp32")))
+    for name in levers:
+        del old["request"][name]
+    request = decode_record(old).request
+    assert {name: getattr(request, name) for name in levers} == {
+        found.name: found.metadata["unrecorded"] for found in dataclasses.fields(Request) if found.name in levers}
+    assert request.with_(**{name: getattr(TARGET, name) for name in levers}) == TARGET
+    settings = decode(Request, old["request"])
+    assert all(getattr(settings, name) == getattr(Request(), name) for name in levers)
 
 
 def test_repeat_on_a_gui_export_gives_the_same_pixels(qtbot, tmp_path, monkeypatch):

@@ -29,7 +29,7 @@ from glide_studio.app.journal import Journal, JournalError, digest_of
 from glide_studio.app.run_settings import RunSettings
 from glide_studio.pipelines.request import EditBox, Request
 from glide_studio.runs.codec import RecordError, decode, encode
-from glide_studio.runs.record import CandidateScore, Resumed, RunRecord
+from glide_studio.runs.record import CandidateScore, Resumed, RunRecord, decode_record
 
 if TYPE_CHECKING:
     from glide_studio.app.controller import StudioController
@@ -162,10 +162,10 @@ def _apply(controller: StudioController, journal: Journal, kind: str, data: dict
         controller.set_run_settings(RunSettings.from_json(data["settings"]))
     elif kind == "run":
         images = np.stack([_picture(journal, digest) for digest in data["candidates"]])
-        controller.add_run(decode(RunRecord, data["record"]), images, _scores(data), **_lineage(data))
+        controller.add_run(decode_record(data["record"]), images, _scores(data), **_lineage(data))
     elif kind == "run_paused" and "record" in data:  # older journals' pauses carried no pictures
         images = np.stack([_picture(journal, digest) for digest in data["candidates"]])
-        controller.add_run(decode(RunRecord, data["record"]), images, **_lineage(data),
+        controller.add_run(decode_record(data["record"]), images, **_lineage(data),
                            paused_at=(int(data["step"]), int(data["total"])))
     elif kind == "accept":
         controller.apply_accept(int(data["run"]), int(data["candidate"]))
@@ -178,7 +178,7 @@ def _apply(controller: StudioController, journal: Journal, kind: str, data: dict
     elif kind == "history":
         nodes = [HistoryNode(int(entry["id"]), entry["parent"], _picture(journal, entry["picture"]),
                              str(entry["caption"]),
-                             None if entry["record"] is None else decode(RunRecord, entry["record"]),
+                             None if entry["record"] is None else decode_record(entry["record"]),
                              float(entry["created"]))
                  for entry in data["nodes"]]
         controller.restore_history(nodes, int(data["current"]))

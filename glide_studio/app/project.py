@@ -29,8 +29,8 @@ from glide_studio.app.journal import Journal
 from glide_studio.app.run_settings import RunSettings
 from glide_studio.atomic_files import write_atomically
 from glide_studio.pipelines.request import EditBox
-from glide_studio.runs.codec import RecordError, decode, encode
-from glide_studio.runs.record import RunRecord
+from glide_studio.runs.codec import RecordError, encode
+from glide_studio.runs.record import RunRecord, decode_record
 
 PROJECT_SUFFIX = ".glidestudio"
 PROJECT_FILTER = f"GLIDE Studio projects (*{PROJECT_SUFFIX})"
@@ -269,7 +269,7 @@ def _node_record(entry: dict) -> RunRecord | None:
     """Format 2 stores a run record; format 1 flat parameters, of which the settings are kept."""
     if entry.get("record") is not None:
         try:
-            return decode(RunRecord, entry["record"], where="record ")
+            return decode_record(entry["record"], where="record ")
         except RecordError as error:
             raise ValueError(f"history node {entry.get('id')}: {error}") from None
     parameters = entry.get("parameters")

@@ -109,10 +109,11 @@ def from_noise(schedule: str, sampler: str, steps: int, *, eta: float = 0.0, ups
     return Chain(sampler, respaced(schedule, sampler, steps, upsampler=upsampler), eta, temperature=temperature)
 
 
-def start_from_image(schedule: str, sampler: str, steps: int, strength: float, image: torch.Tensor, *,
+def start_from_image(schedule: str, sampler: str, steps: int, strength: float, image: torch.Tensor | None, *,
                      eta: float = 0.0) -> Chain:
     """SDEdit: `steps` steps from the noise level `strength` down to the data, starting from `image` noised
-    to that level; at strength 1 the whole chain, from the image noised to its top step."""
+    to that level; at strength 1 the whole chain, from the image noised to its top step. (`image` None: a
+    chain whose image is only known when it starts, given then with `dataclasses.replace`.)"""
     if strength >= 1.0:
         return Chain(sampler, respaced(schedule, sampler, steps), eta, start_image=image)
     timesteps = partial_timesteps(schedule, steps, strength, log_snr_grid=sampler in LOG_SNR_GRID_SAMPLERS)

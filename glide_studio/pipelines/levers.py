@@ -7,14 +7,18 @@ network or the denoiser (as guidance is), none a branch inside the samplers.
   (`glide_studio.diffusion.feature_reuse`);
 - guidance interval (`guidance_stop`, `guidance_start`): classifier-free guidance only inside a window of
   noise levels, the conditional half alone (half the rows) outside it; CLIP guidance's gradient likewise (the
-  CLIP encoder does not run outside it).
+  CLIP encoder does not run outside it);
+- the upsampler's region (`upsample_context`): an inpainting upsampler runs only on the regenerated pixels'
+  bounding box and that much context around it, not the whole edit box (`CroppedNetwork`); every pixel
+  outside it is known, so the model's output there is never used.
 
-With `reuse_interval` 1 and the window (0, 1) the denoiser is exactly the plain one, bit for bit.
+With `reuse_interval` 1, the window (0, 1) and no region the denoiser is exactly the plain one, bit for bit.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from glide_studio.diffusion.feature_reuse import FeatureReuse, ReuseAnchor
 from glide_studio.diffusion.gaussian import Denoiser
@@ -62,14 +66,71 @@ def reusing_network(model: torch.nn.Module, precision: Precision | None, shallow
     return network
 
 
+Region = tuple[slice, slice]
+"""Rows and columns of the picture a network runs on."""
+
+
+def network_stride(model: torch.nn.Module) -> int:
+    """How many input pixels one pixel of the UNet's deepest level spans: a region the network runs on is a
+    multiple of it in size and in position, so its levels keep the whole picture's grid."""
+    return 2 ** (len(model.config.resolved_channel_mult) - 1)
+
+
+def region_to_draw(regenerate: torch.Tensor | None, context: int, stride: int) -> Region | None:
+    """The part of the picture an inpainting stage needs the network on: the bounding box of the pixels it
+    regenerates ((H, W) or (1, 1, H, W), nonzero = regenerate), grown by `context` pixels on every side and
+    snapped outwards to the network's stride; None (the whole picture) when `context` is 0, nothing is known,
+    or the region would be the whole picture anyway."""
+    if context <= 0 or regenerate is None:
+        return None
+    where = regenerate.reshape(regenerate.shape[-2:]) > 0
+    height, width = where.shape
+    rows, cols = torch.nonzero(where.any(dim=1)).flatten(), torch.nonzero(where.any(dim=0)).flatten()
+    if rows.numel() == 0:
+        return None
+
+    def span(first: int, last: int, size: int) -> slice:
+        start = max(0, (first - context) // stride * stride)
+        stop = min(size, -(-(last + 1 + context) // stride) * stride)
+        return slice(start, stop)
+
+    region = span(int(rows[0]), int(rows[-1]), height), span(int(cols[0]), int(cols[-1]), width)
+    if region == (slice(0, height), slice(0, width)):
+        return None
+    return region
+
+
+class CroppedNetwork:
+    """A UNet run on a region of the picture only: every input of the picture's size is cut to the region (the
+    low-resolution picture first upscaled to that size, as the network itself would), and the output outside
+    the region is zeros. Only for stages whose pixels outside the region are known: their x0 is the known
+    picture whatever the network says there, and the network never sees them."""
+
+    def __init__(self, model: torch.nn.Module, region: Region):
+        self.model, self.region, self.config = model, region, model.config
+
+    def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, **kwargs) -> torch.Tensor:
+        size = x.shape[-2:]
+        if kwargs.get("low_res") is not None:
+            kwargs["low_res"] = F.interpolate(kwargs["low_res"], size, mode="bilinear", align_corners=False)
+        rows, cols = self.region
+        cut = {key: value[..., rows, cols] if torch.is_tensor(value) and value.dim() == 4 and value.shape[-2:] == size
+               else value for key, value in kwargs.items()}
+        inside = self.model(x[..., rows, cols], timesteps, **cut)
+        output = inside.new_zeros((*inside.shape[:2], *size))
+        output[..., rows, cols] = inside
+        return output
+
+
 class StageDenoiser:
     """A stage's denoiser as the request's levers make it; `carried()` is what a state after the latest step
     keeps for it (the feature reuse's anchor), `build(state, anchor)` continues from such a state."""
 
     def __init__(self, model: torch.nn.Module, precision: Precision | None, request: Request, *, guided: bool,
                  shallow_blocks: int = SHALLOW_BLOCKS, reuse_interval: int | None = None,
-                 reuse_stop: float | None = None):
-        self.model, self.precision, self.guided = model, precision, guided
+                 reuse_stop: float | None = None, region: Region | None = None):
+        self.model = model if region is None else CroppedNetwork(model, region)
+        self.precision, self.guided, self.region = precision, guided, region
         self.interval = reuse_interval_for(request) if reuse_interval is None else reuse_interval
         self.reuse_stop = request.reuse_stop if reuse_stop is None else reuse_stop
         self.scale = request.guidance_scale

@@ -10,12 +10,13 @@ import dataclasses
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from glide_studio.diffusion import Conditioning, NoiseSource
 from glide_studio.pipelines.chains import StartOver, from_noise, start_from_image
 from glide_studio.pipelines.editbox import BoxedInput
 from glide_studio.pipelines.errors import PipelineError
-from glide_studio.pipelines.levers import StageDenoiser
+from glide_studio.pipelines.levers import StageDenoiser, network_stride, region_to_draw
 from glide_studio.pipelines.models import ModelSet
 from glide_studio.pipelines.request import Request
 from glide_studio.pipelines.stages import (
@@ -126,10 +127,15 @@ def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, kn
     caption-conditioned, without CFG as in GLIDE's notebooks."""
     model = models.require_upsample()
     size, batch, device = models.upsample_size, request.batch, models.device
-    chain = from_noise(model.config.noise_schedule, request.sampler, request.upsample_steps, eta=request.eta,
-                       upsampler=True)
+    schedule = model.config.noise_schedule
+    if request.upsample_strength < 1.0:  # started from the upscaled low-res picture once it is known (start)
+        chain = start_from_image(schedule, request.sampler, request.upsample_steps, request.upsample_strength,
+                                 None, eta=request.eta)
+    else:
+        chain = from_noise(schedule, request.sampler, request.upsample_steps, eta=request.eta, upsampler=True)
     known_pixels = _Known(known, device)
-    levers = StageDenoiser(model, models.precision, request, guided=False,
+    region = region_to_draw(known_pixels.regenerate, request.upsample_context, network_stride(model))
+    levers = StageDenoiser(model, models.precision, request, guided=False, region=region,
                            reuse_interval=request.upsample_reuse_interval, reuse_stop=request.upsample_reuse_stop)
     shape = (batch, 3, size, size)
 
@@ -140,8 +146,12 @@ def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, kn
         kwargs = text_kwargs(model, request.prompt, batch, device, guided=False, precision=models.precision)
         kwargs["low_res"] = image_to_tensor(source, device)
         kwargs.update(inpaint_kwargs(model, known_pixels.image, known_pixels.regenerate, batch))
-        return chain.sample(levers.build(device, state, anchor), noise, shape, device,
-                            known_pixels.conditioning(kwargs), state)
+        started = chain
+        if chain.start_image is None and request.upsample_strength < 1.0:
+            upscaled = F.interpolate(kwargs["low_res"], (size, size), mode="bilinear", align_corners=False)
+            started = dataclasses.replace(chain, start_image=upscaled)
+        return started.sample(levers.build(device, state, anchor), noise, shape, device,
+                              known_pixels.conditioning(kwargs), state)
 
     return StagePlan("upsample", chain.num_steps, start, known_pixels.finish, shape, str(chain.sampler),
                      chain.key, carried=levers.carried, levels=chain.levels)

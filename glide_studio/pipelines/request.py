@@ -8,6 +8,7 @@ generically from this metadata; a new field needs no edit elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -156,7 +157,8 @@ def _has_reference(request: Request) -> bool:
 def setting(default: Any, *, label: str, help: str, cli: str | None = None, a1111: str | None = None,
             minimum: float | None = None, maximum: float | None = None, step: float | None = None,
             relevant: Callable[[Request], bool] | None = None, control: bool = True,
-            family_defaults: Mapping[Family, Any] | None = None, advanced: bool = False) -> Any:
+            family_defaults: Mapping[Family, Any] | None = None, advanced: bool = False,
+            unrecorded: Any = dataclasses.MISSING) -> Any:
     """A request field with what the layers above need to show it.
 
     cli: the flag's name (default: the field's, dashed; "" for none); a1111: its key in A1111's parameters
@@ -164,13 +166,18 @@ def setting(default: Any, *, label: str, help: str, cli: str | None = None, a111
     control's increment; relevant: when the field changes the result (otherwise the GUI greys it out and the
     A1111 text leaves it out); control: whether the GUI shows a generic control for it; family_defaults: the
     usual value for a model family where it is not `default`'s (see Request.with_family_defaults); advanced: a
-    setting most runs leave alone (its control sits in the panel's folded Advanced section).
+    setting most runs leave alone (its control sits in the panel's folded Advanced section); unrecorded: for a
+    field added after records of runs were first written, how those runs went (their records lack the field;
+    read back, they must not take a later default).
     """
-    return field(default=default, metadata={
+    metadata = {
         "label": label, "help": help, "cli": cli, "a1111": a1111, "minimum": minimum, "maximum": maximum,
         "step": step, "relevant": relevant, "control": control, "family_defaults": dict(family_defaults or {}),
         "advanced": advanced,
-    })
+    }
+    if unrecorded is not dataclasses.MISSING:
+        metadata["unrecorded"] = unrecorded
+    return field(default=default, metadata=metadata)
 
 
 def pixels(help: str, used: tuple[str, ...], required: tuple[str, ...],
@@ -226,38 +233,53 @@ class Request:
     upsample_steps: int = setting(
         10, label="Upsample steps", help="upsampler steps", a1111="Hires steps", minimum=1, maximum=MAX_STEPS,
         relevant=lambda request: _glide(request) and request.upsample_model is not None)
-    # -- speed levers (glide_studio.pipelines.levers): 1 / 0 / 1 is the exact path ------------------------------
+    # -- speed levers (glide_studio.pipelines.levers); the exact path: reuse 1, guidance window 0..1, upsampler
+    #    context 0 and strength 1 ---------------------------------------------------------------------------------
     reuse_interval: int = setting(
         0, label="Feature reuse", a1111="Feature reuse", minimum=0, maximum=10, relevant=_glide,
         help="run the whole network every N steps and only its shallow branch on its cached deep features in "
              "between (DeepCache); 1 runs it in full at every step; 0 (automatic): every 2 steps when editing a "
              "picture (inpaint, SDEdit), every step when generating one (reuse moves a generation's objects)",
-        advanced=True)
+        advanced=True, unrecorded=1)
     reuse_stop: float = setting(
         0.0, label="Feature reuse until", a1111="Feature reuse until", minimum=0.0, maximum=1.0, step=0.05,
         relevant=lambda request: _glide(request) and request.reuse_interval != 1,
         help="feature reuse stops below this noise level (0..1): the steps below it run the whole network",
-        advanced=True)
+        advanced=True, unrecorded=0.0)
     upsample_reuse_interval: int = setting(
         1, label="Upsampler feature reuse", a1111="Hires feature reuse", minimum=1, maximum=10,
         relevant=lambda request: _glide(request) and request.upsample_model is not None,
         help="feature reuse in the upsampler (1: off, the default: fewer steps keep the fill better; reuse at "
-             "every level triples its seam error, every 3 steps above noise level 0.5 keeps it)", advanced=True)
+             "every level triples its seam error, every 3 steps above noise level 0.5 keeps it)",
+        advanced=True, unrecorded=1)
     upsample_reuse_stop: float = setting(
         0.0, label="Upsampler feature reuse until", a1111="Hires feature reuse until", minimum=0.0, maximum=1.0,
         step=0.05, relevant=lambda request: _glide(request) and request.upsample_model is not None
         and request.upsample_reuse_interval > 1,
-        help="the upsampler's feature reuse stops below this noise level (0..1)", advanced=True)
+        help="the upsampler's feature reuse stops below this noise level (0..1)", advanced=True, unrecorded=0.0)
+    upsample_context: int = setting(
+        0, label="Upsampler context", a1111="Hires context", minimum=0, maximum=1024, step=8,
+        relevant=lambda request: _glide(request) and request.upsample_model is not None
+        and request.mode in (Mode.INPAINT, Mode.SDEDIT),
+        help="when inpainting, the upsampler draws only the mask's bounding box and this many of its pixels of "
+             "context around it, not the whole edit box (the rest is known); 0 draws the whole box",
+        advanced=True, unrecorded=0)
+    upsample_strength: float = setting(
+        1.0, label="Upsampler strength", a1111="Hires strength", minimum=0.05, maximum=1.0, step=0.05,
+        relevant=lambda request: _glide(request) and request.upsample_model is not None,
+        help="the upsampler starts from the low-resolution picture, upscaled, noised to this level, rather than "
+             "from pure noise (1), and spends its steps below it", advanced=True, unrecorded=1.0)
     guidance_stop: float = setting(
         0.3, label="Guidance until", a1111="Guidance until", minimum=0.0, maximum=1.0, step=0.05,
         relevant=_glide,
         help="guidance stops below this noise level (0..1): classifier-free guidance's steps below it run the "
              "conditional half alone, at half the cost (CLIP guidance's skip the CLIP model); 0 guides every step",
-        advanced=True)
+        advanced=True, unrecorded=0.0)
     guidance_start: float = setting(
         1.0, label="Guidance from", a1111="Guidance from", minimum=0.0, maximum=1.0, step=0.05,
         relevant=_glide,
-        help="guidance starts at this noise level (0..1; 1 guides from the first step)", advanced=True)
+        help="guidance starts at this noise level (0..1; 1 guides from the first step)",
+        advanced=True, unrecorded=1.0)
     edit_box: EditBox | None = setting(
         None, label="Edit box", help="edit box x,y,width,height in picture pixels (what the model sees)",
         cli="box", a1111="Edit box", control=False)

@@ -108,10 +108,13 @@ def encode(value: Any) -> Any:
     return value
 
 
-def decode(cls: type, data: Any, *, lenient: bool = False, where: str = "", **overrides: Any) -> Any:
+def decode(cls: type, data: Any, *, lenient: bool = False, where: str = "", recorded: bool = False,
+           **overrides: Any) -> Any:
     """A `cls` from its JSON object. Unknown keys (another version's fields) are ignored; a field is also
-    found under its command-line name; missing fields take their defaults. A value of the wrong type raises
-    RecordError, or with `lenient` falls back to the field's default. `overrides` replace decoded fields."""
+    found under its command-line name; missing fields take their defaults, or with `recorded` (the object is
+    a record of a run that happened) the value the field declares as `unrecorded`: how runs went before the
+    field existed, which a record written then could not say. A value of the wrong type raises RecordError, or
+    with `lenient` falls back to the field's default. `overrides` replace decoded fields."""
     if not isinstance(data, dict):
         raise RecordError(f"{where or cls.__name__} should be an object, got {data!r}")
     values: dict[str, Any] = {}
@@ -121,9 +124,11 @@ def decode(cls: type, data: Any, *, lenient: bool = False, where: str = "", **ov
         keys = [found.name] + ([found.metadata["cli"]] if found.metadata.get("cli") else [])
         key = next((key for key in keys if key in data), None)
         if key is None:
+            if recorded and "unrecorded" in found.metadata:
+                values[found.name] = found.metadata["unrecorded"]
             continue
         try:
-            value = decode_value(found.kind, found.optional, data[key], f"{where}{found.name}", lenient)
+            value = decode_value(found.kind, found.optional, data[key], f"{where}{found.name}", lenient, recorded)
             values[found.name] = _in_range(found, value, f"{where}{found.name}")
         except RecordError:
             if not lenient:
@@ -149,13 +154,14 @@ def _in_range(found: FieldSpec, value: Any, where: str) -> Any:
     return value
 
 
-def decode_value(kind: Any, optional: bool, value: Any, where: str, lenient: bool = False) -> Any:
+def decode_value(kind: Any, optional: bool, value: Any, where: str, lenient: bool = False,
+                 recorded: bool = False) -> Any:
     if value is None:
         if optional:
             return None
         raise RecordError(f"{where} must not be empty")
     if dataclasses.is_dataclass(kind):
-        return decode(kind, value, lenient=lenient, where=f"{where}.")
+        return decode(kind, value, lenient=lenient, where=f"{where}.", recorded=recorded)
     if isinstance(kind, type) and issubclass(kind, Enum):
         try:
             return kind(value)
@@ -183,12 +189,12 @@ def decode_value(kind: Any, optional: bool, value: Any, where: str, lenient: boo
             inner = list_item_kind(kind)
             if inner is None:
                 return tuple(value)
-            return tuple(decode_value(inner, False, item, f"{where}[{index}]", lenient)
+            return tuple(decode_value(inner, False, item, f"{where}[{index}]", lenient, recorded)
                          for index, item in enumerate(value))
     elif typing.get_origin(kind) is dict or kind is dict:
         if isinstance(value, dict):
             item_kind = (typing.get_args(kind) or (str, Any))[1]
-            return {str(key): decode_value(item_kind, False, item, f"{where}.{key}", lenient)
+            return {str(key): decode_value(item_kind, False, item, f"{where}.{key}", lenient, recorded)
                     for key, item in value.items()}
     elif kind is Any:
         return value

@@ -15,7 +15,7 @@ import numpy as np
 
 from glide_studio import __version__
 from glide_studio.pipelines.request import Request
-from glide_studio.runs.codec import encode, specs
+from glide_studio.runs.codec import decode, encode, specs
 
 
 @dataclass(frozen=True)
@@ -127,3 +127,9 @@ class CandidateScore:
         if self.background is None:
             return False
         return self.similarity <= self.background or (self.floor is not None and self.similarity < self.floor)
+
+
+def decode_record(data, where: str = "") -> RunRecord:
+    """A run record from its JSON object (a journal, a project, a PNG): a field the record lacks, because it was
+    written before the field existed, reads as those runs went (the field's `unrecorded`), not as today's default."""
+    return decode(RunRecord, data, where=where, recorded=True)
