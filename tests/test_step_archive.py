@@ -182,7 +182,7 @@ def test_a_restart_lower_down_keeps_more_of_the_sketch(base_only):
 # -- the upsampler's preview ---------------------------------------------------------------------------------
 
 def test_the_upsamplers_preview_starts_on_the_base_result_and_ends_on_its_prediction(models):
-    request = request_for(Mode.INPAINT, sampler="dpm++2m", upsample_steps=4)
+    request = request_for(Mode.INPAINT, sampler="dpm++2m", upsample_steps=4, upsample_strength=1.0)  # from noise
     steps = [step for step in inpaint.run(models, request) if step.stage == "upsample"]
     base = steps[0].state.previous
     scaled = over_base(to_uint8_images(steps[0].pred_x0), base, 0.0)

@@ -231,7 +231,8 @@ class Request:
         "demo-upsample-inpaint", label="Upsampler", help="upsampler model name, or 'none' to stop at 64 px",
         a1111="Hires upscaler", control=False, relevant=_glide)
     upsample_steps: int = setting(
-        10, label="Upsample steps", help="upsampler steps", a1111="Hires steps", minimum=1, maximum=MAX_STEPS,
+        5, label="Upsample steps", help="upsampler steps (below its strength)", a1111="Hires steps", minimum=1,
+        maximum=MAX_STEPS,
         relevant=lambda request: _glide(request) and request.upsample_model is not None)
     # -- speed levers (glide_studio.pipelines.levers); the exact path: reuse 1, guidance window 0..1, upsampler
     #    context 0 and strength 1 ---------------------------------------------------------------------------------
@@ -258,14 +259,14 @@ class Request:
         and request.upsample_reuse_interval > 1,
         help="the upsampler's feature reuse stops below this noise level (0..1)", advanced=True, unrecorded=0.0)
     upsample_context: int = setting(
-        0, label="Upsampler context", a1111="Hires context", minimum=0, maximum=1024, step=8,
+        32, label="Upsampler context", a1111="Hires context", minimum=0, maximum=1024, step=8,
         relevant=lambda request: _glide(request) and request.upsample_model is not None
         and request.mode in (Mode.INPAINT, Mode.SDEDIT),
         help="when inpainting, the upsampler draws only the mask's bounding box and this many of its pixels of "
              "context around it, not the whole edit box (the rest is known); 0 draws the whole box",
         advanced=True, unrecorded=0)
     upsample_strength: float = setting(
-        1.0, label="Upsampler strength", a1111="Hires strength", minimum=0.05, maximum=1.0, step=0.05,
+        0.4, label="Upsampler strength", a1111="Hires strength", minimum=0.05, maximum=1.0, step=0.05,
         relevant=lambda request: _glide(request) and request.upsample_model is not None,
         help="the upsampler starts from the low-resolution picture, upscaled, noised to this level, rather than "
              "from pure noise (1), and spends its steps below it", advanced=True, unrecorded=1.0)
