@@ -86,8 +86,9 @@ def test_an_older_runs_steps_are_read_back_from_the_journal_to_scrub_and_fork(qt
     again = reopened.controller
     again.replay(Journal(controller.journal.path))
     assert again.archive.runs() == [run.run_id for run in controller.runs]
-    reopened.gallery.select(0, 0)  # the first run, in the gallery (listed last)
     timeline = reopened.timeline
+    assert timeline.label.text() == "Run 2 · base · step 6/6"  # the latest run's steps, as before the restart
+    reopened.gallery.select(0, 0)  # the first run, in the gallery (listed last)
     assert timeline.label.text() == "Run 1 · base · step 6/6"
     assert all(step.state is None and step.can_fork for step in again.timeline)  # on disk until forked from
     assert all(np.array_equal(a, b.preview) for a, b in zip(first, again.timeline, strict=True))

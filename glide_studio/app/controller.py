@@ -244,8 +244,9 @@ class StudioController(QObject):
         self.journal = journal
         if self.archive is None or self.archive.path.parent != journal.path.parent:
             self._open_archive(journal)
-        if self.shown_run is not None:
-            self._load_timeline(self.shown_run)
+        shown = self.shown_run if self.shown_run is not None else (len(self.runs) - 1 if self.runs else None)
+        if shown is not None:  # with no run picked, the latest run's steps, as right after it ran
+            self._load_timeline(shown)
         self._saved_seq = 0  # a replayed document is in no file until it is saved
         self.run_settings_changed.emit(self._settings)
 
