@@ -137,6 +137,11 @@ class EmbedSequential(nn.Sequential):
         return x
 
 
+def upscale_low_res(low_res: torch.Tensor, size) -> torch.Tensor:
+    """A super-resolution UNet's low-resolution input at its output's size, as the network itself upscales it."""
+    return F.interpolate(low_res, size, mode="bilinear", align_corners=False)
+
+
 @dataclass
 class ReusedFeatures:
     """Feature reuse's split of the UNet at its `shallow_blocks`-th skip connection (DeepCache's branch).
@@ -253,7 +258,7 @@ class GlideUNet(nn.Module):
         if self.config.super_res:
             if low_res is None:
                 raise ValueError("a super-resolution model needs low_res")
-            parts.append(F.interpolate(low_res, x.shape[-2:], mode="bilinear", align_corners=False))
+            parts.append(upscale_low_res(low_res, x.shape[-2:]))
         return torch.cat(parts, dim=1)
 
     def _inputs(self, x, timesteps, tokens=None, mask=None, inpaint_image=None, inpaint_mask=None, low_res=None,

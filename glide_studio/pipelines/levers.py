@@ -18,14 +18,13 @@ With `reuse_interval` 1, the window (0, 1) and no region the denoiser is exactly
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from glide_studio.diffusion.feature_reuse import FeatureReuse, ReuseAnchor
 from glide_studio.diffusion.gaussian import Denoiser
 from glide_studio.diffusion.guidance import cond_fn_in_window, guidance_in_window
 from glide_studio.diffusion.state import SamplerState
 from glide_studio.models.precision import Precision
-from glide_studio.models.unet import ReusedFeatures
+from glide_studio.models.unet import ReusedFeatures, upscale_low_res
 from glide_studio.pipelines.request import Mode, Request
 from glide_studio.pipelines.stages import autocast_for, model_denoiser
 
@@ -112,7 +111,7 @@ class CroppedNetwork:
     def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, **kwargs) -> torch.Tensor:
         size = x.shape[-2:]
         if kwargs.get("low_res") is not None:
-            kwargs["low_res"] = F.interpolate(kwargs["low_res"], size, mode="bilinear", align_corners=False)
+            kwargs["low_res"] = upscale_low_res(kwargs["low_res"], size)
         rows, cols = self.region
         cut = {key: value[..., rows, cols] if torch.is_tensor(value) and value.dim() == 4 and value.shape[-2:] == size
                else value for key, value in kwargs.items()}

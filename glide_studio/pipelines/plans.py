@@ -10,9 +10,9 @@ import dataclasses
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from glide_studio.diffusion import Conditioning, NoiseSource
+from glide_studio.models.unet import upscale_low_res
 from glide_studio.pipelines.chains import StartOver, from_noise, start_from_image
 from glide_studio.pipelines.editbox import BoxedInput
 from glide_studio.pipelines.errors import PipelineError
@@ -147,9 +147,8 @@ def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, kn
         kwargs["low_res"] = image_to_tensor(source, device)
         kwargs.update(inpaint_kwargs(model, known_pixels.image, known_pixels.regenerate, batch))
         started = chain
-        if chain.start_image is None and request.upsample_strength < 1.0:
-            upscaled = F.interpolate(kwargs["low_res"], (size, size), mode="bilinear", align_corners=False)
-            started = dataclasses.replace(chain, start_image=upscaled)
+        if request.upsample_strength < 1.0:
+            started = dataclasses.replace(chain, start_image=upscale_low_res(kwargs["low_res"], (size, size)))
         return started.sample(levers.build(device, state, anchor), noise, shape, device,
                               known_pixels.conditioning(kwargs), state)
 
