@@ -165,17 +165,18 @@ def _object_drawn(result: np.ndarray, mask: np.ndarray, measured: np.ndarray) ->
 
 def summary(per_task: list[dict[str, float]]) -> dict:
     """Median and 90th percentile of the final error over the tasks; the median of every other measure, and how
-    often the run drew an object instead of the background."""
+    often the run drew an object instead of the background (the measures every task has: runs of another version
+    of this suite may have measured more)."""
     finals = np.asarray([errors["final"] for errors in per_task])
     out = {"median": float(np.median(finals)), "p90": float(np.percentile(finals, 90))}
-    for name in per_task[0]:
+    for name in [name for name in per_task[0] if all(name in errors for errors in per_task)]:
         if name == "drew an object":
             out["drew an object, share"] = float(np.mean([errors[name] for errors in per_task]))
         elif name != "final":
             out[f"{name}, median"] = float(np.median([errors[name] for errors in per_task]))
     every = [errors["final, every measured pixel"] for errors in per_task]
     out["final, every measured pixel, p90"] = float(np.percentile(every, 90))
-    if "final, not harmonised" in per_task[0]:
+    if all("final, not harmonised" in errors for errors in per_task):
         unharmonised = [errors["final, not harmonised"] for errors in per_task]
         out["final, not harmonised, p90"] = float(np.percentile(unharmonised, 90))
     return {**out, "tasks": len(per_task), "per_task": per_task}
