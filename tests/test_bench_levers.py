@@ -31,7 +31,7 @@ def test_stage_calls_follow_the_reuse_policy_and_the_guidance_window():
 
 
 def test_the_upsamplers_calls_reuse_only_above_its_stop():
-    request = Request(upsample_reuse_interval=3, upsample_reuse_stop=0.2, upsample_steps=15)
+    request = Request(upsample_reuse_interval=3, upsample_reuse_stop=0.2, upsample_steps=15, upsample_strength=1.0)
     calls = bench_levers.stage_calls(bench_levers.TINY, request, False, 15, upsampler=True)
     # Noise levels 1, .83, .75, .67, .57, .46, .33, .21 are at or above 0.2; the 7 steps below it run in full.
     assert [kind for kind, _ in calls] == ["full", "shallow", "shallow"] * 2 + ["full", "shallow"] + ["full"] * 7
