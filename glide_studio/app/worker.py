@@ -7,6 +7,7 @@ steps. `JobRunner` (GUI thread) owns the thread, queues jobs and re-emits the wo
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -292,6 +293,11 @@ def _preview_of(step, source: str) -> np.ndarray:
     return to_uint8_images(step.x_t if source == "x_t" else step.pred_x0)
 
 
+GIL_SWITCH_INTERVAL_S = 0.001
+"""How long the worker's Python code may keep the GIL from the GUI thread (Python's default is 5 ms): a repaint
+takes and gives back the GIL many times, each time waiting up to this long behind the worker."""
+
+
 class JobRunner(QObject):
     """GUI-side owner of the worker thread. Jobs run one at a time in submission order."""
 
@@ -312,6 +318,7 @@ class JobRunner(QObject):
         self.engine = engine
         self._queue: deque[Job] = deque()
         self._current: Job | None = None
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self._thread = QThread()
         self._thread.setObjectName("glide-studio-worker")
         self.worker = GenerationWorker(engine, min_interval)
