@@ -129,7 +129,7 @@ class StageDenoiser:
                  shallow_blocks: int = SHALLOW_BLOCKS, reuse_interval: int | None = None,
                  reuse_stop: float | None = None, region: Region | None = None):
         self.model = model if region is None else CroppedNetwork(model, region)
-        self.precision, self.guided, self.region = precision, guided, region
+        self.precision, self.guided = precision, guided
         self.interval = reuse_interval_for(request) if reuse_interval is None else reuse_interval
         self.reuse_stop = request.reuse_stop if reuse_stop is None else reuse_stop
         self.scale = request.guidance_scale
