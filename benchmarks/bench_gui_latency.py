@@ -6,8 +6,9 @@ PipelineEngine; a mask is set over the red circle, and Ctrl+Enter goes to the ca
 a user would press it. A QTimer heartbeat (--interval ms, precise) ticks on the GUI thread from just before
 the key press until --tail ms after the result; a stall is a gap between ticks minus the interval. For the
 worst gap it prints what the GUI thread did meanwhile: its own CPU time (work an idle machine would see too),
-its time waiting for a core (Linux schedstat: other processes), the rest (asleep on the GIL or a lock), and
-the worker thread's CPU and core waits (a worker on a core while the GUI sleeps means it held the GIL).
+its time waiting for a core (Linux schedstat: other processes), the rest (asleep on the GIL or a lock), the
+worker thread's CPU and core waits (a worker on a core while the GUI sleeps means it held the GIL), and the CPU
+of the process's other threads (the step archive's writer, torch's, Qt's).
 It also times the GUI-thread slots that touch pictures (preview, candidates, result) in wall and CPU ms.
 Cases:
 
@@ -22,7 +23,10 @@ plain QEventLoop, as run_app's qasync loop runs Qt's own exec. Run from the repo
 
     PYTHONPATH=. nice -n 19 OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_gui_latency.py
         [--cases base,default] [--repeats 3] [--threads 1] [--interval 5] [--tail 150] [--prepare]
-        [--compile off|during|ready] [--cache DIR]
+        [--compile off|during|ready] [--cache DIR] [--gallery N]
+
+--gallery N first fills the gallery with N runs (one real run, copied), as after a long session: what the window
+does when a run ends must not grow with the runs before it.
 
 --compile turns on Edit ▸ Compile the demo model (the engine compiles after --prepare, implied): "during" times
 the runs while the background compile goes on (a first start, or with a warm --cache a later one), "ready" waits
@@ -38,6 +42,7 @@ import os
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -161,7 +166,8 @@ def run_once(window, engine, args) -> dict:
     heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
     heartbeat.setInterval(args.interval)
     heartbeat.timeout.connect(
-        lambda: ticks.append((time.perf_counter(), time.thread_time(), schedstat()[1], *schedstat(worker)))
+        lambda: ticks.append((time.perf_counter(), time.thread_time(), schedstat()[1], *schedstat(worker),
+                              time.process_time()))
     )
 
     def on_end(*outcome):
@@ -210,7 +216,7 @@ def run_once(window, engine, args) -> dict:
     figures["phase finish (last step to result shown)"] = shown - steps[-1][0]
     phases.append((marks["finished"] - start, "result slots"))
 
-    gaps, gui_cpu, gui_queue, worker_cpu, worker_queue = np.diff(np.array(ticks), axis=0).T * 1000
+    gaps, gui_cpu, gui_queue, worker_cpu, worker_queue, process_cpu = np.diff(np.array(ticks), axis=0).T * 1000
     worst = int(np.argmax(gaps))
     figures |= {
         "ticks": len(ticks),
@@ -221,6 +227,7 @@ def run_once(window, engine, args) -> dict:
         "worst gap: GUI other waits (GIL, locks) ms": max(0.0, gaps[worst] - gui_cpu[worst] - gui_queue[worst]
                                                           - args.interval),
         "worst gap: worker CPU / waiting for a core ms": (worker_cpu[worst], worker_queue[worst]),
+        "worst gap: other threads' CPU ms": max(0.0, process_cpu[worst] - gui_cpu[worst] - worker_cpu[worst]),
         "worst gap: Python GC inside it ms": sum(max(0.0, min(b, ticks[worst + 1][0]) - max(a, ticks[worst][0]))
                                                  for a, b in collections.spans) * 1000,
         "longest GC pause ms": max((b - a for a, b in collections.spans), default=0.0) * 1000,
@@ -231,6 +238,17 @@ def run_once(window, engine, args) -> dict:
     for name, calls in slots.items():
         figures[f"slot {name}: max wall / CPU ms"] = tuple(max(call[i] for call in calls) * 1000 for i in (0, 1))
     return figures
+
+
+def fill_gallery(window, engine, args) -> None:
+    """One real run (not timed), then copies of it (pictures copied too) up to --gallery runs in the gallery."""
+    run_once(window, engine, args)
+    controller = window.controller
+    first = controller.runs[-1]
+    while len(controller.runs) < args.gallery:
+        controller.add_run(first.record, first.images.copy(), first.scores, run_id=uuid.uuid4().hex)
+    controller.discard_candidates()
+    print(f"\ngallery: {len(controller.runs)} runs, {window.gallery.count()} candidates")
 
 
 def prepare_once(window, args) -> dict:
@@ -288,6 +306,8 @@ def main() -> None:
                         help="warm up first, as the app does when its window opens; runs are then all warm")
     parser.add_argument("--compile", choices=("off", "during", "ready"), default="off")
     parser.add_argument("--cache", help="inductor's cache folder (default: the editor's own)")
+    parser.add_argument("--gallery", type=int, default=0,
+                        help="runs in the gallery before the timed ones (one real run, copied): a long session")
     parser.add_argument("--in-process", action="store_true",
                         help="with --compile: build the compiled networks in this process from a warm --cache, "
                              "without the editor's child process (which a loaded machine starves at nice 19)")
@@ -315,6 +335,7 @@ def main() -> None:
 
         engine._compiled = CompiledModels(cache_dir=Path(args.cache))
     with tempfile.TemporaryDirectory() as folder:
+        os.environ["GLIDE_STUDIO_DATA"] = str(Path(folder) / "data")  # the session's journal, not the user's
         settings = QSettings(str(Path(folder) / "settings.ini"), QSettings.Format.IniFormat)
         settings.setValue(COMPILE_KEY, args.compile != "off")
         window = MainWindow(engine, settings)
@@ -341,6 +362,8 @@ def main() -> None:
                 why = "" if ready else f" ({build.error if build else 'not started'})"
                 print(f"\ncompiled networks {'ready' if ready else 'NOT ready'} after "
                       f"{time.perf_counter() - began:.0f} s more{why}")
+            if args.gallery:
+                fill_gallery(window, engine, args)
             for case in args.cases.split(","):
                 controls.upsample.setChecked(case != "base")
                 controls.random_seed.setChecked(False)

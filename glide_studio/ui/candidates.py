@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -18,8 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from glide_studio.app.images import array_to_qimage, thumbnail
 from glide_studio.runs.record import CandidateScore
+from glide_studio.ui.thumbnails import thumbnail_icon
 
 THUMB = 112
 INDEX_ROLE = Qt.ItemDataRole.UserRole
@@ -77,9 +76,7 @@ class CandidatesStrip(QWidget):
         order = range(len(images)) if order is None else order
         flagged = False
         for index in order:
-            pixmap = QPixmap.fromImage(array_to_qimage(thumbnail(images[index], THUMB)))
-            icon = QIcon(pixmap)
-            icon.addPixmap(pixmap, QIcon.Mode.Selected)  # no highlight tint over the picture
+            icon = thumbnail_icon(images[index], THUMB)
             score = scores[index] if index < len(scores) else None
             item = QListWidgetItem(icon, _label(index, score))
             item.setData(INDEX_ROLE, index)

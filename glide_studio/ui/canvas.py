@@ -243,7 +243,7 @@ class Canvas(QGraphicsView):
         painter.end()
         margin = self.brush_size / 2 + 2
         dirty = QRectF(start, end).normalized().adjusted(-margin, -margin, margin, margin)
-        {"sketch": self.sketch_item, "mask": self.mask_item, "lock": self.lock_item}[layer_name].update(dirty)
+        {"sketch": self.sketch_item, "mask": self.mask_item, "lock": self.lock_item}[layer_name].stroked(dirty)
         self._stroke_rect = self._stroke_rect.united(dirty.toAlignedRect())
         self._stroke_points.append((round(end.x(), 2), round(end.y(), 2)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen, QUndoCommand
 from PySide6.QtWidgets import QGraphicsItem
@@ -12,7 +13,9 @@ HANDLE = 10.0
 
 
 class LayerItem(QGraphicsItem):
-    """Draws one of the document's paint layers (by name) so strokes show without pixmap conversion."""
+    """Draws one of the document's paint layers (by name) so strokes show without pixmap conversion. A blank layer
+    (the sketch and lock layers, mostly) is not drawn: each layer drawn is a blit of the whole view, half of the
+    canvas's paint of a run's preview when two layers were blank."""
 
     def __init__(self, document: Document, layer: str, opacity: float = 1.0) -> None:
         super().__init__()
@@ -20,6 +23,7 @@ class LayerItem(QGraphicsItem):
         self.layer = layer
         self.setOpacity(opacity)
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self._blank, self._blank_for, self._stroked = False, None, False
 
     def image(self) -> QImage:
         return getattr(self.document, self.layer)
@@ -28,8 +32,25 @@ class LayerItem(QGraphicsItem):
         return QRectF(0, 0, self.document.width, self.document.height)
 
     def paint(self, painter: QPainter, option, widget=None) -> None:
+        if self.is_blank():
+            return
         exposed = option.exposedRect if option is not None else self.boundingRect()
         painter.drawImage(exposed, self.image(), exposed)
+
+    def stroked(self, rect: QRectF) -> None:
+        """A brush painted inside `rect`: the layer is not blank now (an eraser's may be; drawing it costs a blit),
+        which spares a scan of the whole layer at each paint of a stroke."""
+        self._stroked = True
+        self.update(rect)
+
+    def is_blank(self) -> bool:
+        """Whether every pixel is transparent, as of the layer's current contents (QImage.cacheKey changes with
+        every change to them)."""
+        image = self.image()
+        if image.cacheKey() != self._blank_for:
+            self._blank = not self._stroked and not np.frombuffer(image.constBits(), np.uint8).any()
+            self._blank_for, self._stroked = image.cacheKey(), False
+        return self._blank
 
     def sync_geometry(self) -> None:
         self.prepareGeometryChange()

@@ -8,7 +8,6 @@ import random
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -25,7 +24,7 @@ from glide_studio.pipelines.request import MAX_SEED, Family, Mode
 from glide_studio.ui import icons
 from glide_studio.ui.field_controls import FieldControls
 from glide_studio.ui.reference_picker import ReferencePicker
-from glide_studio.ui.wheel_guard import guard_wheel
+from glide_studio.ui.wheel_guard import ComboBox
 
 REFERENCE_STRENGTH = "ip_adapter_scale"
 
@@ -62,9 +61,9 @@ class ControlsPanel(QWidget):
         # The model first: it decides what every setting below means (and which of them count).
         layout.addWidget(_section("Model"))
         model_form = QFormLayout()
-        self.model = QComboBox()
+        self.model = ComboBox()
         self.upsample = QCheckBox("Upsample to 256 px")
-        self.device = QComboBox()
+        self.device = ComboBox()
         self.show_noisy = QCheckBox("Preview noisy x_t")
         model_form.addRow("Model", self.model)
         model_form.addRow("", self.upsample)
@@ -81,7 +80,7 @@ class ControlsPanel(QWidget):
         layout.addWidget(self.caption)
 
         layout.addWidget(_section("Mode"))
-        self.mode = QComboBox()
+        self.mode = ComboBox()
         for mode in MODES:
             self.mode.addItem(MODE_LABELS[mode], mode.value)
         layout.addWidget(self.mode)
@@ -167,7 +166,6 @@ class ControlsPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.pause_button.clicked.connect(self.pause_requested)
         self.show_noisy.toggled.connect(lambda on: self.preview_source_changed.emit("x_t" if on else "pred_x0"))
-        guard_wheel(self)
 
     def _show_advanced(self, shown: bool) -> None:
         self.advanced.setVisible(shown)

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox, QWidget
+from PySide6.QtWidgets import QComboBox, QLineEdit, QWidget
 
 from glide_studio.pipelines.request import Request
 from glide_studio.runs.codec import FieldSpec, specs
+from glide_studio.ui.wheel_guard import ComboBox, DoubleSpinBox, SpinBox
 
 
 def _decimals(step: float | None) -> int:
@@ -21,16 +22,16 @@ def _decimals(step: float | None) -> int:
 def _widget(found: FieldSpec) -> QWidget:
     kind, meta = found.kind, found.metadata
     if isinstance(kind, type) and issubclass(kind, Enum):
-        combo = QComboBox()
+        combo = ComboBox()
         for member in kind:
             combo.addItem(getattr(member, "label", str(member.value)), member)
         return combo
     if kind is int:
-        spin = QSpinBox()
+        spin = SpinBox()
         spin.setRange(int(meta.get("minimum", 0)), int(meta.get("maximum", 2**31 - 1)))
         return spin
     if kind is float:
-        spin = QDoubleSpinBox()
+        spin = DoubleSpinBox()
         spin.setDecimals(_decimals(meta.get("step")))
         spin.setRange(float(meta.get("minimum", -1e9)), float(meta.get("maximum", 1e9)))
         spin.setSingleStep(float(meta.get("step") or 0.1))

@@ -4,12 +4,11 @@ see it on the canvas; accept it at any later time; delete it (after asking)."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QListView, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 from glide_studio.app.controller import StudioController
-from glide_studio.app.images import array_to_qimage, thumbnail
 from glide_studio.png_metadata import a1111_text
+from glide_studio.ui.thumbnails import IconCache
 
 THUMB = 72
 ITEM_ROLE = Qt.ItemDataRole.UserRole
@@ -23,6 +22,7 @@ class GalleryPanel(QWidget):
     def __init__(self, controller: StudioController, parent=None) -> None:
         super().__init__(parent)
         self.controller = controller
+        self._icons = IconCache(THUMB)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         self.list = QListWidget()
@@ -53,9 +53,7 @@ class GalleryPanel(QWidget):
             run = self.controller.runs[run_index]
             for candidate in run.kept():
                 image = run.images[candidate]
-                pixmap = QPixmap.fromImage(array_to_qimage(thumbnail(image, THUMB)))
-                icon = QIcon(pixmap)
-                icon.addPixmap(pixmap, QIcon.Mode.Selected)
+                icon = self._icons.icon(run.images, candidate)
                 score = run.score(candidate)
                 flag = "⚠ " if score is not None and score.missed else ""
                 item = QListWidgetItem(icon, f"{flag}{run.mark}{run_index + 1}·{candidate + 1}")
@@ -65,6 +63,7 @@ class GalleryPanel(QWidget):
                 item.setToolTip("\n\n".join(part for part in (run.lineage(), settings) if part))
                 item.setSizeHint(QSize(THUMB + 16, THUMB + 26))
                 self.list.addItem(item)
+        self._icons.forget_unused()
         self.list.blockSignals(False)
         self._sync_buttons()
 

@@ -4,55 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QIcon, QIconEngine, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
 
 INK = QColor(222, 222, 226)
 ACCENT = QColor(90, 160, 255)
 MASK = QColor(255, 64, 96)
 
 
-class _DrawnIconEngine(QIconEngine):
-    """Draws the icon at whatever size and device pixel ratio it is asked for, so it is crisp on any screen (a
-    fixed pixmap would be scaled up, blurred, on a 150 % or 200 % display)."""
-
-    def __init__(self, draw: Callable[[QPainter], None]) -> None:
-        super().__init__()
-        self._draw = draw
-
-    def paint(self, painter: QPainter, rect, mode, state) -> None:
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        if mode == QIcon.Mode.Disabled:
-            painter.setOpacity(0.4)
-        painter.translate(rect.x(), rect.y())
-        painter.scale(rect.width() / 24, rect.height() / 24)
-        self._draw(painter)
-        painter.restore()
-
-    def pixmap(self, size, mode, state) -> QPixmap:
-        return self.scaledPixmap(size, mode, state, 1.0)
-
-    def scaledPixmap(self, size, mode, state, scale: float) -> QPixmap:  # noqa: N802 - Qt's name
-        pixmap = QPixmap(max(1, round(size.width() * scale)), max(1, round(size.height() * scale)))
-        pixmap.setDevicePixelRatio(scale)
-        pixmap.fill(Qt.GlobalColor.transparent)
-        painter = QPainter(pixmap)
-        self.paint(painter, QRect(0, 0, size.width(), size.height()), mode, state)
-        painter.end()
-        return pixmap
-
-    def availableSizes(self, mode=QIcon.Mode.Normal, state=QIcon.State.Off) -> list[QSize]:  # noqa: N802
-        # A window system that asks which sizes exist (for the title bar, the dock) gets the usual ones.
-        return [QSize(side, side) for side in (16, 22, 24, 32, 48, 64, 128, 256)]
-
-    def clone(self) -> QIconEngine:
-        return _DrawnIconEngine(self._draw)
+SIZES = (16, 20, 24, 32, 36, 40, 48, 64, 72, 96)
+"""Pixel sizes each icon is drawn at: every size a 16-32 px icon takes at 100-300 % display scaling; Qt scales
+from the nearest larger one in between."""
+WINDOW_SIZES = (*SIZES, 128, 256)
+"""The app's icon also at the sizes a window system shows (the dock, the task switcher)."""
 
 
-def _icon(draw: Callable[[QPainter], None], size: int = 48) -> QIcon:
-    """``size`` is kept for callers; the engine draws at every size asked."""
-    return QIcon(_DrawnIconEngine(draw))
+def _drawn(draw: Callable[[QPainter], None], side: int, mode: QIcon.Mode) -> QPixmap:
+    pixmap = QPixmap(side, side)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    if mode == QIcon.Mode.Disabled:
+        painter.setOpacity(0.4)
+    painter.scale(side / 24, side / 24)
+    draw(painter)
+    painter.end()
+    return pixmap
+
+
+def _icon(draw: Callable[[QPainter], None], sizes: tuple[int, ...] = SIZES) -> QIcon:
+    """Drawn once at every size in `sizes`, so it is crisp on any screen, and painted by Qt alone: an icon engine
+    in Python ran at each paint of its button, waiting for the GIL while a run's worker held it."""
+    icon = QIcon()
+    for side in sizes:
+        for mode in (QIcon.Mode.Normal, QIcon.Mode.Disabled):
+            icon.addPixmap(_drawn(draw, side, mode), mode)
+    return icon
 
 
 def _pen(colour: QColor = INK, width: float = 1.8) -> QPen:
@@ -191,4 +178,4 @@ def app_icon() -> QIcon:
         p.setBrush(QColor(250, 200, 60))
         p.drawPolygon(QPolygonF([QPointF(5, 20), QPointF(9, 13), QPointF(12, 20)]))
 
-    return _icon(draw, 64)
+    return _icon(draw, WINDOW_SIZES)

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMainWindow,
-    QProgressBar,
     QScrollArea,
     QVBoxLayout,
     QWidget,
@@ -51,6 +50,7 @@ from glide_studio.ui.outpaint_dialog import OutpaintLauncher
 from glide_studio.ui.recent_menu import RecentMenu
 from glide_studio.ui.regions import RegionsEditor, RegionsTool
 from glide_studio.ui.regions_panel import RegionsPanel
+from glide_studio.ui.status_widgets import RunProgress, StatusBar
 from glide_studio.ui.timeline import TimelineBar
 from glide_studio.ui.tools_panel import ToolsPanel
 from glide_studio.ui.window_state import restore_window_state, save_window_state
@@ -96,6 +96,7 @@ class MainWindow(QMainWindow):
         self._stage_cost: dict[str, float] = {}
         """Seconds per step of each stage, as last measured: what the time left is estimated from."""
         self._stage_began = self._last_elapsed = 0.0
+        self._preview_in_mask = False
         self._closing = False
 
         self.canvas = Canvas(self.controller.document)
@@ -139,7 +140,8 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
 
-        self.progress = QProgressBar()
+        self.setStatusBar(StatusBar())
+        self.progress = RunProgress()
         self.progress.setFixedWidth(260)
         self.progress.setFormat("Idle")
         self.progress.setValue(0)
@@ -502,6 +504,7 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, max(1, job.request.steps))
         self.progress.setValue(0)
         self.progress.setFormat("Starting…")
+        self._preview_in_mask = self._through_mask(job.request)  # once: reading the mask takes a ms per step
 
     def _on_step(self, progress: Progress) -> None:
         done = progress.index + 1
@@ -510,8 +513,7 @@ class MainWindow(QMainWindow):
         left = self._time_left(progress)
         self.progress.setFormat(f"{progress.stage} {done}/{progress.total} · {_format_seconds(left)} left")
         if progress.preview is not None and len(progress.preview):
-            job = self.controller.runner.current_job
-            self.canvas.set_preview(progress.preview[0], only_in_mask=self._through_mask(job and job.request))
+            self.canvas.set_preview(progress.preview[0], only_in_mask=self._preview_in_mask)
 
     def _through_mask(self, request) -> bool:
         """A preview shows through the mask the canvas has, so the kept pixels stay sharp around it; a sketch run

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QPushButton, QWidget
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QWidget
+
+from glide_studio.ui.thumbnails import thumbnail_pixmap
+from glide_studio.ui.wheel_guard import ComboBox
 
 THUMBNAIL = 64
 
-
-def thumbnail(picture: np.ndarray, side: int = THUMBNAIL) -> QPixmap:
-    array = np.ascontiguousarray(picture[..., :3], dtype=np.uint8)
-    image = QImage(array.data, array.shape[1], array.shape[0], 3 * array.shape[1], QImage.Format.Format_RGB888)
-    return QPixmap.fromImage(image.copy()).scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
-                                                  Qt.TransformationMode.SmoothTransformation)
 
 
 class ReferencePicker(QWidget):
@@ -38,7 +35,7 @@ class ReferencePicker(QWidget):
         self.from_box.setToolTip("The edit box's region of the picture as it is now becomes the reference")
         self.clear = QPushButton("Clear")
         self.strength = strength
-        self.adapter = QComboBox()
+        self.adapter = ComboBox()
         self.adapter.setToolTip("The IP-Adapter that reads the reference (with its CLIP image encoder)")
         layout.addWidget(self.preview, 0, 0, 3, 1)
         layout.addWidget(self.choose, 0, 1)
@@ -73,7 +70,7 @@ class ReferencePicker(QWidget):
             self.preview.setText("none")
             self.preview.setToolTip("No reference picture")
         else:
-            self.preview.setPixmap(thumbnail(picture))
+            self.preview.setPixmap(thumbnail_pixmap(picture, THUMBNAIL))
             self.preview.setToolTip(f"Reference picture, {picture.shape[1]}×{picture.shape[0]}")
         self.clear.setEnabled(picture is not None)
 
