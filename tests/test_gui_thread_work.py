@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QEvent, QObject, QPointF, QSize, Qt
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QIcon
 from window_helpers import open_window, run_to_the_end
 
@@ -23,7 +23,8 @@ from glide_studio.app.step_archive import StepArchive
 from glide_studio.pipelines.request import Request
 from glide_studio.ui import icons, thumbnails
 from glide_studio.ui.canvas import Canvas, Tool
-from glide_studio.ui.gallery_panel import THUMB
+from glide_studio.ui.canvas_items import surround_bands
+from glide_studio.ui.gallery_panel import ITEM_ROLE, THUMB
 from glide_studio.ui.status_widgets import RunProgress, StatusBar
 
 
@@ -104,7 +105,7 @@ def test_the_progress_bar_and_the_status_bar_paint_after_the_slot_not_inside_it(
     assert widget.updatesEnabled()
 
 
-def test_the_gallery_makes_icons_for_a_new_run_only_and_drops_deleted_ones(qtbot, tmp_path, monkeypatch):
+def test_the_gallery_adds_a_new_runs_candidates_and_leaves_the_others_be(qtbot, tmp_path, monkeypatch):
     made = []
 
     def counted(picture, side):
@@ -118,14 +119,22 @@ def test_the_gallery_makes_icons_for_a_new_run_only_and_drops_deleted_ones(qtbot
     controller.set_run_settings(RunSettings(Request(prompt="a red circle", steps=2, batch=2), random_seed=False),
                                 announce=True)
     controller.document.set_mask_array(np.pad(np.ones((8, 8)), 12))
+    gallery = window.gallery.list
     for run in range(3):
         made.clear()
+        before = [gallery.item(row) for row in range(gallery.count())]
         run_to_the_end(qtbot, window)
-        assert window.gallery.count() == 2 * (run + 1)
         assert made.count(THUMB) == 2  # the strip makes its own, at its own size
+        assert [gallery.item(row) for row in range(2, gallery.count())] == before
+        assert [gallery.item(row).data(ITEM_ROLE) for row in range(gallery.count())] == [
+            (number, candidate) for number in reversed(range(run + 1)) for candidate in (0, 1)]
+    made.clear()
     controller.delete_candidate(0, 1)
-    assert window.gallery.count() == 5
-    assert len(window.gallery._icons._icons) == 5
+    assert [gallery.item(row).data(ITEM_ROLE) for row in range(gallery.count())] == [
+        (2, 0), (2, 1), (1, 0), (1, 1), (0, 0)]
+    assert made.count(THUMB) == 0
+    window.gallery.select(1, 1)
+    assert window.gallery.selected() == (1, 1)
     controller.mark_saved()
     window.close()
 
@@ -176,3 +185,17 @@ def test_the_step_archive_writer_runs_at_the_lowest_priority(tmp_path):
         assert nice == 19
     finally:
         archive.close()
+
+
+@pytest.mark.parametrize("box", [(8, 8, 32, 32), (0, 0, 64, 64), (40, 20, 40, 40), (-10, 30, 20, 20),
+                                 (70, 70, 10, 10), (0, 10, 64, 20)])
+def test_the_edit_box_dims_exactly_the_picture_outside_it(box):
+    picture, rect = QRectF(0, 0, 64, 64), QRectF(*box)
+    covered = np.zeros((64, 64), int)
+    for band in surround_bands(picture, rect):
+        left, top, right, bottom = (round(v) for v in (band.left(), band.top(), band.right(), band.bottom()))
+        covered[top:bottom, left:right] += 1
+    x, y, w, h = box
+    outside = np.ones((64, 64), bool)
+    outside[max(0, y): max(0, y + h), max(0, x): max(0, x + w)] = False
+    assert np.array_equal(covered, outside.astype(int))  # every pixel outside once, none inside

@@ -25,26 +25,3 @@ def thumbnail_icon(picture: np.ndarray, side: int) -> QIcon:
     icon = QIcon(pixmap)
     icon.addPixmap(pixmap, QIcon.Mode.Selected)  # no highlight tint over the picture
     return icon
-
-
-class IconCache:
-    """Each picture's icon, made once: the gallery rebuilt after a run makes icons for the new run's pictures
-    only, however many runs it holds."""
-
-    def __init__(self, side: int) -> None:
-        self.side = side
-        self._icons: dict[tuple[int, int], tuple[np.ndarray, QIcon]] = {}
-        self._used: set[tuple[int, int]] = set()
-
-    def icon(self, pictures: np.ndarray, index: int) -> QIcon:
-        """The icon of pictures[index]; the array is held with it, so its id names no other array meanwhile."""
-        key = (id(pictures), index)
-        self._used.add(key)
-        if key not in self._icons:
-            self._icons[key] = (pictures, thumbnail_icon(pictures[index], self.side))
-        return self._icons[key][1]
-
-    def forget_unused(self) -> None:
-        """Drops the icons not asked for since the last call (deleted candidates, runs gone from the gallery)."""
-        self._icons = {key: entry for key, entry in self._icons.items() if key in self._used}
-        self._used = set()
