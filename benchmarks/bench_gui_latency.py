@@ -8,7 +8,8 @@ the key press until --tail ms after the result; a stall is a gap between ticks m
 worst gap it prints what the GUI thread did meanwhile: its own CPU time (work an idle machine would see too),
 its time waiting for a core (Linux schedstat: other processes), the rest (asleep on the GIL or a lock), the
 worker thread's CPU and core waits (a worker on a core while the GUI sleeps means it held the GIL), and the CPU
-of the process's other threads (the step archive's writer, torch's, Qt's).
+of the process's other threads (the step archive's writer, torch's, Qt's), and where the worker's Python code was
+at either end of it (the same place twice: one call that kept the GIL, or the cores, meanwhile).
 It also times the GUI-thread slots that touch pictures (preview, candidates, result) in wall and CPU ms.
 Cases:
 
@@ -40,7 +41,9 @@ import gc
 import math
 import os
 import statistics
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -66,6 +69,7 @@ class TimedEngine(PipelineEngine):
     def load_models(self, request, device):
         super().load_models(request, device)
         self.loaded_at, self.worker_threads = time.perf_counter(), torch.get_num_threads()
+        self.worker_ident = threading.get_ident()
 
 
 class PaintWatcher(QObject):
@@ -109,6 +113,15 @@ def worker_schedstat_path() -> str:
         if (task / "comm").read_text().startswith("glide-studio"):
             return str(task / "schedstat")
     return "(worker thread not found)"
+
+
+def where(thread_ident: int | None, depth: int = 3) -> str:
+    """The innermost Python frames of a thread now (file:line function), innermost first."""
+    frame, found = sys._current_frames().get(thread_ident), []
+    while frame is not None and len(found) < depth:
+        found.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}")
+        frame = frame.f_back
+    return " < ".join(found) or "(no Python frame)"
 
 
 class GcPauses:
@@ -165,9 +178,10 @@ def run_once(window, engine, args) -> dict:
     loop, heartbeat = QEventLoop(), QTimer()
     heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
     heartbeat.setInterval(args.interval)
+    worker_at = []
     heartbeat.timeout.connect(
-        lambda: ticks.append((time.perf_counter(), time.thread_time(), schedstat()[1], *schedstat(worker),
-                              time.process_time()))
+        lambda: (ticks.append((time.perf_counter(), time.thread_time(), schedstat()[1], *schedstat(worker),
+                               time.process_time())), worker_at.append(where(getattr(engine, "worker_ident", None))))
     )
 
     def on_end(*outcome):
@@ -232,6 +246,8 @@ def run_once(window, engine, args) -> dict:
                                                  for a, b in collections.spans) * 1000,
         "longest GC pause ms": max((b - a for a, b in collections.spans), default=0.0) * 1000,
         "worst stall starts at s": ticks[worst][0] - start,
+        "worst gap: the worker's Python before it": worker_at[worst],
+        "worst gap: the worker's Python after it": worker_at[worst + 1],
     }
     figures["worst stall during"] = max(p for p in phases if p[0] <= ticks[worst][0] - start)[1]
     figures["ran compiled"] = "yes" if engine.context().compiled else "no"

@@ -16,7 +16,7 @@ from enum import Enum
 from itertools import count
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from glide_studio.app.engine import Engine
 from glide_studio.app.errors import StudioError
@@ -298,11 +298,6 @@ GIL_SWITCH_INTERVAL_S = 0.001
 takes and gives back the GIL many times, each time waiting up to this long behind the worker."""
 
 
-_DISPATCH_EVENT = QEvent.Type(QEvent.registerEventType())
-_AFTER_PAINTS = int(Qt.EventPriority.LowEventPriority.value) - 1
-"""Below the priority Qt posts a window's paint (UpdateRequest) at."""
-
-
 class JobRunner(QObject):
     """GUI-side owner of the worker thread. Jobs run one at a time in submission order."""
 
@@ -386,14 +381,13 @@ class JobRunner(QObject):
             return
         self._current = self._queue.popleft()
         self.busy_changed.emit(True)
-        # The worker gets the job once the GUI thread has finished this event and painted what it changed: the
-        # event below comes after the window's paint, which Qt posts at low priority. Started at once, the
-        # worker's set-up (Python, holding the GIL) and the window's repaint of the run's start took turns at the
-        # GIL: a 20-36 ms stall of the window.
-        QCoreApplication.postEvent(self, QEvent(_DISPATCH_EVENT), _AFTER_PAINTS)
+        # The worker gets the job once the GUI thread has finished this event and the paints and layouts it set
+        # off: a timer fires only when no posted event is left. Started at once, the worker's set-up (Python,
+        # holding the GIL) and the window's repaint of the run's start took turns at the GIL: a 20-36 ms stall.
+        QTimer.singleShot(1, self, self._dispatch_current)
 
-    def customEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
-        if event.type() == _DISPATCH_EVENT and self._current is not None:
+    def _dispatch_current(self) -> None:
+        if self._current is not None:
             self._dispatch.emit(self._current)
 
     def _is_current(self, job_id: int) -> bool:
