@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sd_requests as requests
 import torch
 from PIL import Image
 from sd_image_helpers import ip_adapter_state, save_folder, save_ip_adapter
+from sd_requests import HEIGHT, WIDTH, mask, picture
 
 from glide_studio import cli
 from glide_studio.pipelines.request import Mode, Request
@@ -20,8 +22,6 @@ from glide_studio.runs.models import load_sd_model_set
 from glide_studio.sd import registry
 from glide_studio.sd.loading import load_model
 from glide_studio.sd.pipeline import run
-
-WIDTH, HEIGHT = 50, 40
 
 
 @pytest.fixture(scope="module")
@@ -51,29 +51,13 @@ def plain_unet(folder):
     return load_model(f"sd:{folder}", "cpu", "fp32").unet
 
 
-def picture():
-    return np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-
-
 def reference(seed=7, size=(60, 44)):
     return np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
 
 
-def mask():
-    painted = np.zeros((HEIGHT, WIDTH), np.uint8)
-    painted[10:26, 12:31] = 255
-    return painted
-
-
 def sd_request(mode: Mode, name: str, **changes) -> Request:
-    sketch = np.zeros((HEIGHT, WIDTH, 4), np.uint8)
-    sketch[12:22, 14:28] = (230, 20, 20, 255)
-    inputs = {Mode.INPAINT: dict(image=picture(), mask=mask()),
-              Mode.SDEDIT: dict(image=picture(), mask=mask(), sketch=sketch), Mode.GENERATE: {}}[mode]
-    fields = dict(mode=mode, base_model=name, prompt="a red circle", steps=3, seed=5, batch=2, guidance_scale=7.5,
-                  strength=0.7, scheduler="Euler a", **inputs)
-    fields.update(changes)
-    return Request(**fields)
+    return requests.sd_request(mode, name, **{"steps": 3, "seed": 5, "strength": 0.7, "scheduler": "Euler a",
+                                              **changes})
 
 
 @pytest.mark.parametrize("mode", [Mode.INPAINT, Mode.SDEDIT, Mode.GENERATE])

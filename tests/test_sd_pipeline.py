@@ -9,8 +9,10 @@ import itertools
 
 import numpy as np
 import pytest
+import sd_requests as requests
 import torch
 from sd_helpers import save_folder, save_single_file
+from sd_requests import HEIGHT, WIDTH, mask, picture
 
 from glide_studio.pipelines.request import Family, Mode, Request, Scheduler
 from glide_studio.runs.drain import drain
@@ -18,8 +20,6 @@ from glide_studio.sd import SDError
 from glide_studio.sd.loading import load_model
 from glide_studio.sd.pipeline import run
 from glide_studio.sd.state import SDRunState
-
-WIDTH, HEIGHT = 50, 40
 
 
 @pytest.fixture(scope="module")
@@ -35,26 +35,9 @@ def models(model_files):
     return load_model(f"sd:{model_files[0]}", "cpu", "fp32")
 
 
-def picture(seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-
-
-def mask():
-    painted = np.zeros((HEIGHT, WIDTH), np.uint8)
-    painted[10:26, 12:31] = 255
-    return painted
-
-
 def sd_request(mode: Mode, name: str, **changes) -> Request:
-    sketch = np.zeros((HEIGHT, WIDTH, 4), np.uint8)
-    sketch[12:22, 14:28] = (230, 20, 20, 255)
-    inputs = {Mode.INPAINT: dict(image=picture(), mask=mask()),
-              Mode.SDEDIT: dict(image=picture(), mask=mask(), sketch=sketch),
-              Mode.GENERATE: {}}[mode]
-    fields = dict(mode=mode, base_model=name, prompt="a red circle", negative_prompt="blurry", steps=4, seed=11,
-                  batch=2, guidance_scale=7.5, strength=0.6, **inputs)
-    fields.update(changes)
-    return Request(**fields)
+    return requests.sd_request(mode, name, **{"negative_prompt": "blurry", "steps": 4, "seed": 11, "strength": 0.6,
+                                              **changes})
 
 
 @pytest.mark.parametrize("mode,scheduler", list(itertools.product(
