@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import eval_clip  # beside this script
@@ -147,6 +147,35 @@ def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1)
 
 
+@dataclass(frozen=True)
+class SketchTask:
+    """A held-out sketch task: a removed object's place sketched over as a blob of a new object's colour, and the
+    request to draw it there (its steps, guidance and strength left at the defaults)."""
+
+    request: Request
+    colour: str
+    kind: str
+    blob: np.ndarray
+    region: np.ndarray
+    removed: object
+    background: object
+
+
+def sdedit_task(k: int) -> SketchTask:
+    rng = np.random.default_rng(3 * SEED_OFFSET + k)
+    image, _, removed, kept, background = _removed_object_task(rng)
+    colour, kind = _new_object(rng, background, kept)
+    blob = _blob_sketch(rng, removed)
+    sketch = np.zeros((64, 64, 4), dtype=np.uint8)
+    sketch[blob == 1] = (*world.COLOURS[colour], 255)
+    region = np.zeros_like(blob)
+    rows, cols = np.nonzero(blob)
+    region[max(0, rows.min() - 3):rows.max() + 4, max(0, cols.min() - 3):cols.max() + 4] = 1
+    request = Request(mode=Mode.SDEDIT, prompt=f"a {colour} {kind}", image=image, mask=region, sketch=sketch,
+                      seed=k, upsample_model=None)
+    return SketchTask(request, colour, kind, blob, region, removed, background)
+
+
 def eval_sdedit(models, tasks: range, guidance, steps, strength, sampler=Request.sampler):
     """Place is judged two ways: the mask IoU of the object with the blob, which a right answer cannot
     always reach (a triangle of the blob's radius covers too little of it, so the ideal answer's own rate is
@@ -155,18 +184,10 @@ def eval_sdedit(models, tasks: range, guidance, steps, strength, sampler=Request
     drawn: dict = {}
     n = len(tasks)
     for k in tasks:
-        rng = np.random.default_rng(3 * SEED_OFFSET + k)
-        image, _, removed, kept, background = _removed_object_task(rng)
-        colour, kind = _new_object(rng, background, kept)
-        blob = _blob_sketch(rng, removed)
-        sketch = np.zeros((64, 64, 4), dtype=np.uint8)
-        sketch[blob == 1] = (*world.COLOURS[colour], 255)
-        region = np.zeros_like(blob)
-        rows, cols = np.nonzero(blob)
-        region[max(0, rows.min() - 3):rows.max() + 4, max(0, cols.min() - 3):cols.max() + 4] = 1
-        request = Request(mode=Mode.SDEDIT, prompt=f"a {colour} {kind}", image=image, mask=region, sketch=sketch,
-                          steps=steps, guidance_scale=guidance, strength=strength, seed=k, upsample_model=None,
-                          sampler=sampler)
+        task = sdedit_task(k)
+        colour, kind, blob, region, removed, background, image = (
+            task.colour, task.kind, task.blob, task.region, task.removed, task.background, task.request.image)
+        request = task.request.with_(steps=steps, guidance_scale=guidance, strength=strength, sampler=sampler)
         result = _drain(models, request)
         ideal = world.object_mask(world.Scene(background, (replace(removed, kind=kind),)), 0, 64)
         counts["ideal"] += _mask_iou(ideal, blob) >= 0.6

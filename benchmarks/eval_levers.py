@@ -30,10 +30,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import eval_demo
 import eval_seams
 import numpy as np
 import torch
-from eval_demo import SEED_OFFSET, _blob_sketch, _new_object, _palette_fraction, _removed_object_task
+from eval_demo import SEED_OFFSET, _new_object, _palette_fraction, _removed_object_task
 
 from glide_studio.pipelines import Mode, Request, run
 from glide_studio.runs.drain import drain
@@ -94,17 +95,8 @@ def generate_task(k: int):
 
 
 def sdedit_task(k: int):
-    rng = np.random.default_rng(3 * SEED_OFFSET + k)
-    image, _, removed, kept, background = _removed_object_task(rng)
-    colour, kind = _new_object(rng, background, kept)
-    blob = _blob_sketch(rng, removed)
-    sketch = np.zeros((64, 64, 4), dtype=np.uint8)
-    sketch[blob == 1] = (*world.COLOURS[colour], 255)
-    region = np.zeros_like(blob)
-    rows, cols = np.nonzero(blob)
-    region[max(0, rows.min() - 3):rows.max() + 4, max(0, cols.min() - 3):cols.max() + 4] = 1
-    request = Request(mode=Mode.SDEDIT, prompt=f"a {colour} {kind}", image=image, mask=region, sketch=sketch,
-                      seed=k, upsample_model=None)
+    task = eval_demo.sdedit_task(k)
+    request, region, colour, kind = task.request, task.region, task.colour, task.kind
 
     def judge(result):
         found = oracle.detect(result, region.astype(bool))
