@@ -24,7 +24,7 @@ plain QEventLoop, as run_app's qasync loop runs Qt's own exec. Run from the repo
 
     PYTHONPATH=. nice -n 19 OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_gui_latency.py
         [--cases base,default] [--repeats 3] [--threads 1] [--interval 5] [--tail 150] [--prepare]
-        [--compile off|during|ready] [--cache DIR] [--gallery N]
+        [--compile off|during|ready] [--cache DIR] [--gallery N] [--picture PX]
 
 --gallery N first fills the gallery with N runs (one real run, copied), as after a long session: what the window
 does when a run ends must not grow with the runs before it.
@@ -58,6 +58,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from glide_studio.app.engine import PipelineEngine  # noqa: E402
 from glide_studio.app.settings import COMPILE_KEY  # noqa: E402
+from glide_studio.app.starter import STARTER_CAPTION, starter_scene  # noqa: E402
 from glide_studio.ui import dialogs  # noqa: E402
 from glide_studio.ui.main_window import MainWindow  # noqa: E402
 from glide_studio.ui.theme import apply_dark_theme  # noqa: E402
@@ -322,6 +323,9 @@ def main() -> None:
                         help="warm up first, as the app does when its window opens; runs are then all warm")
     parser.add_argument("--compile", choices=("off", "during", "ready"), default="off")
     parser.add_argument("--cache", help="inductor's cache folder (default: the editor's own)")
+    parser.add_argument("--picture", type=int, default=256,
+                        help="the starter scene's size in pixels (the edit box follows the mask: the model's work is "
+                             "the same, the picture's pixels to show, store and paste back grow)")
     parser.add_argument("--gallery", type=int, default=0,
                         help="runs in the gallery before the timed ones (one real run, copied): a long session")
     parser.add_argument("--in-process", action="store_true",
@@ -354,13 +358,15 @@ def main() -> None:
         os.environ["GLIDE_STUDIO_DATA"] = str(Path(folder) / "data")  # the session's journal, not the user's
         settings = QSettings(str(Path(folder) / "settings.ini"), QSettings.Format.IniFormat)
         settings.setValue(COMPILE_KEY, args.compile != "off")
-        window = MainWindow(engine, settings)
+        window = MainWindow(engine, settings, picture=starter_scene(args.picture))
+        window.controls.caption.setText(STARTER_CAPTION)  # as the app's first start has it
         window.show()
         window.canvas.fit()
         window.activateWindow()
         QTest.qWaitForWindowActive(window, 5000)  # window shortcuts fire in the active window only
         mask = np.zeros(window.controller.document.picture.shape[:2], np.uint8)
-        mask[24:124, 40:140] = 255  # over the starter scene's red circle
+        scale = args.picture / 256
+        mask[round(24 * scale):round(124 * scale), round(40 * scale):round(140 * scale)] = 255  # the red circle
         window.controller.document.set_mask_array(mask)
         controls = window.controls
         params = controls.run_settings().request

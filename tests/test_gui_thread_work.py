@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QIcon, QPainter
 from window_helpers import open_window, run_to_the_end
 
-from glide_studio.app.document import Document
+from glide_studio.app import document as document_module
+from glide_studio.app.document import MASK_COLOUR, Document
 from glide_studio.app.fake_engine import FakeEngine
 from glide_studio.app.run_settings import RunSettings
 from glide_studio.app.starter import starter_scene
@@ -199,3 +200,22 @@ def test_the_edit_box_dims_exactly_the_picture_outside_it(box):
     outside = np.ones((64, 64), bool)
     outside[max(0, y): max(0, y + h), max(0, x): max(0, x + w)] = False
     assert np.array_equal(covered, outside.astype(int))  # every pixel outside once, none inside
+
+
+def test_the_mask_is_read_once_per_change_and_every_change_is_seen(qapp, monkeypatch):
+    document = Document(starter_scene(64))
+    reads = []
+    convert = document_module.qimage_to_array
+    monkeypatch.setattr(document_module, "qimage_to_array", lambda *args: reads.append(1) or convert(*args))
+    assert not document.has_mask() and not document.mask_array().any() and len(reads) == 1
+    painter = QPainter(document.mask)  # as a brush stroke paints: straight onto the layer
+    painter.fillRect(4, 6, 10, 8, MASK_COLOUR)
+    painter.end()
+    assert document.has_mask() and document.mask_array()[6:14, 4:14].all() and len(reads) == 2
+    returned = document.mask_array()
+    returned[:] = 0  # a caller's copy: the document's own reading is not changed by it
+    assert document.mask_array()[6:14, 4:14].all() and len(reads) == 2
+    document.invert_mask()
+    assert document.mask_array()[0, 0] == 255 and document.mask_array()[8, 8] == 0
+    document.clear_mask()
+    assert not document.has_mask()
