@@ -1,7 +1,7 @@
 """What the GUI thread does while a run streams, kept short (bench_gui_latency measures the stalls): no layer drawn
 that is blank, no repaint of the whole window inside a slot, each gallery icon made once, no Python called at
 each paint of an icon or a settings control, the worker starting only after the window has shown the run's start,
-and the step archive's writer yielding the cores."""
+the step archive's writer yielding the cores, and the mask layer read once per change."""
 
 from __future__ import annotations
 
