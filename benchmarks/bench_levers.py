@@ -78,7 +78,8 @@ def upsampler_reuse(request: Request, upsampler: bool) -> dict:
     """The stage's own reuse settings, as plans.upsample_stage hands them to StageDenoiser."""
     if not upsampler:
         return {}
-    return {"reuse_interval": request.upsample_reuse_interval, "reuse_stop": request.upsample_reuse_stop}
+    return {"reuse_interval": request.upsample_reuse_interval, "reuse_stop": request.upsample_reuse_stop,
+            "reuse_start": 1.0}
 
 
 def stage_chain(config, request: Request, steps: int, upsampler: bool):
@@ -356,6 +357,7 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse", type=int, default=Request.reuse_interval)
     parser.add_argument("--upsample-reuse", type=int, default=Request.upsample_reuse_interval)
     parser.add_argument("--reuse-stop", type=float, default=Request.reuse_stop)
+    parser.add_argument("--reuse-start", type=float, default=Request.reuse_start)
     parser.add_argument("--upsample-reuse-stop", type=float, default=Request.upsample_reuse_stop)
     parser.add_argument("--guidance-stop", type=float, default=Request.guidance_stop)
     parser.add_argument("--upsample-context", type=int, default=Request.upsample_context)
@@ -376,12 +378,13 @@ def main(argv=None) -> int:
     fast = choose_precision(device, "fp16" if device.type == "cuda" else "bf16")
     exact = choose_precision(device, "fp32")
     request = Request(reuse_interval=args.reuse, upsample_reuse_interval=args.upsample_reuse,
-                      reuse_stop=args.reuse_stop, upsample_reuse_stop=args.upsample_reuse_stop,
+                      reuse_stop=args.reuse_stop, reuse_start=args.reuse_start,
+                      upsample_reuse_stop=args.upsample_reuse_stop,
                       guidance_stop=args.guidance_stop, steps=args.steps, upsample_context=args.upsample_context,
                       upsample_strength=args.upsample_strength,
                       upsample_steps=args.upsample_steps, sampler=args.sampler)
-    print(f"levers: reuse every {reuse_interval_for(request)} steps (inpaint) from noise level "
-          f"{request.reuse_stop:g} up, "
+    print(f"levers: reuse every {reuse_interval_for(request)} steps (inpaint) at noise levels "
+          f"{request.reuse_stop:g}..{request.reuse_start:g}, "
           f"upsampler every {request.upsample_reuse_interval} from {request.upsample_reuse_stop:g} up (shallow "
           f"branch of {SHALLOW_BLOCKS} block), CFG at noise levels {request.guidance_stop:g}.."
           f"{request.guidance_start:g}; {fast.describe()} vs "

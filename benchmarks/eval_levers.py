@@ -42,8 +42,9 @@ from glide_studio.runs.errors import ModelUnavailableError
 from glide_studio.runs.models import load_model_set
 from glide_studio.shapes import oracle, world
 
-EXACT = {"reuse_interval": 1, "reuse_stop": 0.0, "upsample_reuse_interval": 1, "upsample_reuse_stop": 0.0,
-         "guidance_stop": 0.0, "guidance_start": 1.0, "upsample_context": 0, "upsample_strength": 1.0}
+EXACT = {"reuse_interval": 1, "reuse_stop": 0.0, "reuse_start": 1.0, "upsample_reuse_interval": 1,
+         "upsample_reuse_stop": 0.0, "guidance_stop": 0.0, "guidance_start": 1.0, "upsample_context": 0,
+         "upsample_strength": 1.0}
 SEAM_SUITES = {f"seams_{kind}": kind for kind in eval_seams.KINDS}
 
 

@@ -138,6 +138,30 @@ def test_reuse_runs_the_whole_network_below_its_lowest_noise_level():
     assert reuse.full_steps == [0, 3, 4, 5]
 
 
+def test_reuse_runs_the_whole_network_above_its_highest_noise_level():
+    network = CountingNetwork()
+    reuse = FeatureReuse(network, 2, highest_timestep=500)
+    x = torch.zeros(1, 3, 2, 2)
+    for t in (999, 800, 600, 499, 300, 100):
+        reuse(x, torch.tensor([t]))
+    assert network.calls == ["full", "full", "full", "shallow", "full", "shallow"]
+
+
+def test_stage_denoiser_reuses_only_inside_the_requests_noise_levels_and_the_upsampler_keeps_its_own(models):
+    request = helpers.request_for(Mode.GENERATE, reuse_interval=2, reuse_start=0.5)
+    levers = StageDenoiser(models.base, None, request, guided=False)
+    denoiser = levers.build("cpu")
+    x, kwargs = _inputs(models.base, rows=2)
+    with torch.no_grad():
+        for t in (999, 800, 600, 450, 300, 200):
+            denoiser(x, torch.tensor([t, t]), **kwargs)
+    assert levers.reuse.full_steps == [0, 1, 2, 4]  # above 500 all in full; below, every other step
+    upsampler = StageDenoiser(models.base, None, request, guided=False, reuse_interval=2, reuse_stop=0.0,
+                              reuse_start=1.0)
+    upsampler.build("cpu")
+    assert upsampler.reuse.highest_timestep == float("inf")
+
+
 def test_stage_denoiser_stops_reuse_at_the_requests_noise_level(models):
     request = helpers.request_for(Mode.GENERATE, reuse_interval=2, reuse_stop=0.5)
     levers = StageDenoiser(models.base, None, request, guided=False)

@@ -44,17 +44,19 @@ class FeatureReuse:
 
     A step is full when no deep features are at hand, when `interval` steps have passed since the last full
     one, when the call's rows differ from that step's (the guidance interval switches between the CFG
-    batch and the conditional half), or when its noise level is below `lowest_timestep` (the late, low-noise
-    steps draw the fine detail and a fill's edge, which stale deep features blur). `first_step` and `anchor`
-    continue a stage from a saved state.
+    batch and the conditional half), or when its noise level is outside [`lowest_timestep`, `highest_timestep`]
+    (below: the late steps draw the fine detail; above: the early steps lay out the fill, which stale deep
+    features can leave inconsistent with the picture around it). `first_step` and `anchor` continue a stage from
+    a saved state.
     """
 
     def __init__(self, network: ReusingNetwork, interval: int, *, first_step: int = 0,
-                 anchor: ReuseAnchor | None = None, lowest_timestep: float = 0.0):
+                 anchor: ReuseAnchor | None = None, lowest_timestep: float = 0.0,
+                 highest_timestep: float = float("inf")):
         if interval < 1:
             raise ValueError(f"the reuse interval must be at least 1, got {interval}")
         self.network, self.interval = network, interval
-        self.lowest_timestep = lowest_timestep
+        self.lowest_timestep, self.highest_timestep = lowest_timestep, highest_timestep
         self.step = first_step
         self.anchor = anchor
         self.full_steps: list[int] = []
@@ -64,7 +66,7 @@ class FeatureReuse:
     def reuses(self, step: int, x: torch.Tensor, timesteps: torch.Tensor) -> bool:
         anchor = self.anchor
         return (anchor is not None and step - anchor.step < self.interval and anchor.x.shape == x.shape
-                and float(timesteps[0]) >= self.lowest_timestep)
+                and self.lowest_timestep <= float(timesteps[0]) <= self.highest_timestep)
 
     def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, **model_kwargs) -> torch.Tensor:
         step, self.step = self.step, self.step + 1

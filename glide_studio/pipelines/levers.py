@@ -1,9 +1,9 @@
 """The speed levers of a stage's denoiser, chosen by the request's settings: each one a wrapper around the
 network or the denoiser (as guidance is), none a branch inside the samplers.
 
-- feature reuse (`reuse_interval`, `reuse_stop`; the upsampler's own `upsample_reuse_interval`,
+- feature reuse (`reuse_interval`, `reuse_stop`, `reuse_start`; the upsampler's own `upsample_reuse_interval`,
   `upsample_reuse_stop`): the whole UNet every N steps, its shallow branch on the cached deep features in
-  between, only at noise levels from the stop up (below it every step runs in full)
+  between, only at noise levels from the stop up to the start (outside them every step runs in full)
   (`glide_studio.diffusion.feature_reuse`);
 - guidance interval (`guidance_stop`, `guidance_start`): classifier-free guidance only inside a window of
   noise levels, the conditional half alone (half the rows) outside it; CLIP guidance's gradient likewise (the
@@ -127,11 +127,12 @@ class StageDenoiser:
 
     def __init__(self, model: torch.nn.Module, precision: Precision | None, request: Request, *, guided: bool,
                  shallow_blocks: int = SHALLOW_BLOCKS, reuse_interval: int | None = None,
-                 reuse_stop: float | None = None, region: Region | None = None):
+                 reuse_stop: float | None = None, reuse_start: float | None = None, region: Region | None = None):
         self.model = model if region is None else CroppedNetwork(model, region)
         self.precision, self.guided = precision, guided
         self.interval = reuse_interval_for(request) if reuse_interval is None else reuse_interval
         self.reuse_stop = request.reuse_stop if reuse_stop is None else reuse_stop
+        self.reuse_start = request.reuse_start if reuse_start is None else reuse_start
         self.scale = request.guidance_scale
         self.window = (request.guidance_stop, request.guidance_start)
         self.num_timesteps = int(getattr(model.config, "diffusion_steps", 1000))
@@ -145,7 +146,8 @@ class StageDenoiser:
             anchor = None if state is None or anchor is None else anchor.to(device)
             self.reuse = FeatureReuse(reusing_network(self.model, self.precision, self.shallow_blocks),
                                       self.interval, first_step=first_step, anchor=anchor,
-                                      lowest_timestep=self.reuse_stop * self.num_timesteps)
+                                      lowest_timestep=self.reuse_stop * self.num_timesteps,
+                                      highest_timestep=self._highest_timestep())
             denoiser = self.reuse
         else:
             self.reuse = None
@@ -153,6 +155,10 @@ class StageDenoiser:
         if self.guided:
             denoiser = guidance_in_window(denoiser, self.scale, self.window, self.num_timesteps)
         return denoiser
+
+    def _highest_timestep(self) -> float:
+        """The highest model timestep feature reuse may run at: all of them at a start of 1."""
+        return float("inf") if self.reuse_start >= 1.0 else self.reuse_start * self.num_timesteps
 
     def guidance_gradient(self, cond_fn):
         """CLIP guidance's cond_fn under the same window of noise levels."""

@@ -136,7 +136,8 @@ def upsample_stage(models: ModelSet, request: Request, noise: NoiseSource, *, kn
     known_pixels = _Known(known, device)
     region = region_to_draw(known_pixels.regenerate, request.upsample_context, network_stride(model))
     levers = StageDenoiser(model, models.precision, request, guided=False, region=region,
-                           reuse_interval=request.upsample_reuse_interval, reuse_stop=request.upsample_reuse_stop)
+                           reuse_interval=request.upsample_reuse_interval, reuse_stop=request.upsample_reuse_stop,
+                           reuse_start=1.0)
     shape = (batch, 3, size, size)
 
     def start(previous, state, anchor):
