@@ -250,8 +250,9 @@ class Request:
     reuse_start: float = setting(
         1.0, label="Feature reuse from", a1111="Feature reuse from", minimum=0.0, maximum=1.0, step=0.05,
         relevant=lambda request: _glide(request) and request.reuse_interval != 1,
-        help="feature reuse starts at this noise level (0..1): the steps above it run the whole network (stale "
-             "deep features there can lay out a fill that does not continue what the mask cuts)",
+        help="feature reuse starts at this noise level (0..1): the steps above it run the whole network. 1 reuses "
+             "at every level (the default, the fastest); 0.3 when the mask cuts through an object: stale deep "
+             "features at the middle levels can lay out a fill that does not continue it",
         advanced=True, unrecorded=1.0)
     upsample_reuse_interval: int = setting(
         1, label="Upsampler feature reuse", a1111="Hires feature reuse", minimum=1, maximum=10,
