@@ -128,34 +128,35 @@ def test_a_resumed_reuse_rebuilds_the_anchors_features():
     assert resumed_network.calls == ["full", "shallow", "shallow"]  # the anchor's rebuild, then two reuses
 
 
-def test_reuse_runs_the_whole_network_below_its_lowest_noise_level():
+@pytest.mark.parametrize("interval,levels,calls", [
+    (3, {"lowest_timestep": 500}, ["full", "shallow", "shallow", "full", "full", "full"]),
+    (2, {"highest_timestep": 500}, ["full", "full", "full", "shallow", "full", "shallow"]),
+])
+def test_reuse_runs_the_whole_network_outside_its_noise_levels(interval, levels, calls):
     network = CountingNetwork()
-    reuse = FeatureReuse(network, 3, lowest_timestep=500)
+    reuse = FeatureReuse(network, interval, **levels)
     x = torch.zeros(1, 3, 2, 2)
     for t in (999, 800, 600, 499, 300, 100):
         reuse(x, torch.tensor([t]))
-    assert network.calls == ["full", "shallow", "shallow", "full", "full", "full"]
-    assert reuse.full_steps == [0, 3, 4, 5]
+    assert network.calls == calls
+    assert reuse.full_steps == [step for step, call in enumerate(calls) if call == "full"]
 
 
-def test_reuse_runs_the_whole_network_above_its_highest_noise_level():
-    network = CountingNetwork()
-    reuse = FeatureReuse(network, 2, highest_timestep=500)
-    x = torch.zeros(1, 3, 2, 2)
-    for t in (999, 800, 600, 499, 300, 100):
-        reuse(x, torch.tensor([t]))
-    assert network.calls == ["full", "full", "full", "shallow", "full", "shallow"]
-
-
-def test_stage_denoiser_reuses_only_inside_the_requests_noise_levels_and_the_upsampler_keeps_its_own(models):
-    request = helpers.request_for(Mode.GENERATE, reuse_interval=2, reuse_start=0.5)
+def _full_steps(models, request, timesteps) -> list[int]:
+    """The steps a base stage's denoiser runs in full over `timesteps` (two rows each)."""
     levers = StageDenoiser(models.base, None, request, guided=False)
     denoiser = levers.build("cpu")
     x, kwargs = _inputs(models.base, rows=2)
     with torch.no_grad():
-        for t in (999, 800, 600, 450, 300, 200):
+        for t in timesteps:
             denoiser(x, torch.tensor([t, t]), **kwargs)
-    assert levers.reuse.full_steps == [0, 1, 2, 4]  # above 500 all in full; below, every other step
+    return levers.reuse.full_steps
+
+
+def test_stage_denoiser_reuses_only_inside_the_requests_noise_levels_and_the_upsampler_keeps_its_own(models):
+    request = helpers.request_for(Mode.GENERATE, reuse_interval=2, reuse_start=0.5)
+    # Above 500 every step in full; below, every other one.
+    assert _full_steps(models, request, (999, 800, 600, 450, 300, 200)) == [0, 1, 2, 4]
     upsampler = StageDenoiser(models.base, None, request, guided=False, reuse_interval=2, reuse_stop=0.0,
                               reuse_start=1.0)
     upsampler.build("cpu")
@@ -164,13 +165,7 @@ def test_stage_denoiser_reuses_only_inside_the_requests_noise_levels_and_the_ups
 
 def test_stage_denoiser_stops_reuse_at_the_requests_noise_level(models):
     request = helpers.request_for(Mode.GENERATE, reuse_interval=2, reuse_stop=0.5)
-    levers = StageDenoiser(models.base, None, request, guided=False)
-    denoiser = levers.build("cpu")
-    x, kwargs = _inputs(models.base, rows=2)
-    with torch.no_grad():
-        for t in (999, 800, 600, 550, 450, 300):
-            denoiser(x, torch.tensor([t, t]), **kwargs)
-    assert levers.reuse.full_steps == [0, 2, 4, 5]
+    assert _full_steps(models, request, (999, 800, 600, 550, 450, 300)) == [0, 2, 4, 5]
 
 
 @pytest.mark.parametrize("mode,interval", [(Mode.INPAINT, 2), (Mode.SDEDIT, 2), (Mode.GENERATE, 1)])
