@@ -96,7 +96,6 @@ class MainWindow(QMainWindow):
         self._stage_cost: dict[str, float] = {}
         """Seconds per step of each stage, as last measured: what the time left is estimated from."""
         self._stage_began = self._last_elapsed = 0.0
-        self._preview_in_mask = False
         self._closing = False
 
         self.canvas = Canvas(self.controller.document)
@@ -504,7 +503,6 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, max(1, job.request.steps))
         self.progress.setValue(0)
         self.progress.setFormat("Starting…")
-        self._preview_in_mask = self._through_mask(job.request)  # once: reading the mask takes a ms per step
 
     def _on_step(self, progress: Progress) -> None:
         done = progress.index + 1
@@ -513,7 +511,8 @@ class MainWindow(QMainWindow):
         left = self._time_left(progress)
         self.progress.setFormat(f"{progress.stage} {done}/{progress.total} · {_format_seconds(left)} left")
         if progress.preview is not None and len(progress.preview):
-            self.canvas.set_preview(progress.preview[0], only_in_mask=self._preview_in_mask)
+            job = self.controller.runner.current_job
+            self.canvas.set_preview(progress.preview[0], only_in_mask=self._through_mask(job and job.request))
 
     def _through_mask(self, request) -> bool:
         """A preview shows through the mask the canvas has, so the kept pixels stay sharp around it; a sketch run
